@@ -1,0 +1,85 @@
+"""The HTTP face: /metrics, a landing page, /healthz and /readyz."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from prometheus_client.exposition import choose_encoder
+
+from . import __version__
+from .config import Config
+from .exposition import build_registry
+from .scheduler import Scheduler
+
+LANDING_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>dlcourse exporter</title></head>
+<body><h1>dlcourse exporter {version}</h1>
+<p>GPU and per-student metrics of a JupyterHub deep-learning course.</p>
+<ul>
+<li><a href="metrics">/metrics</a>: Prometheus metrics</li>
+<li><a href="healthz">/healthz</a>: the process is alive</li>
+<li><a href="readyz">/readyz</a>: the first collection is done</li>
+</ul>
+<p>Collectors: {collectors}</p>
+</body></html>
+"""
+
+
+def create_app(config: Config, scheduler: Scheduler) -> FastAPI:
+    registry = build_registry(scheduler)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        scheduler.start()
+        yield
+        await scheduler.stop()
+
+    app = FastAPI(
+        title="dlcourse exporter",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    def authorized(request: Request) -> bool:
+        if config.web_token is None:
+            return True
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {config.web_token}".encode())
+
+    def unauthorized() -> Response:
+        return PlainTextResponse(
+            "bearer token required\n", status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    @app.get("/metrics")
+    def metrics(request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(registry), media_type=content_type)
+
+    @app.get("/", response_class=HTMLResponse)
+    def landing(request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        names = ", ".join(c.name for c in scheduler.collectors) or "none"
+        return HTMLResponse(LANDING_PAGE.format(version=__version__, collectors=names))
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return PlainTextResponse("ok\n")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        if scheduler.ready:
+            return PlainTextResponse("ready\n")
+        return PlainTextResponse("first collection not done yet\n", status_code=503)
+
+    return app

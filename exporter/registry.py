@@ -1,0 +1,69 @@
+"""The named collectors, each switched on or off with --collector.<name> / --no-collector.<name>.
+
+A collector is added here with a factory that builds it from the configuration and the
+resources collectors share (one NVML session, one owner resolver).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+from .collectors.base import Collector
+from .collectors.gpu import GpuCollector
+from .collectors.processes import ProcessesCollector
+from .config import Config
+from .sources.nvml import NvmlSession
+from .sources.owners import OwnerResolver
+
+log = logging.getLogger(__name__)
+
+
+class Shared:
+    """Resources several collectors use, made on first use."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @cached_property
+    def nvml(self) -> NvmlSession:
+        return NvmlSession()
+
+    @cached_property
+    def owners(self) -> OwnerResolver:
+        return OwnerResolver(self.config.procfs, self.config.user_prefix)
+
+
+@dataclass(frozen=True)
+class CollectorSpec:
+    name: str
+    description: str
+    enabled_by_default: bool
+    build: Callable[[Shared], Collector]
+
+
+COLLECTORS: list[CollectorSpec] = [
+    CollectorSpec(
+        "gpu",
+        "GPU state from NVML",
+        True,
+        lambda shared: GpuCollector(shared.nvml, shared.config.interval),
+    ),
+    CollectorSpec(
+        "processes",
+        "GPU memory and utilization per hub user",
+        True,
+        lambda shared: ProcessesCollector(shared.nvml, shared.owners, shared.config.interval),
+    ),
+]
+
+
+def collector_defaults() -> dict[str, bool]:
+    return {spec.name: spec.enabled_by_default for spec in COLLECTORS}
+
+
+def build_collectors(config: Config) -> list[Collector]:
+    shared = Shared(config)
+    return [spec.build(shared) for spec in COLLECTORS if spec.name in config.collectors]

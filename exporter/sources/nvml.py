@@ -1,0 +1,125 @@
+"""NVML session: initialisation, retry with backoff, and recovery after driver trouble.
+
+The only place besides the other ``sources.nvml_*`` modules that touches ``pynvml``. A
+missing or broken driver never raises out of the exporter: ``ensure()`` raises
+``NvmlUnavailable`` and the calling collector reports success 0 until a retry succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pynvml
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Errors after which NVML itself is unusable (driver unloaded or upgraded under us): shut
+# down and initialise again on the next cycle instead of failing forever.
+SESSION_ERRORS = (
+    pynvml.NVMLError_Uninitialized,
+    pynvml.NVMLError_DriverNotLoaded,
+    pynvml.NVMLError_LibRmVersionMismatch,
+    pynvml.NVMLError_LibraryNotFound,
+)
+
+# A field a GPU or driver does not offer is left out; that is not a failure.
+ABSENT_FIELD_ERRORS = (pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound)
+
+
+class NvmlUnavailable(Exception):
+    """NVML cannot be used right now (no driver, wrong driver, library missing)."""
+
+
+def optional(call: Callable[..., T], *args: Any) -> T | None:
+    """The value of an NVML getter, or None where the GPU or driver does not support it."""
+    try:
+        return call(*args)
+    except ABSENT_FIELD_ERRORS:
+        return None
+
+
+def text(value: str | bytes) -> str:
+    """pynvml returns str on recent versions and bytes on old ones."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+class NvmlSession:
+    """Shared by the gpu and processes collectors; thread-safe."""
+
+    def __init__(
+        self,
+        min_backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._initialized = False
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+        self._backoff = min_backoff
+        self._next_attempt = 0.0
+        self._last_error = ""
+        self._clock = clock
+        self._on_init: list[Callable[[], None]] = []
+        self._on_reset: list[Callable[[], None]] = []
+
+    def on_init(self, callback: Callable[[], None]) -> None:
+        """Run callback after every successful (re)initialisation."""
+        self._on_init.append(callback)
+
+    def on_reset(self, callback: Callable[[], None]) -> None:
+        """Run callback before NVML is shut down."""
+        self._on_reset.append(callback)
+
+    def ensure(self) -> None:
+        """Initialise NVML if needed, or raise NvmlUnavailable while backing off."""
+        with self._lock:
+            if self._initialized:
+                return
+            now = self._clock()
+            if now < self._next_attempt:
+                # Same text every time: the scheduler logs only when the error changes.
+                raise NvmlUnavailable(self._last_error)
+            try:
+                pynvml.nvmlInit()
+            except pynvml.NVMLError as exc:
+                self._last_error = f"NVML initialisation failed: {exc}"
+                self._next_attempt = now + self._backoff
+                self._backoff = min(self._backoff * 2, self._max_backoff)
+                raise NvmlUnavailable(self._last_error) from exc
+            self._initialized = True
+            self._backoff = self._min_backoff
+            log.info("NVML initialised, driver %s", text(pynvml.nvmlSystemGetDriverVersion()))
+        for callback in self._on_init:
+            callback()
+
+    def reset(self, reason: str) -> None:
+        """Shut NVML down after a session-level error; the next ensure() starts over."""
+        for callback in self._on_reset:
+            callback()
+        with self._lock:
+            if not self._initialized:
+                return
+            log.warning("NVML reset: %s", reason)
+            self._initialized = False
+            try:
+                pynvml.nvmlShutdown()
+            except pynvml.NVMLError:
+                pass  # the driver is already gone; nothing left to release
+
+    def call(self, function: Callable[..., T], *args: Any) -> T:
+        """Call an NVML function; a session-level error resets the session and re-raises."""
+        try:
+            return function(*args)
+        except SESSION_ERRORS as exc:
+            self.reset(f"{function.__name__}: {exc}")
+            raise NvmlUnavailable(str(exc)) from exc
+
+    def close(self) -> None:
+        self.reset("exporter stopping")

@@ -1,0 +1,103 @@
+"""Counts XID error events from an NVML event set, watched in a background thread.
+
+XIDs are the driver's error reports (e.g. 79: GPU fell off the bus, 48: double-bit ECC,
+31: memory page fault, often a student's buggy kernel). NVML delivers them as events, not
+as a value to poll, so a thread waits on the event set and counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pynvml
+
+from .nvml import NvmlSession, text
+
+log = logging.getLogger(__name__)
+
+WAIT_MS = 500
+
+
+class XidWatcher:
+    def __init__(self, session: NvmlSession) -> None:
+        self.session = session
+        self._counts: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        session.on_init(self.start)
+        session.on_reset(self.stop)
+
+    def counts(self) -> dict[tuple[str, int], int]:
+        """(GPU uuid, xid) -> events seen since the exporter started."""
+        with self._lock:
+            return dict(self._counts)
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        try:
+            event_set = self._register()
+        except pynvml.NVMLError as exc:
+            log.info("XID events unavailable, dlcourse_gpu_xid_errors_total stays empty: %s", exc)
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, args=(event_set,), name="nvml-xid", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2 * WAIT_MS / 1000)
+        self._thread = None
+
+    def _register(self) -> object:
+        event_set = pynvml.nvmlEventSetCreate()
+        registered = 0
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                supported = pynvml.nvmlDeviceGetSupportedEventTypes(handle)
+                if supported & pynvml.nvmlEventTypeXidCriticalError:
+                    pynvml.nvmlDeviceRegisterEvents(
+                        handle, pynvml.nvmlEventTypeXidCriticalError, event_set
+                    )
+                    registered += 1
+            except pynvml.NVMLError as exc:  # one GPU without events must not stop the rest
+                log.info("GPU %d: XID events not watched: %s", index, exc)
+        if not registered:
+            pynvml.nvmlEventSetFree(event_set)
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return event_set
+
+    def _run(self, event_set: object) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    event = pynvml.nvmlEventSetWait_v2(event_set, WAIT_MS)
+                except pynvml.NVMLError_Timeout:
+                    continue
+                except pynvml.NVMLError as exc:
+                    # The session's next poll notices a broken driver and restarts us.
+                    log.warning("XID event wait failed, watcher stops: %s", exc)
+                    return
+                if event.eventType & pynvml.nvmlEventTypeXidCriticalError:
+                    self._record(event)
+        finally:
+            try:
+                pynvml.nvmlEventSetFree(event_set)
+            except pynvml.NVMLError:
+                pass  # NVML already shut down
+
+    def _record(self, event: object) -> None:
+        try:
+            uuid = text(pynvml.nvmlDeviceGetUUID(event.device))
+        except pynvml.NVMLError:
+            uuid = "unknown"
+        key = (uuid, int(event.eventData))
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+        log.warning("GPU %s reported XID %d", uuid, key[1])
