@@ -1,0 +1,55 @@
+"""Fixtures every test area shares: real Linux accounts and a Python they can run."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IS_ROOT = os.geteuid() == 0
+NOT_ROOT_REASON = "needs root to create Linux accounts with useradd (CI runs as root)"
+
+
+@pytest.fixture(scope="session")
+def user_env() -> Path:
+    """A venv with jupyterhub, jupyter_server and ipykernel that every account can run.
+
+    `make test` builds it (Makefile target `userenv`, path in DLCOURSE_USERENV); students'
+    servers and kernels must not use the test runner's Python, which may live under /root.
+    """
+    path = Path(os.environ.get("DLCOURSE_USERENV", "/opt/dlcourse-dev/user-env"))
+    if not (path / "bin" / "python").exists():
+        if not IS_ROOT:
+            return Path(sys.prefix)  # everything runs as the current user anyway
+        pytest.fail(f"no user environment at {path}: run `make userenv` (or `make test`)")
+    return path
+
+
+@pytest.fixture
+def make_linux_user() -> Iterator[Callable[..., pwd.struct_passwd]]:
+    """Creates real accounts (useradd) named dlct-<random>; removes them afterwards."""
+    if not IS_ROOT:
+        pytest.skip(NOT_ROOT_REASON)
+    created: list[str] = []
+
+    def make(name: str | None = None, home: bool = True) -> pwd.struct_passwd:
+        name = name or f"dlct-{uuid.uuid4().hex[:8]}"
+        args = ["useradd", "--shell", "/bin/bash", "--user-group"]
+        args += ["--create-home"] if home else ["--no-create-home"]
+        subprocess.run([*args, name], check=True, capture_output=True)
+        created.append(name)
+        return pwd.getpwnam(name)
+
+    yield make
+    for name in created:
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        subprocess.run(["userdel", "--remove", name], capture_output=True)
+        shutil.rmtree(f"/home/{name}", ignore_errors=True)
