@@ -14,13 +14,32 @@ import logging
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from . import __version__
+from .metricdefs import gauge
 from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+
+METRICS = (
+    gauge("dlcourse_exporter_build_info", "The exporter's version.", "version"),
+    gauge(
+        "dlcourse_collector_success",
+        "1 if the collector's last collection succeeded, else 0.",
+        "collector",
+    ),
+    gauge(
+        "dlcourse_collector_duration_seconds",
+        "Duration of the collector's last collection.",
+        "collector",
+    ),
+    gauge(
+        "dlcourse_collector_last_success_timestamp_seconds",
+        "Unix time of the collector's last successful collection.",
+        "collector",
+    ),
+)
 
 
 class SnapshotExposition:
@@ -39,25 +58,8 @@ class SnapshotExposition:
                 log.exception("rendering collector %s failed", collector.name)
 
     def _health(self) -> Iterator[Metric]:
-        build = GaugeMetricFamily(
-            "dlcourse_exporter_build_info", "The exporter's version.", labels=["version"]
-        )
+        build, success, duration, last = (metric.family() for metric in METRICS)
         build.add_metric([__version__], 1)
-        success = GaugeMetricFamily(
-            "dlcourse_collector_success",
-            "1 if the collector's last collection succeeded, else 0.",
-            labels=["collector"],
-        )
-        duration = GaugeMetricFamily(
-            "dlcourse_collector_duration_seconds",
-            "Duration of the collector's last collection.",
-            labels=["collector"],
-        )
-        last = GaugeMetricFamily(
-            "dlcourse_collector_last_success_timestamp_seconds",
-            "Unix time of the collector's last successful collection.",
-            labels=["collector"],
-        )
         for name, state in self.scheduler.states.items():
             success.add_metric([name], 1.0 if state.success else 0.0)
             duration.add_metric([name], state.duration_seconds)

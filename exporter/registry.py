@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+from .collectors import gpu, processes
 from .collectors.base import Collector
-from .collectors.gpu import GpuCollector
-from .collectors.processes import ProcessesCollector
 from .config import Config
+from .metricdefs import MetricDef
 from .sources.nvml import NvmlSession
 from .sources.owners import OwnerResolver
 
@@ -42,6 +42,7 @@ class CollectorSpec:
     description: str
     enabled_by_default: bool
     build: Callable[[Shared], Collector]
+    metrics: tuple[MetricDef, ...]
 
 
 COLLECTORS: list[CollectorSpec] = [
@@ -49,13 +50,17 @@ COLLECTORS: list[CollectorSpec] = [
         "gpu",
         "GPU state from NVML",
         True,
-        lambda shared: GpuCollector(shared.nvml, shared.config.interval),
+        lambda shared: gpu.GpuCollector(shared.nvml, shared.config.interval),
+        gpu.METRICS,
     ),
     CollectorSpec(
         "processes",
         "GPU memory and utilization per hub user",
         True,
-        lambda shared: ProcessesCollector(shared.nvml, shared.owners, shared.config.interval),
+        lambda shared: processes.ProcessesCollector(
+            shared.nvml, shared.owners, shared.config.interval
+        ),
+        processes.METRICS,
     ),
 ]
 

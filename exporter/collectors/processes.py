@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from ..metricdefs import gauge
 from ..sources.nvml import NvmlSession
 from ..sources.nvml_processes import GpuProcess, GpuProcessReader
 from ..sources.owners import OwnerResolver
@@ -25,7 +25,19 @@ from .base import Collector
 
 log = logging.getLogger(__name__)
 
-FROM_LAST = " Values come from the exporter's last collection."
+USER_GPU = ("user", "gpu", "uuid")
+MEMORY = gauge(
+    "dlcourse_user_gpu_memory_used_bytes", "GPU memory held by the user's processes.", *USER_GPU
+)
+UTILIZATION = gauge(
+    "dlcourse_user_gpu_utilization_ratio",
+    "SM utilization of the user's processes on the GPU (NVML process samples), 0..1.",
+    *USER_GPU,
+)
+PROCESSES = gauge(
+    "dlcourse_user_gpu_processes", "Number of the user's processes on the GPU.", *USER_GPU
+)
+METRICS = (MEMORY, UTILIZATION, PROCESSES)
 
 
 @dataclass(frozen=True)
@@ -78,26 +90,10 @@ class ProcessesCollector(Collector):
         return sum_by_user(owned)
 
     def render(self, snapshot: tuple[UserGpuUse, ...] | None) -> Iterator[Metric]:
-        labels = ["user", "gpu", "uuid"]
-        memory = GaugeMetricFamily(
-            "dlcourse_user_gpu_memory_used_bytes",
-            "GPU memory held by the user's processes." + FROM_LAST,
-            labels=labels,
-        )
-        utilization = GaugeMetricFamily(
-            "dlcourse_user_gpu_utilization_ratio",
-            "SM utilization of the user's processes on the GPU (NVML process samples), 0..1."
-            + FROM_LAST,
-            labels=labels,
-        )
-        count = GaugeMetricFamily(
-            "dlcourse_user_gpu_processes",
-            "Number of the user's processes on the GPU." + FROM_LAST,
-            labels=labels,
-        )
+        memory, utilization, processes = (metric.family() for metric in METRICS)
         for use in snapshot or ():
-            values = [use.user, str(use.gpu_index), use.gpu_uuid]
-            memory.add_metric(values, use.memory_used_bytes)
-            utilization.add_metric(values, use.utilization_ratio)
-            count.add_metric(values, use.processes)
-        yield from (memory, utilization, count)
+            labels = [use.user, str(use.gpu_index), use.gpu_uuid]
+            memory.add_metric(labels, use.memory_used_bytes)
+            utilization.add_metric(labels, use.utilization_ratio)
+            processes.add_metric(labels, use.processes)
+        yield from (memory, utilization, processes)

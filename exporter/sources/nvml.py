@@ -7,6 +7,7 @@ missing or broken driver never raises out of the exporter: ``ensure()`` raises
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -108,10 +109,9 @@ class NvmlSession:
                 return
             log.warning("NVML reset: %s", reason)
             self._initialized = False
-            try:
+            # The driver may already be gone; then there is nothing left to release.
+            with contextlib.suppress(pynvml.NVMLError):
                 pynvml.nvmlShutdown()
-            except pynvml.NVMLError:
-                pass  # the driver is already gone; nothing left to release
 
     def call(self, function: Callable[..., T], *args: Any) -> T:
         """Call an NVML function; a session-level error resets the session and re-raises."""

@@ -7,6 +7,7 @@ as a value to poll, so a thread waits on the event set and counts them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -87,10 +88,8 @@ class XidWatcher:
                 if event.eventType & pynvml.nvmlEventTypeXidCriticalError:
                     self._record(event)
         finally:
-            try:
+            with contextlib.suppress(pynvml.NVMLError):  # NVML may already be shut down
                 pynvml.nvmlEventSetFree(event_set)
-            except pynvml.NVMLError:
-                pass  # NVML already shut down
 
     def _record(self, event: object) -> None:
         try:
