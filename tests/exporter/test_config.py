@@ -1,0 +1,87 @@
+import pytest
+from dlcourse_exporter.config import ConfigError, load
+
+DEFAULTS = {"gpu": True, "processes": True, "extra": False}
+
+
+def test_defaults_bind_localhost_and_run_gpu_only():
+    config, check = load([], DEFAULTS, environ={})
+    assert (config.listen_host, config.listen_port) == ("127.0.0.1", 9945)
+    assert config.collectors == {"gpu", "processes"}
+    assert not config.hub_configured and not check
+
+
+def test_flag_beats_env_beats_file(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('[collection]\ninterval = 9\n[hub]\ninterval = 30\n[log]\nlevel = "debug"\n')
+    env = {"DLCOURSE_COLLECTION_INTERVAL": "7", "DLCOURSE_LOG_LEVEL": "warning"}
+    config, _ = load(["--config.file", str(toml), "--collection.interval=3"], DEFAULTS, env)
+    assert config.interval == 3.0
+    assert config.log_level == "warning"
+    assert config.hub_interval == 30.0
+
+
+def test_collector_switches_from_flags_env_and_file(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text("[collectors]\nextra = true\n")
+    config, _ = load(
+        ["--config.file", str(toml), "--no-collector.gpu"],
+        DEFAULTS,
+        {"DLCOURSE_COLLECTOR_PROCESSES": "false"},
+    )
+    assert config.collectors == {"extra"}
+
+
+def test_hub_from_jupyterhub_service_environment():
+    env = {"JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api/", "JUPYTERHUB_API_TOKEN": "s3"}
+    config, _ = load([], DEFAULTS, env)
+    assert config.hub_url == "http://127.0.0.1:8081/hub/api"
+    assert config.hub_token == "s3"
+    assert "s3" not in repr(config)  # secrets never reach logs through repr
+
+
+def test_token_file(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("abc\n")
+    config, _ = load(["--hub.url=http://h/hub/api", f"--hub.token-file={token}"], DEFAULTS, {})
+    assert config.hub_token == "abc"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--collector.nope"], "unknown collector 'nope'"),
+        (["--web.listen-address=nohost"], "must be HOST:PORT"),
+        (["--collection.interval=0"], "must be greater than 0"),
+        (
+            ["--hub.url=http://h", "--hub.token-file=/nonexistent/t"],
+            "hub token file /nonexistent/t",
+        ),
+        (["--hub.url=ftp://h"], "must start with http"),
+        (["--log.level=loud"], "log level 'loud'"),
+        (["--path.procfs=/nonexistent"], "is not a directory"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input_is_one_line_error(argv, message):
+    with pytest.raises(ConfigError) as error:
+        load(argv, DEFAULTS, {"JUPYTERHUB_API_TOKEN": "t"} if "ftp" in str(argv) else {})
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_all_errors_reported_at_once():
+    with pytest.raises(ConfigError) as error:
+        load(["--collection.interval=-1", "--log.level=x", "--hub.url=x"], DEFAULTS, {})
+    assert str(error.value).count(";") >= 2
+
+
+def test_bad_toml_and_unknown_keys(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[web\n")
+    with pytest.raises(ConfigError, match="config file"):
+        load(["--config.file", str(bad)], DEFAULTS, {})
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[web]\nlisten = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting 'web.listen'"):
+        load(["--config.file", str(unknown)], DEFAULTS, {})
