@@ -53,3 +53,26 @@ def make_linux_user() -> Iterator[Callable[..., pwd.struct_passwd]]:
         subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
         subprocess.run(["userdel", "--remove", name], capture_output=True)
         shutil.rmtree(f"/home/{name}", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fake_nvml_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in libnvidia-ml.so.1, compiled once per test session."""
+    from fakenvml import build_library
+
+    return build_library(tmp_path_factory.mktemp("fakenvml"))
+
+
+@pytest.fixture
+def scenario_path(tmp_path: Path) -> Path:
+    """Where a test writes its fake GPUs; world-readable, as exporters may run as others."""
+    tmp_path.chmod(0o755)
+    return tmp_path / "gpus.scn"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite golden files (e.g. tests/exporter/golden/*.prom) from this run",
+    )

@@ -69,13 +69,13 @@ def decode_clocks_event_reasons(mask: int) -> dict[str, bool]:
 
 
 def _clocks_event_reasons(handle: object) -> int | None:
-    getter = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
-    if getter is not None:
-        try:
-            return getter(handle)
-        except pynvml.NVMLError_FunctionNotFound:
-            pass  # drivers before 535 only know the old "throttle" name
-    return optional(pynvml.nvmlDeviceGetCurrentClocksThrottleReasons, handle)
+    try:
+        return pynvml.nvmlDeviceGetCurrentClocksEventReasons(handle)
+    except pynvml.NVMLError_FunctionNotFound:
+        # Drivers before 535 only know the old "throttle" name.
+        return optional(pynvml.nvmlDeviceGetCurrentClocksThrottleReasons, handle)
+    except pynvml.NVMLError_NotSupported:
+        return None
 
 
 def read_gpu(index: int, handle: object, known_uuid: str | None) -> GpuReading:

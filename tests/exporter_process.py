@@ -1,0 +1,122 @@
+"""Runs `dlcourse-exporter` as a real subprocess and scrapes it, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def parse_samples(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+class RunningExporter:
+    def __init__(
+        self,
+        args: Sequence[str] = (),
+        nvml_dir: Path | None = None,
+        scenario: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environ = {
+            k: v for k, v in os.environ.items() if not k.startswith(("DLCOURSE_", "JUPYTERHUB_"))
+        }
+        if nvml_dir is not None:
+            environ["LD_LIBRARY_PATH"] = str(nvml_dir)
+        if scenario is not None:
+            environ["FAKENVML_SCENARIO"] = str(scenario)
+        environ.update(env or {})
+        self.log_path = log_path
+        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dlcourse_exporter",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                *args,
+            ],
+            env=environ,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"exporter exited with {self.process.returncode}: {self.log()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"exporter not ready after {timeout}s: {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def scrape_text(self, headers: Mapping[str, str] | None = None) -> str:
+        response = httpx.get(f"{self.url}/metrics", headers=headers, timeout=5)
+        response.raise_for_status()
+        return response.text
+
+    def scrape(self) -> Samples:
+        return parse_samples(self.scrape_text())
+
+    def wait_for(self, predicate, timeout: float = 15.0, what: str = "condition") -> Samples:
+        """Scrape until predicate(samples) is true; returns the samples that satisfied it."""
+        deadline = time.monotonic() + timeout
+        samples: Samples = {}
+        while time.monotonic() < deadline:
+            samples = self.scrape()
+            if predicate(samples):
+                return samples
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; last scrape: {sorted(samples)[:50]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+
+
+def value(samples: Samples, metric: str, /, **labels: str) -> float | None:
+    """The value of the one sample whose labels include `labels`; None if absent."""
+    matches = [
+        v for (n, ls), v in samples.items() if n == metric and set(labels.items()) <= set(ls)
+    ]
+    if len(matches) > 1:
+        raise AssertionError(f"{metric}{labels} matches {len(matches)} samples")
+    return matches[0] if matches else None
