@@ -5,28 +5,19 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client.exposition import choose_encoder
 
 from . import __version__
+from .classview import class_status
 from .config import Config
 from .exposition import build_registry
 from .scheduler import Scheduler
 
-LANDING_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>dlcourse exporter</title></head>
-<body><h1>dlcourse exporter {version}</h1>
-<p>GPU and per-student metrics of a JupyterHub deep-learning course.</p>
-<ul>
-<li><a href="metrics">/metrics</a>: Prometheus metrics</li>
-<li><a href="healthz">/healthz</a>: the process is alive</li>
-<li><a href="readyz">/readyz</a>: the first collection is done</li>
-</ul>
-<p>Collectors: {collectors}</p>
-</body></html>
-"""
+STATUS_PAGE = (Path(__file__).parent / "status_page.html").read_text()
 
 
 def create_app(config: Config, scheduler: Scheduler) -> FastAPI:
@@ -66,11 +57,16 @@ def create_app(config: Config, scheduler: Scheduler) -> FastAPI:
         return Response(encoder(registry), media_type=content_type)
 
     @app.get("/", response_class=HTMLResponse)
-    def landing(request: Request) -> Response:
+    def status_page(request: Request) -> Response:
         if not authorized(request):
             return unauthorized()
-        names = ", ".join(c.name for c in scheduler.collectors) or "none"
-        return HTMLResponse(LANDING_PAGE.format(version=__version__, collectors=names))
+        return HTMLResponse(STATUS_PAGE.replace("{{version}}", __version__))
+
+    @app.get("/api/class")
+    def class_api(request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        return JSONResponse(class_status(registry.collect()))
 
     @app.get("/healthz")
     def healthz() -> Response:
