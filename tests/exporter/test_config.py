@@ -1,4 +1,5 @@
 import pytest
+
 from dlcourse_exporter.config import ConfigError, load
 
 DEFAULTS = {"gpu": True, "processes": True, "extra": False}

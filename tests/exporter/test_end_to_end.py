@@ -13,6 +13,7 @@ import sys
 
 import pytest
 from exporter_process import value
+
 from fakenvml import Gpu, Process, Scenario, XidEvent, build_library
 
 GIB = 1024**3

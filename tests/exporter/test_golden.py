@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from exporter_process import value
+
 from fakenvml import Gpu, Process, Scenario, XidEvent
 
 GOLDEN = Path(__file__).parent / "golden" / "two-gpu-class.prom"

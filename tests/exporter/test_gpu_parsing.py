@@ -1,6 +1,7 @@
 from types import SimpleNamespace
 
 import pytest
+
 from dlcourse_exporter.collectors.processes import sum_by_user
 from dlcourse_exporter.sources.nvml_gpus import (
     CLOCKS_EVENT_REASONS,

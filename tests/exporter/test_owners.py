@@ -3,6 +3,7 @@ import pwd
 from pathlib import Path
 
 import pytest
+
 from dlcourse_exporter.sources.owners import (
     OwnerResolver,
     account_user,

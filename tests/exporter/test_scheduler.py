@@ -3,11 +3,12 @@
 import asyncio
 import logging
 
+from prometheus_client.core import GaugeMetricFamily
+
 from dlcourse_exporter import __version__
 from dlcourse_exporter.collectors.base import Collector
 from dlcourse_exporter.exposition import build_registry
 from dlcourse_exporter.scheduler import Scheduler
-from prometheus_client.core import GaugeMetricFamily
 
 
 class Flaky(Collector):
