@@ -23,7 +23,9 @@ class BuildError(RuntimeError):
 def exported_functions(source: str | None = None) -> list[str]:
     """The NVML functions fakenvml.c exports, in source order."""
     text = SOURCE.read_text() if source is None else source
-    return re.findall(r"^API [^(]*?\b(nvml\w+)\(", text, flags=re.M)
+    # Defined either as `API nvmlReturn_t nvmlX(` or through SCALAR_GETTER/RUNNING_PROCESSES.
+    pattern = r"^(?:API [^(]*?\b|SCALAR_GETTER\(|RUNNING_PROCESSES\()(nvml\w+)[(,]"
+    return re.findall(pattern, text, flags=re.M)
 
 
 def build_library(out_dir: str | os.PathLike[str], omit: Iterable[str] = ()) -> Path:

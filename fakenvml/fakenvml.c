@@ -39,7 +39,10 @@ enum {
 
 /* Structs as nvml.h (and pynvml's ctypes mirrors) lay them out. */
 typedef struct { unsigned long long total, free, used; } nvmlMemory_t;
-typedef struct { unsigned version; unsigned long long total, reserved, free, used; } nvmlMemory_v2_t;
+typedef struct {
+    unsigned version;
+    unsigned long long total, reserved, free, used;
+} nvmlMemory_v2_t;
 typedef struct { unsigned gpu, memory; } nvmlUtilization_t;
 typedef struct { unsigned pid; unsigned long long usedGpuMemory; } nvmlProcessInfo_v1_t;
 typedef struct {
@@ -326,6 +329,15 @@ static nvmlReturn_t copy_string(char *buf, unsigned length, const char *value)
     return unlock_with(NVML_SUCCESS);
 }
 
+/* A getter that copies one scenario value into *out. */
+#define SCALAR_GETTER(function, feature, type, value)              \
+    API nvmlReturn_t function(nvmlDevice_t device, type *out)      \
+    {                                                              \
+        DEVICE_CALL(device, feature, out);                         \
+        *out = (value);                                            \
+        return unlock_with(NVML_SUCCESS);                          \
+    }
+
 /* ---- init, shutdown, errors ------------------------------------------------------------ */
 
 API nvmlReturn_t nvmlInitWithFlags(unsigned flags)
@@ -498,12 +510,7 @@ API nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned len
     return copy_string(name, length, g->name);
 }
 
-API nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned *minor)
-{
-    DEVICE_CALL(device, 0, minor);
-    *minor = device->index;
-    return unlock_with(NVML_SUCCESS);
-}
+SCALAR_GETTER(nvmlDeviceGetMinorNumber, 0, unsigned, device->index)
 
 API nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci)
 {
@@ -554,24 +561,9 @@ API nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, int sensor, unsig
     return unlock_with(NVML_SUCCESS);
 }
 
-API nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned *power)
-{
-    DEVICE_CALL(device, F_POWER, power);
-    *power = g->power_mw;
-    return unlock_with(NVML_SUCCESS);
-}
-
-API nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned *limit)
-{
-    DEVICE_CALL(device, F_POWER_LIMIT, limit);
-    *limit = g->power_limit_mw;
-    return unlock_with(NVML_SUCCESS);
-}
-
-API nvmlReturn_t nvmlDeviceGetPowerManagementLimit(nvmlDevice_t device, unsigned *limit)
-{
-    return nvmlDeviceGetEnforcedPowerLimit(device, limit);
-}
+SCALAR_GETTER(nvmlDeviceGetPowerUsage, F_POWER, unsigned, g->power_mw)
+SCALAR_GETTER(nvmlDeviceGetEnforcedPowerLimit, F_POWER_LIMIT, unsigned, g->power_limit_mw)
+SCALAR_GETTER(nvmlDeviceGetPowerManagementLimit, F_POWER_LIMIT, unsigned, g->power_limit_mw)
 
 API nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, int type, unsigned *clock)
 {
@@ -591,33 +583,14 @@ API nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, int type, unsigned 
     }
 }
 
-API nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
-                                                        unsigned long long *reasons)
-{
-    DEVICE_CALL(device, F_CLOCKS_EVENT_REASONS, reasons);
-    *reasons = g->clocks_event_reasons;
-    return unlock_with(NVML_SUCCESS);
-}
-
-API nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t device,
-                                                           unsigned long long *reasons)
-{
-    return nvmlDeviceGetCurrentClocksEventReasons(device, reasons);
-}
-
-API nvmlReturn_t nvmlDeviceGetSupportedClocksEventReasons(nvmlDevice_t device,
-                                                          unsigned long long *reasons)
-{
-    DEVICE_CALL(device, F_CLOCKS_EVENT_REASONS, reasons);
-    *reasons = CLOCKS_EVENT_REASONS_ALL;
-    return unlock_with(NVML_SUCCESS);
-}
-
-API nvmlReturn_t nvmlDeviceGetSupportedClocksThrottleReasons(nvmlDevice_t device,
-                                                             unsigned long long *reasons)
-{
-    return nvmlDeviceGetSupportedClocksEventReasons(device, reasons);
-}
+SCALAR_GETTER(nvmlDeviceGetCurrentClocksEventReasons, F_CLOCKS_EVENT_REASONS, unsigned long long,
+              g->clocks_event_reasons)
+SCALAR_GETTER(nvmlDeviceGetCurrentClocksThrottleReasons, F_CLOCKS_EVENT_REASONS,
+              unsigned long long, g->clocks_event_reasons)
+SCALAR_GETTER(nvmlDeviceGetSupportedClocksEventReasons, F_CLOCKS_EVENT_REASONS,
+              unsigned long long, CLOCKS_EVENT_REASONS_ALL)
+SCALAR_GETTER(nvmlDeviceGetSupportedClocksThrottleReasons, F_CLOCKS_EVENT_REASONS,
+              unsigned long long, CLOCKS_EVENT_REASONS_ALL)
 
 /* errorType 0 corrected / 1 uncorrected; counterType 0 volatile / 1 aggregate. The
  * aggregate (lifetime) count equals the volatile one: a board fresh from the factory. */
@@ -666,30 +639,17 @@ static nvmlReturn_t running_processes(nvmlDevice_t device, unsigned *count, void
     return unlock_with(NVML_SUCCESS);
 }
 
-API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigned *c, void *i)
-{
-    return running_processes(d, c, i, 0, 3);
-}
-API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t d, unsigned *c, void *i)
-{
-    return running_processes(d, c, i, 0, 2);
-}
-API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t d, unsigned *c, void *i)
-{
-    return running_processes(d, c, i, 0, 1);
-}
-API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t d, unsigned *c, void *i)
-{
-    return running_processes(d, c, i, 1, 3);
-}
-API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t d, unsigned *c, void *i)
-{
-    return running_processes(d, c, i, 1, 2);
-}
-API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses(nvmlDevice_t d, unsigned *c, void *i)
-{
-    return running_processes(d, c, i, 1, 1);
-}
+#define RUNNING_PROCESSES(function, graphics, version)                                   \
+    API nvmlReturn_t function(nvmlDevice_t device, unsigned *count, void *infos)           \
+    {                                                                                      \
+        return running_processes(device, count, infos, graphics, version);                 \
+    }
+RUNNING_PROCESSES(nvmlDeviceGetComputeRunningProcesses_v3, 0, 3)
+RUNNING_PROCESSES(nvmlDeviceGetComputeRunningProcesses_v2, 0, 2)
+RUNNING_PROCESSES(nvmlDeviceGetComputeRunningProcesses, 0, 1) /* the unversioned name is v1 */
+RUNNING_PROCESSES(nvmlDeviceGetGraphicsRunningProcesses_v3, 1, 3)
+RUNNING_PROCESSES(nvmlDeviceGetGraphicsRunningProcesses_v2, 1, 2)
+RUNNING_PROCESSES(nvmlDeviceGetGraphicsRunningProcesses, 1, 1)
 
 static unsigned long long now_us(void)
 {
@@ -735,12 +695,7 @@ static unsigned long long supported_events(const struct gpu *g)
     return EVENT_XID | EVENT_PSTATE | EVENT_CLOCK | ((g->unsupported & F_ECC) ? 0 : ecc);
 }
 
-API nvmlReturn_t nvmlDeviceGetSupportedEventTypes(nvmlDevice_t device, unsigned long long *types)
-{
-    DEVICE_CALL(device, F_EVENTS, types);
-    *types = supported_events(g);
-    return unlock_with(NVML_SUCCESS);
-}
+SCALAR_GETTER(nvmlDeviceGetSupportedEventTypes, F_EVENTS, unsigned long long, supported_events(g))
 
 API nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t *set)
 {
