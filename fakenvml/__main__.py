@@ -1,0 +1,5 @@
+import sys
+
+from fakenvml.cli import main
+
+sys.exit(main())
