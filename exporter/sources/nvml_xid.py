@@ -24,6 +24,7 @@ class XidWatcher:
     def __init__(self, session: NvmlSession) -> None:
         self.session = session
         self._counts: dict[tuple[str, int], int] = {}
+        self._uuids: dict[int, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -61,6 +62,7 @@ class XidWatcher:
         for index in range(pynvml.nvmlDeviceGetCount()):
             try:
                 handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                self._uuids[index] = text(pynvml.nvmlDeviceGetUUID(handle))
                 supported = pynvml.nvmlDeviceGetSupportedEventTypes(handle)
                 if supported & pynvml.nvmlEventTypeXidCriticalError:
                     pynvml.nvmlDeviceRegisterEvents(
@@ -81,6 +83,10 @@ class XidWatcher:
                     event = pynvml.nvmlEventSetWait_v2(event_set, WAIT_MS)
                 except pynvml.NVMLError_Timeout:
                     continue
+                except pynvml.NVMLError_GpuIsLost:
+                    # One GPU is gone (the gpu collector reports it); keep watching the rest.
+                    self._stop.wait(WAIT_MS / 1000)
+                    continue
                 except pynvml.NVMLError as exc:
                     # The session's next poll notices a broken driver and restarts us.
                     log.warning("XID event wait failed, watcher stops: %s", exc)
@@ -92,11 +98,17 @@ class XidWatcher:
                 pynvml.nvmlEventSetFree(event_set)
 
     def _record(self, event: object) -> None:
-        try:
-            uuid = text(pynvml.nvmlDeviceGetUUID(event.device))
-        except pynvml.NVMLError:
-            uuid = "unknown"
-        key = (uuid, int(event.eventData))
+        key = (self._uuid(event.device), int(event.eventData))
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + 1
-        log.warning("GPU %s reported XID %d", uuid, key[1])
+        log.warning("GPU %s reported XID %d", key[0], key[1])
+
+    def _uuid(self, device: object) -> str:
+        """The GPU's UUID; for a GPU already lost (XID 79), the one it had at registration."""
+        try:
+            return text(pynvml.nvmlDeviceGetUUID(device))
+        except pynvml.NVMLError:
+            try:
+                return self._uuids.get(pynvml.nvmlDeviceGetIndex(device), "unknown")
+            except pynvml.NVMLError:
+                return "unknown"

@@ -166,12 +166,17 @@ def test_lost_gpu_keeps_the_others_reporting(run_exporter, scenario_path):
         if k[0] == "dlcourse_gpu_up" and dict(k[1])["gpu"] == "1"
     )
 
-    Scenario(gpus=[Gpu(utilization_gpu=10), Gpu(utilization_gpu=20, lost=True)]).write(
-        scenario_path
-    )
+    # XID 79: the GPU fell off the bus; the event arrives as it is lost.
+    lost = Gpu(utilization_gpu=20, lost=True, xid_events=[XidEvent(7, 79)])
+    Scenario(gpus=[Gpu(utilization_gpu=10), lost]).write(scenario_path)
     samples = exporter.wait_for(
-        lambda s: value(s, "dlcourse_gpu_up", gpu="1") == 0, what="gpu 1 lost"
+        lambda s: (
+            value(s, "dlcourse_gpu_up", gpu="1") == 0
+            and value(s, "dlcourse_gpu_xid_errors_total", gpu="1", xid="79") == 1
+        ),
+        what="gpu 1 lost with its XID",
     )
+    assert value(samples, "dlcourse_gpu_xid_errors_total", uuid=uuid1, xid="79") == 1
     assert value(samples, "dlcourse_gpu_up", gpu="1", uuid=uuid1) == 0  # keeps its identity
     assert value(samples, "dlcourse_gpu_utilization_ratio", gpu="1") is None
     assert value(samples, "dlcourse_gpu_up", gpu="0") == 1
