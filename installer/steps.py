@@ -108,7 +108,7 @@ def ensure_base_packages(ctx: Context) -> None:
     packages = BASE_PACKAGES + ([f"linux-headers-{kernel}"] if kernel else [])
     installed = apt.ensure_packages(ctx.host, packages)
     if installed:
-        ctx.note(f"installed {' '.join(installed)}")
+        ctx.note(f"new packages: {' '.join(installed)}")
 
 
 # -- 3. NVIDIA driver ----------------------------------------------------------------
@@ -151,7 +151,7 @@ def ensure_nvidia_driver(ctx: Context) -> None:
             package = "nvidia-driver-<recommended by ubuntu-drivers>"
     installed = apt.ensure_packages(host, [package])
     if installed:
-        ctx.note(f"installed {package}")
+        ctx.note(f"new driver package: {package}")
     if files.ensure_file(host, ctx.paths.modprobe_blacklist, templates.nouveau_blacklist()):
         host.run(["update-initramfs", "-u"])  # nouveau is loaded from the initramfs
 
@@ -254,7 +254,7 @@ def ensure_user_environment(ctx: Context) -> None:
             host, paths, list(opts.torch_spec), "--force-reinstall",
             "--index-url", PYTORCH_INDEX.format(tag=tag),
         )  # fmt: skip
-        ctx.note(f"PyTorch ({tag}) installed for all users")
+        ctx.note(f"PyTorch build {tag} for all users")
     if not opts.no_gpu and not opts.dry_run:
         if not host.query([f"{paths.user_env}/bin/python", "-c", TORCH_CUDA]).ok:
             raise StepError(
