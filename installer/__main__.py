@@ -1,0 +1,3 @@
+from dlcourse_installer.cli import main
+
+raise SystemExit(main())

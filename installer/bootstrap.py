@@ -1,0 +1,83 @@
+"""Bootstrap dlcourse-install on a fresh server, the way TLJH's bootstrap.py does.
+
+    sudo python3 installer/bootstrap.py --admin NAME [installer options]
+    curl -fsSL <url of this file> | sudo python3 - --admin NAME --source 'dlcourse @ git+https://...'
+
+Makes a venv under the prefix, installs dlcourse into it (from this checkout, or from
+``--source`` / ``DLCOURSE_BOOTSTRAP_PIP_SPEC``), then hands every argument over to
+``dlcourse-install``. Constraints: one file, stdlib only, runs on Python 3.8 (Ubuntu 20.04).
+"""
+
+import os
+import subprocess
+import sys
+
+PREFIX = os.environ.get("DLCOURSE_PREFIX", "/opt/dlcourse")
+VENV = os.path.join(PREFIX, "venv")
+
+
+def checkout():
+    """The checkout this file lies in, if it is run from one (not piped through curl)."""
+    try:
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    except NameError:
+        return None
+    return here if os.path.exists(os.path.join(here, "pyproject.toml")) else None
+
+
+def pip_spec(argv):
+    for i, arg in enumerate(argv):
+        if arg == "--source" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--source="):
+            return arg.split("=", 1)[1]
+    return os.environ.get("DLCOURSE_BOOTSTRAP_PIP_SPEC") or checkout()
+
+
+def main():
+    argv = sys.argv[1:]
+    dry_run = "--dry-run" in argv
+    spec = pip_spec(argv)
+    if spec is None:
+        sys.exit("bootstrap: run it from a dlcourse checkout, or pass --source PIP_SPEC")
+    if dry_run:
+        # A dry run changes nothing, not even the venv: run the installer from the checkout.
+        source = checkout()
+        if source is None:
+            sys.exit("bootstrap: --dry-run needs a checkout (run installer/bootstrap.py from it)")
+        sys.path.insert(0, source)
+        sys.modules.pop("dlcourse_installer", None)
+        import importlib.util
+
+        spec_ = importlib.util.spec_from_file_location(
+            "dlcourse_installer",
+            os.path.join(source, "installer", "__init__.py"),
+            submodule_search_locations=[os.path.join(source, "installer")],
+        )
+        module = importlib.util.module_from_spec(spec_)
+        sys.modules["dlcourse_installer"] = module
+        spec_.loader.exec_module(module)
+        from dlcourse_installer.cli import main as install_main
+
+        sys.exit(install_main(argv))
+    if os.geteuid() != 0:
+        sys.exit("bootstrap: run it as root (sudo python3 installer/bootstrap.py ...)")
+    python = os.path.join(VENV, "bin", "python3")
+    if not os.path.exists(python):
+        if subprocess.call([sys.executable, "-c", "import ensurepip"]) != 0:
+            # Ubuntu splits venv support out of python3.
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            subprocess.check_call(["apt-get", "update"], env=env)
+            subprocess.check_call(["apt-get", "install", "-y", "python3-venv"], env=env)
+        print("Making " + VENV + " ...", flush=True)
+        subprocess.check_call([sys.executable, "-m", "venv", VENV])
+    print("Installing dlcourse into " + VENV + " from " + spec + " ...", flush=True)
+    subprocess.check_call([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    subprocess.check_call([python, "-m", "pip", "install", "--quiet", "--upgrade", spec])
+    if spec == checkout() and "--source" not in " ".join(argv):
+        argv = argv + ["--source", spec, "--assets", spec]
+    os.execv(python, [python, "-m", "dlcourse_installer"] + argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""``dlcourse-install``: install, ``status``, ``resume`` and ``driver --purge``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from dlcourse_installer import __version__, runner
+from dlcourse_installer.host import DryRunHost, Host, RealHost
+from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, parse_roster, validate
+from dlcourse_installer.paths import Paths
+from dlcourse_installer.state import State
+from dlcourse_installer.steps import STEPS, Context, purge_driver
+
+COMMANDS = ("install", "status", "resume", "driver")
+
+
+def checkout() -> str:
+    """The source checkout this installer runs from, or '' when installed from a wheel."""
+    here = Path(__file__).resolve().parent.parent
+    return str(here) if (here / "pyproject.toml").exists() and (here / "installer").is_dir() else ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dlcourse-install",
+        description="Turn a fresh Ubuntu GPU server into the dlcourse platform: NVIDIA driver, "
+        "The Littlest JupyterHub, PyTorch with CUDA for all users, the exporter, Prometheus, "
+        "Alertmanager and Grafana. Safe to rerun: finished steps are kept.",
+        epilog="Other commands: `dlcourse-install status`, `dlcourse-install resume`, "
+        "`dlcourse-install driver --purge`.",
+    )
+    p.add_argument("--version", action="version", version=f"dlcourse-install {__version__}")
+    p.add_argument(
+        "--admin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="hub administrator (repeatable; the first login sets the password)",
+    )
+    p.add_argument(
+        "--driver",
+        metavar="N",
+        help="NVIDIA driver branch (default: ubuntu-drivers' recommendation)",
+    )
+    p.add_argument("--ppa", action="store_true", help="use the graphics-drivers PPA")
+    p.add_argument(
+        "--reboot",
+        action="store_true",
+        help="reboot for the driver by itself and resume after the boot",
+    )
+    p.add_argument(
+        "--no-gpu", action="store_true", help="a CPU-only server: no driver, CPU PyTorch"
+    )
+    p.add_argument(
+        "--tensorflow", action="store_true", help="also install TensorFlow for all users"
+    )
+    p.add_argument("--roster", metavar="CSV", help="students: username,section per line")
+    p.add_argument("--mem-limit", metavar="SIZE", help="memory per user server, e.g. 4G")
+    p.add_argument("--cpu-limit", metavar="N", help="CPUs per user server, e.g. 2")
+    p.add_argument(
+        "--stack",
+        choices=("apt", "docker"),
+        default="apt",
+        help="monitoring from Ubuntu/Grafana packages (default) or docker-compose.yml",
+    )
+    p.add_argument(
+        "--grafana-port",
+        type=int,
+        metavar="PORT",
+        help="serve Grafana on this port instead of under /services/grafana/ on the hub",
+    )
+    p.add_argument("--tljh-version", default=DEFAULT_TLJH_VERSION, help="TLJH release to install")
+    p.add_argument("--source", help="pip spec of dlcourse (default: this checkout)")
+    p.add_argument("--assets", help="checkout with prometheus/, grafana/ (default: this checkout)")
+    p.add_argument("--prefix", help="dlcourse's folder (default $DLCOURSE_PREFIX or /opt/dlcourse)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every command and file it would run or write; change nothing",
+    )
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask; for unattended runs")
+    p.add_argument(
+        "--recheck",
+        action="store_true",
+        help="check every step again, including those an earlier run finished",
+    )
+    return p
+
+
+def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
+    errors: list[str] = []
+    roster: tuple = ()
+    if args.roster:
+        try:
+            roster, errors = parse_roster(
+                Path(args.roster).read_text(encoding="utf-8"), args.roster
+            )
+        except OSError as exc:
+            errors.append(f"--roster: {exc.strerror}: {args.roster}")
+    here = checkout()
+    opts = Options(
+        admins=tuple(a.lower() for a in args.admin),
+        driver=args.driver, ppa=args.ppa, reboot=args.reboot, no_gpu=args.no_gpu,
+        tensorflow=args.tensorflow, roster=roster, mem_limit=args.mem_limit,
+        cpu_limit=args.cpu_limit, stack=args.stack, grafana_port=args.grafana_port,
+        tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
+        assets=args.assets or here, dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
+    )  # fmt: skip
+    return opts, errors + validate(opts)
+
+
+def open_log(paths: Paths, dry_run: bool):
+    if dry_run:
+        # A dry run changes nothing (not even /opt) and works without root.
+        fd, name = tempfile.mkstemp(prefix="dlcourse-install-dry-run-", suffix=".log")
+        return os.fdopen(fd, "w", encoding="utf-8"), name
+    os.makedirs(os.path.dirname(paths.log_file), exist_ok=True)
+    return open(paths.log_file, "a", encoding="utf-8"), paths.log_file
+
+
+def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    opts, errors = options_from(args)
+    if errors:
+        for e in errors:
+            print(f"dlcourse-install: {e}", file=sys.stderr)
+        return runner.EXIT_REFUSED
+    paths = paths or Paths.from_env(args.prefix)
+    log = None
+    if host is None:
+        log, log_path = open_log(paths, opts.dry_run)
+        host = (DryRunHost if opts.dry_run else RealHost)(root="/", log=log)
+        mode = "DRY RUN, " if opts.dry_run else ""
+        print(f"dlcourse-install {__version__}: {mode}log in {log_path}")
+    state = State.load(host, paths)
+    state.argv = _absolute(argv)
+    ctx = Context(host=host, paths=paths, opts=opts, state=state)
+    try:
+        return runner.run(ctx)
+    finally:
+        if log is not None:
+            log.close()
+
+
+def _absolute(argv: list[str]) -> list[str]:
+    """The resume unit runs from /: keep file arguments valid there."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg in ("--roster", "--source", "--assets") and os.path.exists(out[i + 1]):
+            out[i + 1] = os.path.abspath(out[i + 1])
+    return out
+
+
+def status(host: Host, paths: Paths) -> int:
+    state = State.load(host, paths)
+    print(f"dlcourse-install {__version__}; state in {paths.state_file}")
+    for number, step in enumerate(STEPS, start=1):
+        entry = state.done.get(step.name)
+        mark = f"done {entry['at']}" if entry else ("checked every run" if step.always else "to do")
+        print(f"  [{number}/{len(STEPS)}] {step.title:<38} {mark}")
+    if state.reboot_pending:
+        print("  A reboot is pending for the NVIDIA driver; run the installer again after it.")
+    return 0
+
+
+def resume(host: Host, paths: Paths) -> int:
+    state = State.load(host, paths)
+    if not state.argv:
+        print("dlcourse-install: nothing to resume (no earlier run recorded)", file=sys.stderr)
+        return runner.EXIT_FAILED
+    argv = [a for a in state.argv if a not in ("--dry-run",)]
+    return install([*argv, "--yes"] if "--yes" not in argv else argv, host=host, paths=paths)
+
+
+def driver(argv: list[str], host: Host, paths: Paths) -> int:
+    p = argparse.ArgumentParser(prog="dlcourse-install driver")
+    p.add_argument(
+        "--purge",
+        action="store_true",
+        required=True,
+        help="remove the NVIDIA driver and go back to nouveau",
+    )
+    p.parse_args(argv)
+    state = State.load(host, paths)
+    ctx = Context(host=host, paths=paths, opts=Options(), state=state)
+    purge_driver(ctx)
+    state.save(host, paths)
+    print(
+        "The NVIDIA driver is purged and nouveau is no longer blacklisted: reboot to load nouveau."
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else "install"
+    rest = argv[1:] if argv and argv[0] in COMMANDS else argv
+    if command == "install":
+        return install(rest)
+    paths = Paths.from_env()
+    if command == "status":
+        return status(RealHost(), paths)
+    log, _ = open_log(paths, dry_run=False)
+    with log:
+        host = RealHost(log=log)
+        return resume(host, paths) if command == "resume" else driver(rest, host, paths)

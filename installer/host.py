@@ -1,0 +1,246 @@
+"""The one door to the machine.
+
+Every step reaches the system through a ``Host``: run a command, read or write a file, ask
+whether a path exists. Paths are the server's absolute paths (``/etc/...``); a host maps
+them under its ``root``, which is ``/`` on a real server and a temporary folder in tests.
+
+Commands come in two kinds, and the difference is what makes ``--dry-run`` honest:
+``query`` only looks (dpkg-query, systemctl is-active, ...) and runs even in a dry run;
+``run`` changes the machine, raises on failure, and a dry run prints it instead.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import grp
+import os
+import pwd
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+@dataclass(frozen=True)
+class FileMeta:
+    mode: int
+    owner: str
+    group: str
+
+
+class CommandError(Exception):
+    """A command that changes the machine failed; the log has its whole output."""
+
+    def __init__(self, result: Result):
+        self.result = result
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        detail = f": {' / '.join(tail)}" if tail else ""
+        super().__init__(f"`{shlex.join(result.argv)}` exited with {result.rc}{detail}")
+
+
+@dataclass
+class Host:
+    """Files under ``root``; commands are left to the subclasses."""
+
+    root: str = "/"
+    log: TextIO | None = None
+    # Every change made (or, in a dry run, planned), in order: the runner counts them
+    # per step and the tests compare them.
+    actions: list[str] = field(default_factory=list)
+
+    # -- commands --------------------------------------------------------------
+    def query(self, argv: list[str], *, env: dict[str, str] | None = None) -> Result:
+        raise NotImplementedError
+
+    def run(
+        self, argv: list[str], *, env: dict[str, str] | None = None, input: str | None = None
+    ) -> Result:
+        raise NotImplementedError
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    # -- files -----------------------------------------------------------------
+    def local(self, path: str) -> str:
+        """Where a server path lies on this host."""
+        if not path.startswith("/"):
+            raise ValueError(f"host paths are absolute, got {path!r}")
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(self.local(path))
+
+    def read_text(self, path: str) -> str | None:
+        try:
+            with open(self.local(path), encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError):
+            return None
+
+    def glob(self, pattern: str) -> list[str]:
+        base = self.local("/").rstrip("/")
+        found = sorted(globlib.glob(self.local(pattern)))
+        return ["/" + os.path.relpath(p, base) if base else p for p in found]
+
+    def file_meta(self, path: str) -> FileMeta | None:
+        try:
+            st = os.stat(self.local(path))
+        except OSError:
+            return None
+        return FileMeta(st.st_mode & 0o7777, _user_name(st.st_uid), _group_name(st.st_gid))
+
+    def write_file(
+        self,
+        path: str,
+        content: str,
+        *,
+        mode: int = 0o644,
+        owner: str = "root",
+        group: str = "root",
+        secret: bool = False,
+    ) -> None:
+        self._record(f"write {path} ({mode:04o} {owner}:{group})", content, secret)
+        local = self.local(path)
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        # Create with the final mode so a secret is never readable, even for a moment.
+        tmp = f"{local}.dlcourse-tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+        os.chmod(tmp, mode)
+        os.replace(tmp, local)
+        self._chown(local, owner, group)
+
+    def set_attrs(self, path: str, *, mode: int, owner: str, group: str) -> None:
+        self._record(f"chmod {mode:04o} {path}; chown {owner}:{group} {path}")
+        os.chmod(self.local(path), mode)
+        self._chown(self.local(path), owner, group)
+
+    def make_dirs(self, path: str, *, mode: int = 0o755) -> None:
+        self._record(f"mkdir -p -m {mode:04o} {path}")
+        os.makedirs(self.local(path), mode=mode, exist_ok=True)
+
+    def remove(self, path: str) -> None:
+        self._record(f"rm -f {path}")
+        local = self.local(path)
+        if os.path.isdir(local) and not os.path.islink(local):
+            shutil.rmtree(local)
+        elif os.path.lexists(local):
+            os.remove(local)
+
+    # -- bookkeeping -------------------------------------------------------------
+    def _chown(self, local: str, owner: str, group: str) -> None:
+        shutil.chown(local, owner, group)
+
+    def _record(self, action: str, content: str | None = None, secret: bool = False) -> None:
+        self.actions.append(action)
+        self._log(f"+ {action}")
+        if content is not None and self.log is not None:
+            self._log("  (secret, not logged)" if secret else _indent(content))
+
+    def _log(self, text: str) -> None:
+        if self.log is not None:
+            self.log.write(text.rstrip("\n") + "\n")
+            self.log.flush()
+
+
+class RealHost(Host):
+    """The server itself. Full command output goes to the log, never to the terminal."""
+
+    def query(self, argv: list[str], *, env: dict[str, str] | None = None) -> Result:
+        return self._exec(argv, env=env)
+
+    def run(
+        self, argv: list[str], *, env: dict[str, str] | None = None, input: str | None = None
+    ) -> Result:
+        self._record(f"run {shlex.join(argv)}")
+        result = self._exec(argv, env=env, input=input)
+        if not result.ok:
+            raise CommandError(result)
+        return result
+
+    def _exec(self, argv: list[str], *, env: dict[str, str] | None, input: str | None = None):
+        merged = {**os.environ, **(env or {})}
+        self._log(f"$ {shlex.join(argv)}")
+        try:
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, env=merged, input=input, check=False
+            )
+        except FileNotFoundError:
+            self._log(f"  (not found: {argv[0]})")
+            return Result(tuple(argv), 127, "", f"{argv[0]}: command not found")
+        except PermissionError as exc:
+            return Result(tuple(argv), 126, "", str(exc))
+        self._log(_indent(proc.stdout + proc.stderr) + f"  [exit {proc.returncode}]")
+        return Result(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+
+
+class DryRunHost(RealHost):
+    """Looks at the real machine, prints what it would change, changes nothing."""
+
+    def run(
+        self, argv: list[str], *, env: dict[str, str] | None = None, input: str | None = None
+    ) -> Result:
+        prefix = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+        self._plan(f"$ {prefix + ' ' if prefix else ''}{shlex.join(argv)}")
+        return Result(tuple(argv), 0, "", "")
+
+    def write_file(self, path, content, *, mode=0o644, owner="root", group="root", secret=False):
+        self._plan(f"write {path} (mode {mode:04o}, {owner}:{group})")
+        if secret:
+            sys.stdout.write("      (a generated secret; never printed)\n")
+            return
+        lines = content.splitlines()
+        shown = lines[:12]
+        sys.stdout.write("".join(f"      | {line}\n" for line in shown))
+        if len(lines) > len(shown):
+            sys.stdout.write(f"      | ... ({len(lines) - len(shown)} more lines)\n")
+
+    def set_attrs(self, path, *, mode, owner, group):
+        self._plan(f"chmod {mode:04o} {path} && chown {owner}:{group} {path}")
+
+    def make_dirs(self, path, *, mode=0o755):
+        self._plan(f"mkdir -p -m {mode:04o} {path}")
+
+    def remove(self, path):
+        self._plan(f"rm -rf {path}")
+
+    def sleep(self, seconds: float) -> None:
+        pass
+
+    def _plan(self, line: str) -> None:
+        self.actions.append(line)
+        sys.stdout.write(f"    {line}\n")
+
+
+def _indent(text: str) -> str:
+    return "".join(f"  {line}\n" for line in text.splitlines())
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)

@@ -1,0 +1,106 @@
+"""Every location the installer touches, derived from its prefixes.
+
+dlcourse's own files live under ``prefix`` (``DLCOURSE_PREFIX``, default /opt/dlcourse) and its
+secrets under ``etc`` (/etc/dlcourse); TLJH's under ``tljh_prefix`` (``TLJH_INSTALL_PREFIX``, as
+TLJH itself reads it). The rest are where Ubuntu's packages expect them. All are server paths:
+the ``Host`` maps them under its root, which is how the tests install into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Paths:
+    prefix: str = "/opt/dlcourse"
+    etc: str = "/etc/dlcourse"
+    tljh_prefix: str = "/opt/tljh"
+
+    @classmethod
+    def from_env(cls, prefix: str | None = None) -> Paths:
+        return cls(
+            prefix=prefix or os.environ.get("DLCOURSE_PREFIX", cls.prefix),
+            etc=os.environ.get("DLCOURSE_ETC", cls.etc),
+            tljh_prefix=os.environ.get("TLJH_INSTALL_PREFIX", cls.tljh_prefix),
+        )
+
+    # -- dlcourse ---------------------------------------------------------------
+    @property
+    def state_file(self) -> str:
+        return f"{self.prefix}/state/install-state.json"
+
+    @property
+    def log_file(self) -> str:
+        return f"{self.prefix}/install.log"
+
+    @property
+    def installer_venv(self) -> str:
+        """Made by bootstrap.py; the resume unit runs the installer from it."""
+        return f"{self.prefix}/venv"
+
+    @property
+    def exporter_venv(self) -> str:
+        return f"{self.prefix}/exporter"
+
+    @property
+    def cache(self) -> str:
+        return f"{self.prefix}/cache"
+
+    @property
+    def stack_dir(self) -> str:
+        """The docker stack's compose project (``--stack docker``)."""
+        return f"{self.prefix}/stack"
+
+    @property
+    def hub_token(self) -> str:
+        return f"{self.etc}/hub-token"
+
+    @property
+    def metrics_token(self) -> str:
+        return f"{self.etc}/prometheus-hub-token"
+
+    @property
+    def grafana_password(self) -> str:
+        return f"{self.etc}/grafana-admin-password"
+
+    # -- TLJH --------------------------------------------------------------------
+    @property
+    def hub_env(self) -> str:
+        return f"{self.tljh_prefix}/hub"
+
+    @property
+    def user_env(self) -> str:
+        return f"{self.tljh_prefix}/user"
+
+    @property
+    def tljh_config_yaml(self) -> str:
+        return f"{self.tljh_prefix}/config/config.yaml"
+
+    @property
+    def tljh_config_d(self) -> str:
+        return f"{self.tljh_prefix}/config/jupyterhub_config.d"
+
+    @property
+    def tljh_config_cmd(self) -> str:
+        return f"{self.hub_env}/bin/tljh-config"
+
+    # -- the system --------------------------------------------------------------
+    systemd_dir: str = "/etc/systemd/system"
+    modprobe_blacklist: str = "/etc/modprobe.d/blacklist-nouveau.conf"
+    prometheus_config: str = "/etc/prometheus/prometheus.yml"
+    prometheus_rules_dir: str = "/etc/prometheus/dlcourse"
+    alertmanager_config: str = "/etc/prometheus/alertmanager.yml"
+    grafana_provisioning: str = "/etc/grafana/provisioning"
+    grafana_dashboards_dir: str = "/var/lib/grafana/dashboards/dlcourse"
+    apt_keyrings: str = "/etc/apt/keyrings"
+    apt_sources_d: str = "/etc/apt/sources.list.d"
+    etc_default: str = "/etc/default"
+
+    def unit(self, name: str) -> str:
+        return f"{self.systemd_dir}/{name}"
+
+    def default_file(self, package: str) -> str:
+        """Ubuntu's /etc/default/<name>: where its units read their ARGS."""
+        return f"{self.etc_default}/{package}"

@@ -1,0 +1,135 @@
+"""Step 1: is this a machine the installer can turn into the course server?
+
+Every check looks and nothing changes. Problems that make the install fail (not Ubuntu,
+not root, no GPU) are errors and the installer refuses with all of them listed; what a
+person should know first (Secure Boot, 20.04) is a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dlcourse_installer.host import Host
+from dlcourse_installer.options import Options
+
+SUPPORTED = {"22.04", "24.04"}
+BEST_EFFORT = {"20.04"}
+MIN_FREE_BYTES = 25 * 1024**3  # driver + TLJH + PyTorch/CUDA wheels + a term of metrics
+NVIDIA_VENDOR = "0x10de"
+
+SOURCES = {
+    "Ubuntu's archive": "http://archive.ubuntu.com/ubuntu/",
+    "PyPI": "https://pypi.org/simple/",
+    "PyTorch's wheels": "https://download.pytorch.org/whl/",
+    "GitHub (TLJH's bootstrap)": "https://raw.githubusercontent.com/",
+}
+GRAFANA_SOURCE = ("Grafana's APT repository", "https://apt.grafana.com/")
+
+MOK_EXPLANATION = (
+    "Secure Boot is on: the kernel only loads signed modules. Ubuntu's prebuilt NVIDIA modules "
+    "are signed; a module DKMS builds (e.g. from the graphics-drivers PPA) is signed with a "
+    "Machine Owner Key (MOK) that apt creates and asks a one-time password for. At the next "
+    "boot the blue 'MOK management' screen appears on the console: choose 'Enroll MOK' and "
+    "type that password, or the driver will not load. Without console access, use Ubuntu's "
+    "signed driver (no --ppa) or turn Secure Boot off in the firmware."
+)
+
+
+@dataclass
+class Findings:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    distro: str = ""
+    gpus: list[str] = field(default_factory=list)  # PCI addresses
+    secure_boot: bool | None = None
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            out[key.strip()] = value.strip().strip('"')
+    return out
+
+
+def nvidia_gpus(host: Host) -> list[str]:
+    """PCI display controllers (class 0x03xxxx) from NVIDIA; their audio functions don't count."""
+    found = []
+    for vendor_file in host.glob("/sys/bus/pci/devices/*/vendor"):
+        device = vendor_file.rsplit("/", 1)[0]
+        vendor = (host.read_text(vendor_file) or "").strip().lower()
+        pci_class = (host.read_text(f"{device}/class") or "").strip().lower()
+        if vendor == NVIDIA_VENDOR and pci_class.startswith("0x03"):
+            found.append(device.rsplit("/", 1)[1])
+    return found
+
+
+def secure_boot_state(host: Host) -> bool | None:
+    result = host.query(["mokutil", "--sb-state"])
+    if result.ok or "SecureBoot" in result.stdout:
+        return "SecureBoot enabled" in result.stdout
+    # No mokutil: the EFI variable's last byte is 1 when Secure Boot is on.
+    for var in host.glob("/sys/firmware/efi/efivars/SecureBoot-*"):
+        data = host.read_text(var)
+        if data:
+            return data[-1] == "\x01"
+    return None  # legacy BIOS boot, or unknown
+
+
+def free_bytes(host: Host, path: str = "/") -> int | None:
+    result = host.query(["df", "-P", "-k", path])
+    try:
+        return int(result.stdout.splitlines()[1].split()[3]) * 1024
+    except (IndexError, ValueError):
+        return None
+
+
+def check(host: Host, opts: Options) -> Findings:
+    f = Findings()
+    if host.query(["id", "-u"]).stdout.strip() != "0":
+        f.errors.append("not running as root: run it with sudo")
+
+    release = parse_os_release(host.read_text("/etc/os-release") or "")
+    distro, version = release.get("ID", "unknown"), release.get("VERSION_ID", "")
+    f.distro = release.get("PRETTY_NAME", f"{distro} {version}".strip())
+    if distro != "ubuntu" or version not in SUPPORTED | BEST_EFFORT:
+        f.errors.append(
+            f"this is {f.distro}; dlcourse-install supports Ubuntu 22.04 and 24.04 "
+            "(20.04 best effort)"
+        )
+    elif version in BEST_EFFORT:
+        f.warnings.append(f"Ubuntu {version} is supported on a best-effort basis")
+
+    if not host.exists("/run/systemd/system"):
+        f.errors.append("systemd is not running (no /run/systemd/system): it runs every service")
+
+    free = free_bytes(host)
+    if free is not None and free < MIN_FREE_BYTES:
+        f.errors.append(
+            f"only {free / 1024**3:.1f} GiB free on /; the install needs "
+            f"{MIN_FREE_BYTES / 1024**3:.0f} GiB"
+        )
+
+    f.gpus = nvidia_gpus(host)
+    if not opts.no_gpu and not f.gpus:
+        f.errors.append(
+            "no NVIDIA GPU: no PCI display device with vendor 0x10de in /sys/bus/pci/devices "
+            "(use --no-gpu for a CPU-only course server)"
+        )
+
+    f.secure_boot = secure_boot_state(host)
+    if f.secure_boot and not opts.no_gpu:
+        f.warnings.append(MOK_EXPLANATION)
+
+    sources = dict(SOURCES)
+    if opts.stack == "apt":
+        sources[GRAFANA_SOURCE[0]] = GRAFANA_SOURCE[1]
+    for name, url in sources.items():
+        r = host.query(["curl", "-fsS", "-o", "/dev/null", "-I", "--max-time", "10", url])
+        if r.rc == 127:
+            f.warnings.append("curl is missing: the package sources were not checked")
+            break
+        if not r.ok:
+            f.errors.append(f"cannot reach {name} ({url}): {r.stderr.strip() or f'exit {r.rc}'}")
+    return f

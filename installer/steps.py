@@ -1,0 +1,544 @@
+"""The installation, as the checklist a careful sysadmin would follow by hand.
+
+Each ``ensure_*`` step looks before it acts, so a second run changes nothing. The order
+follows the seed guide (base packages, driver, reboot, TLJH, packages for all users) with
+the course, the exporter and monitoring after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from dlcourse_installer import apt, files, preflight, systemd, templates, tljh, users
+from dlcourse_installer.host import Host
+from dlcourse_installer.options import Options
+from dlcourse_installer.paths import Paths
+from dlcourse_installer.state import State
+
+BASE_PACKAGES = ["python3", "python3-venv", "git", "curl", "build-essential", "dkms"]
+USER_PACKAGES = ["jupyterlab-nvdashboard", "jupyter-resource-usage", "ipywidgets"]
+MONITORING_PACKAGES = ["prometheus", "prometheus-alertmanager", "prometheus-node-exporter"]
+TLJH_BOOTSTRAP_URL = (
+    "https://raw.githubusercontent.com/jupyterhub/the-littlest-jupyterhub/{version}"
+    "/bootstrap/bootstrap.py"
+)
+GRAFANA_KEY_URL = "https://apt.grafana.com/gpg.key"
+PYTORCH_INDEX = "https://download.pytorch.org/whl/{tag}"
+# The minimum driver for each CUDA build of PyTorch (NVIDIA's CUDA release notes, Linux).
+CUDA_BUILDS = [((570, 26), "cu128"), ((560, 28), "cu126"), ((550, 54), "cu124"),
+               ((530, 30), "cu121"), ((520, 61), "cu118")]  # fmt: skip
+
+# NVML through ctypes: proves the library the exporter uses answers, without any package.
+NVML_CHECK = (
+    "import ctypes, sys\n"
+    "nvml = ctypes.CDLL('libnvidia-ml.so.1')\n"
+    "if nvml.nvmlInit_v2() != 0: sys.exit('nvmlInit failed')\n"
+    "buf = ctypes.create_string_buffer(80)\n"
+    "nvml.nvmlSystemGetDriverVersion(buf, 80)\n"
+    "count = ctypes.c_uint()\n"
+    "nvml.nvmlDeviceGetCount_v2(ctypes.byref(count))\n"
+    "print(buf.value.decode(), count.value)\n"
+    "nvml.nvmlShutdown()\n"
+)
+TORCH_VERSION = "import torch; print(torch.__version__)"
+TORCH_CUDA = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"
+
+
+class StepError(Exception):
+    """The step cannot go on; the message says what to do."""
+
+
+class RebootRequired(Exception):
+    """The driver is installed; the kernel must boot with it before the install goes on."""
+
+
+@dataclass
+class Context:
+    host: Host
+    paths: Paths
+    opts: Options
+    state: State
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    findings: preflight.Findings | None = None
+    summary: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        self.out.write(f"      {text}\n")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    title: str
+    ensure: Callable[[Context], None]
+    # The options a step depends on: when they change, a finished step runs again.
+    inputs: Callable[[Options], dict] = lambda o: {}
+    always: bool = False  # looks only; runs every time
+
+
+# -- 1. preflight --------------------------------------------------------------------
+class PreflightFailed(StepError):
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__(
+            "on this machine dlcourse-install refuses to install:\n" + _bullets(errors)
+        )
+
+
+def ensure_preflight(ctx: Context) -> None:
+    ctx.findings = preflight.check(ctx.host, ctx.opts)
+    for warning in ctx.findings.warnings:
+        ctx.note(f"warning: {warning}")
+    if ctx.findings.gpus:
+        ctx.note(f"NVIDIA GPU(s) at {', '.join(ctx.findings.gpus)}")
+    if ctx.findings.errors:
+        raise PreflightFailed(ctx.findings.errors)
+
+
+# -- 2. base packages ----------------------------------------------------------------
+def ensure_base_packages(ctx: Context) -> None:
+    kernel = ctx.host.query(["uname", "-r"]).stdout.strip()
+    # DKMS builds the NVIDIA module against the running kernel's headers.
+    packages = BASE_PACKAGES + ([f"linux-headers-{kernel}"] if kernel else [])
+    installed = apt.ensure_packages(ctx.host, packages)
+    if installed:
+        ctx.note(f"new packages: {' '.join(installed)}")
+
+
+# -- 3. NVIDIA driver ----------------------------------------------------------------
+def parse_recommended(ubuntu_drivers_output: str) -> str | None:
+    """``driver   : nvidia-driver-550 - distro non-free recommended`` -> nvidia-driver-550."""
+    for line in ubuntu_drivers_output.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "driver" and value.strip().endswith("recommended"):
+            return value.split()[0]
+    return None
+
+
+def driver_version(host: Host) -> str | None:
+    r = host.query(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    return r.stdout.splitlines()[0].strip() if r.ok and r.stdout.strip() else None
+
+
+def boot_id(host: Host) -> str:
+    return (host.read_text("/proc/sys/kernel/random/boot_id") or "").strip()
+
+
+def ensure_nvidia_driver(ctx: Context) -> None:
+    host, opts = ctx.host, ctx.opts
+    if opts.no_gpu:
+        ctx.note("skipped: --no-gpu")
+        return
+    if opts.ppa and not host.glob(f"{ctx.paths.apt_sources_d}/graphics-drivers-*"):
+        apt.add_ppa(host, "graphics-drivers/ppa")  # refreshes the package lists itself
+    if opts.driver:
+        package = f"nvidia-driver-{opts.driver}"
+    else:
+        apt.ensure_packages(host, ["ubuntu-drivers-common"])
+        package = parse_recommended(host.query(["ubuntu-drivers", "devices"]).stdout)
+        if package is None:
+            if not ctx.opts.dry_run:
+                raise StepError(
+                    "`ubuntu-drivers devices` recommends no NVIDIA driver: "
+                    "choose one with --driver N"
+                )
+            package = "nvidia-driver-<recommended by ubuntu-drivers>"
+    installed = apt.ensure_packages(host, [package])
+    if installed:
+        ctx.note(f"new driver package: {package}")
+    if files.ensure_file(host, ctx.paths.modprobe_blacklist, templates.nouveau_blacklist()):
+        host.run(["update-initramfs", "-u"])  # nouveau is loaded from the initramfs
+
+    version = driver_version(host)
+    if version is None:
+        if ctx.state.reboot_pending and ctx.state.boot_id != boot_id(host):
+            raise StepError(
+                "the driver is installed and the machine rebooted, but nvidia-smi fails. "
+                "Check `dkms status`, `lsmod | grep -e nvidia -e nouveau` and, with Secure "
+                "Boot on, `mokutil --list-enrolled` (the MOK must be enrolled at boot)"
+            )
+        ctx.state.reboot_pending = True
+        ctx.state.boot_id = boot_id(host)
+        raise RebootRequired(f"{package} is installed; the kernel must boot with it")
+
+    nvml = host.query(["/usr/bin/python3", "-c", NVML_CHECK])
+    if not nvml.ok and not ctx.opts.dry_run:
+        raise StepError(f"nvidia-smi works but NVML does not answer Python: {nvml.stderr.strip()}")
+    ctx.note(f"driver {version} answers nvidia-smi and NVML")
+    ctx.state.reboot_pending = False
+    if files.ensure_absent(host, ctx.paths.unit(templates.RESUME_UNIT)):
+        systemd.disable(host, templates.RESUME_UNIT)
+        systemd.reload_daemon(host)
+
+
+def purge_driver(ctx: Context) -> None:
+    """``dlcourse-install driver --purge``: back to nouveau, as the seed's `apt purge nvidia*`."""
+    host = ctx.host
+    packages = apt.installed_matching(host, ["nvidia-*", "libnvidia-*"])
+    if packages:
+        apt.purge(host, packages)
+    if files.ensure_absent(host, ctx.paths.modprobe_blacklist):
+        host.run(["update-initramfs", "-u"])
+    ctx.state.done.pop("nvidia-driver", None)
+    ctx.state.reboot_pending = bool(packages)
+    ctx.state.boot_id = boot_id(host)
+
+
+# -- 4. TLJH -------------------------------------------------------------------------
+PLUGIN_CHECK = "import dlcourse_installer.tljh_plugin"
+
+
+def ensure_tljh(ctx: Context) -> None:
+    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    if not tljh.is_installed(host, paths):
+        bootstrap = f"{paths.cache}/tljh-bootstrap-{opts.tljh_version}.py"
+        if not host.exists(bootstrap):
+            host.make_dirs(paths.cache)
+            url = TLJH_BOOTSTRAP_URL.format(version=opts.tljh_version)
+            host.run(["curl", "-fsSL", "-o", bootstrap, url])
+        admins = [a for admin in opts.admins for a in ("--admin", admin)]
+        host.run(
+            ["/usr/bin/python3", bootstrap, "--version", opts.tljh_version, *admins,
+             "--plugin", opts.source],
+            env={"TLJH_INSTALL_PREFIX": paths.tljh_prefix},
+        )  # fmt: skip
+        return
+    if not host.query([f"{paths.hub_env}/bin/python3", "-c", PLUGIN_CHECK]).ok:
+        # TLJH was there before dlcourse: add the plugin to its hub environment.
+        host.run([f"{paths.hub_env}/bin/python3", "-m", "pip", "install", opts.source])
+        tljh.reload_hub(host, paths)
+
+
+# -- 5. users' environment -----------------------------------------------------------
+def torch_build(version: str | None) -> str | None:
+    """The newest CUDA build of PyTorch the driver runs (``550.54.15`` -> ``cu124``)."""
+    if version is None:
+        return None
+    try:
+        major_minor = tuple(int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return None
+    for minimum, tag in CUDA_BUILDS:
+        if major_minor >= minimum:
+            return tag
+    return None
+
+
+def ensure_user_environment(ctx: Context) -> None:
+    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    if not tljh.is_installed(host, paths) and not opts.dry_run:
+        raise StepError(f"TLJH's user environment {paths.user_env} is missing: rerun the TLJH step")
+    wanted = USER_PACKAGES + (["tensorflow"] if opts.tensorflow else [])
+    todo = [p for p in wanted if not tljh.user_pip_installed(host, paths, p)]
+    if todo:
+        specs = [
+            "tensorflow[and-cuda]" if p == "tensorflow" and not opts.no_gpu else p for p in todo
+        ]
+        tljh.user_pip_install(host, paths, specs)
+
+    tag = "cpu" if opts.no_gpu else torch_build(driver_version(host))
+    if tag is None:
+        if not opts.dry_run:
+            raise StepError("no PyTorch CUDA build matches the driver (need 520.61 or newer)")
+        tag = "cu<matching the driver>"
+    current = host.query([f"{paths.user_env}/bin/python", "-c", TORCH_VERSION])
+    if not (current.ok and current.stdout.strip().endswith(f"+{tag}")):
+        # --index-url: PyTorch's own index carries each CUDA build; PyPI's has one.
+        tljh.user_pip_install(
+            host, paths, list(opts.torch_spec), "--force-reinstall",
+            "--index-url", PYTORCH_INDEX.format(tag=tag),
+        )  # fmt: skip
+        ctx.note(f"PyTorch build {tag} for all users")
+    if not opts.no_gpu and not opts.dry_run:
+        if not host.query([f"{paths.user_env}/bin/python", "-c", TORCH_CUDA]).ok:
+            raise StepError(
+                f"torch.cuda.is_available() is False in {paths.user_env}: "
+                "check nvidia-smi and the PyTorch build"
+            )
+        ctx.note("torch.cuda.is_available() is True in the users' environment")
+
+
+# -- 6. course -----------------------------------------------------------------------
+def ensure_course(ctx: Context) -> None:
+    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    cfg = tljh.config(host, paths)
+    changed = False
+    for key, names in (
+        ("users.admin", opts.admins),
+        ("users.allowed", [u for u, _ in opts.roster]),
+    ):
+        present = set(tljh.lookup(cfg, key) or [])
+        for name in names:
+            if name not in present:
+                tljh.config_add_item(host, paths, key, name)
+                changed = True
+    for key, value in (("limits.memory", opts.mem_limit), ("limits.cpu", opts.cpu_limit)):
+        if value is not None and str(tljh.lookup(cfg, key)) != value:
+            tljh.config_set(host, paths, key, value)
+            changed = True
+    snippet = f"{paths.tljh_config_d}/dlcourse-course.py"
+    if opts.roster:
+        changed |= files.ensure_file(host, snippet, templates.course_snippet(opts.groups()))
+        ctx.note(f"{len(opts.roster)} students in {len(opts.groups())} sections")
+    if changed:
+        tljh.reload_hub(host, paths)
+
+
+# -- 7. exporter ---------------------------------------------------------------------
+def ensure_hub_services(ctx: Context) -> bool:
+    host, paths = ctx.host, ctx.paths
+    if not host.exists(paths.etc):
+        host.make_dirs(paths.etc, mode=0o755)
+    changed = files.ensure_secret(host, paths.hub_token)
+    # Prometheus (once installed) reads the hub's metrics token; nobody else may.
+    reader = "prometheus" if users.group_exists(host, "prometheus") else "root"
+    mode = 0o640 if reader != "root" else 0o600
+    changed |= files.ensure_secret(host, paths.metrics_token, mode=mode, group=reader)
+    grafana_route = ctx.opts.stack == "apt" and ctx.opts.grafana_port is None
+    snippet = templates.hub_services_snippet(paths, grafana_route=grafana_route)
+    changed |= files.ensure_file(host, f"{paths.tljh_config_d}/dlcourse-services.py", snippet)
+    return changed
+
+
+def ensure_exporter(ctx: Context) -> None:
+    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    users.ensure_system_user(host, templates.EXPORTER_USER)
+    venv = paths.exporter_venv
+    if not host.exists(f"{venv}/bin/python"):
+        host.run(["/usr/bin/python3", "-m", "venv", venv])
+    if not host.exists(f"{venv}/bin/dlcourse-exporter"):
+        host.run([f"{venv}/bin/python", "-m", "pip", "install", opts.source])
+    if ensure_hub_services(ctx):
+        tljh.reload_hub(host, paths)
+    unit = templates.EXPORTER_SERVICE + ".service"
+    changed = systemd.install_unit(host, paths, unit, templates.exporter_unit(paths))
+    systemd.ensure_running(host, unit, restart_needed=changed)
+
+
+# -- 8. monitoring -------------------------------------------------------------------
+def repo_files(assets: str, folder: str, suffixes: tuple[str, ...]) -> list[str]:
+    """Files of the checkout's prometheus/ or grafana/ folder (written by others), sorted."""
+    base = os.path.join(assets, folder)
+    found = []
+    for dirpath, _, names in os.walk(base):
+        found += [os.path.join(dirpath, n) for n in names if n.endswith(suffixes)]
+    return sorted(found)
+
+
+def assets_digest(assets: str) -> str:
+    """Changes when the checkout's rules or dashboards change, so monitoring runs again."""
+    digest = hashlib.sha256()
+    for folder in ("prometheus", "grafana"):
+        for path in repo_files(assets, folder, (".yml", ".yaml", ".json")):
+            digest.update(path.encode() + b"\0" + _read(path).encode())
+    return digest.hexdigest()[:16]
+
+
+def is_rule_file(path: str) -> bool:
+    with open(path, encoding="utf-8") as f:
+        return any(line.startswith("groups:") for line in f)
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def ensure_prometheus(ctx: Context) -> dict[str, bool]:
+    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    changed = {"prometheus": False, "prometheus-alertmanager": False}
+    rules_dir = f"{paths.prometheus_rules_dir}/rules"
+    rule_files, alertmanager = [], None
+    for src in repo_files(opts.assets, "prometheus", (".yml", ".yaml")):
+        rel = os.path.relpath(src, os.path.join(opts.assets, "prometheus"))
+        if os.path.basename(src) in ("alertmanager.yml", "alertmanager.yaml"):
+            alertmanager = src
+        elif is_rule_file(src):
+            dest = f"{rules_dir}/{rel}"
+            rule_files.append(dest)
+            changed["prometheus"] |= files.ensure_file(host, dest, _read(src))
+    ctx.note(f"{len(rule_files)} rule files from prometheus/")
+    config = templates.prometheus_config(paths, rule_files)
+    changed["prometheus"] |= files.ensure_file(host, paths.prometheus_config, config)
+    am = _read(alertmanager) if alertmanager else templates.default_alertmanager_config()
+    changed["prometheus-alertmanager"] |= files.ensure_file(host, paths.alertmanager_config, am)
+    # Prometheus reads the hub's metrics token; nobody else may.
+    if host.exists(paths.metrics_token) or not opts.dry_run:
+        files.ensure_attrs(host, paths.metrics_token, mode=0o640, owner="root", group="prometheus")
+    return changed
+
+
+def ensure_grafana(ctx: Context) -> bool:
+    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    key = f"{paths.apt_keyrings}/grafana.asc"
+    if not host.exists(key):
+        host.make_dirs(paths.apt_keyrings)
+        host.run(["curl", "-fsSL", "-o", key, GRAFANA_KEY_URL])
+    files.ensure_file(
+        host, f"{paths.apt_sources_d}/grafana.list", templates.grafana_apt_source(paths)
+    )
+    apt.ensure_packages(host, ["grafana"])
+    # Made before Grafana's first start: Grafana sets the admin password only then.
+    changed = files.ensure_secret(host, paths.grafana_password)
+    changed |= systemd.install_unit(
+        host, paths, "grafana-server.service.d/dlcourse.conf",
+        templates.grafana_dropin(paths, port=opts.grafana_port),
+    )  # fmt: skip
+    prov = paths.grafana_provisioning
+    for path, content in (
+        (f"{prov}/datasources/dlcourse.yml", templates.grafana_datasource()),
+        (f"{prov}/dashboards/dlcourse.yml", templates.grafana_dashboard_provider(paths)),
+    ):
+        changed |= files.ensure_file(host, path, content, group="grafana", mode=0o640)
+    base = os.path.join(opts.assets, "grafana")
+    dashboards = repo_files(opts.assets, "grafana", (".json",))
+    for src in dashboards:
+        dest = f"{paths.grafana_dashboards_dir}/{os.path.relpath(src, base)}"
+        changed |= files.ensure_file(host, dest, _read(src))
+    ctx.note(f"{len(dashboards)} dashboards from grafana/")
+    return changed
+
+
+def ensure_monitoring(ctx: Context) -> None:
+    if ctx.opts.stack == "docker":
+        ensure_docker_stack(ctx)
+        return
+    host, paths = ctx.host, ctx.paths
+    apt.ensure_packages(host, MONITORING_PACKAGES)
+    changed = ensure_prometheus(ctx)
+    for package, args in (
+        ("prometheus", templates.PROMETHEUS_ARGS),
+        ("prometheus-alertmanager", templates.ALERTMANAGER_ARGS),
+        ("prometheus-node-exporter", templates.NODE_EXPORTER_ARGS),
+    ):
+        changed[package] = changed.get(package, False) | files.ensure_file(
+            host, paths.default_file(package), templates.default_args(args)
+        )
+    changed["grafana-server"] = ensure_grafana(ctx)
+    for unit, restart_needed in changed.items():
+        systemd.ensure_running(host, unit, restart_needed=restart_needed)
+
+
+def ensure_docker_stack(ctx: Context) -> None:
+    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    compose = os.path.join(opts.assets, "docker-compose.yml")
+    if not os.path.exists(compose):
+        raise StepError(f"--stack docker needs {compose}, which this checkout lacks")
+    apt.ensure_packages(host, ["docker.io", "docker-compose-v2"])
+    changed = files.ensure_file(host, f"{paths.stack_dir}/docker-compose.yml", _read(compose))
+    for folder in ("prometheus", "grafana"):
+        for src in repo_files(opts.assets, folder, (".yml", ".yaml", ".json")):
+            rel = os.path.relpath(src, opts.assets)
+            changed |= files.ensure_file(host, f"{paths.stack_dir}/{rel}", _read(src))
+    compose_cmd = ["docker", "compose", "--project-directory", paths.stack_dir]
+    running = host.query([*compose_cmd, "ps", "--quiet"]).stdout.strip()
+    if changed or not running:
+        host.run([*compose_cmd, "up", "--detach", "--remove-orphans"])
+
+
+# -- 9. final check ------------------------------------------------------------------
+def _get_json(host: Host, url: str, *params: str) -> dict | None:
+    args = [a for p in params for a in ("--data-urlencode", p)]
+    r = host.query(["curl", "-fsS", "--max-time", "10", "-G", *args, url])
+    try:
+        return json.loads(r.stdout) if r.ok else None
+    except json.JSONDecodeError:
+        return None
+
+
+def ensure_final_check(ctx: Context) -> None:
+    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    if opts.dry_run:
+        ctx.note("after a real run: services active, Prometheus targets up, a sample query")
+        return
+    units = ["jupyterhub", templates.EXPORTER_SERVICE]
+    if opts.stack == "apt":
+        units += [
+            "prometheus",
+            "prometheus-alertmanager",
+            "prometheus-node-exporter",
+            "grafana-server",
+        ]
+    inactive = [u for u in units if not systemd.is_active(host, u)]
+    if inactive:
+        raise StepError(f"not running: {', '.join(inactive)} (see `journalctl -u {inactive[0]}`)")
+
+    prom = f"http://{templates.PROMETHEUS_ADDRESS}"
+    active: list[dict] = []
+    down: list[str] = ["(no answer from Prometheus)"]
+    for _ in range(12):  # targets turn up after their first scrape (15 s)
+        targets = _get_json(host, f"{prom}/api/v1/targets", "state=active")
+        if targets is not None:
+            active = targets.get("data", {}).get("activeTargets", [])
+            down = [t["labels"].get("job", "?") for t in active if t.get("health") != "up"]
+            if not down:
+                break
+        host.sleep(5)
+    if down:
+        raise StepError(f"Prometheus targets down: {', '.join(down)} (see {prom}/targets)")
+    answer = _get_json(host, f"{prom}/api/v1/query", "query=dlcourse_exporter_build_info")
+    series = (answer or {}).get("data", {}).get("result", [])
+    if not series:
+        raise StepError(
+            "Prometheus has no dlcourse_exporter_build_info: the exporter is not scraped"
+        )
+    ctx.note(f"{len(active)} Prometheus targets up; a sample query answered")
+
+    grafana = (
+        f"http://<this server>:{opts.grafana_port}/"
+        if opts.grafana_port
+        else f"http://<this server>{templates.GRAFANA_PATH}"
+    )
+    ctx.summary += [
+        "JupyterHub:  http://<this server>/  (admins: "
+        + ", ".join(opts.admins)
+        + "; the first login sets the password)",
+        f"Grafana:     {grafana}  (user admin, password in {paths.grafana_password})",
+        f"Prometheus:  {prom}/  and Alertmanager http://{templates.ALERTMANAGER_ADDRESS}/ "
+        "(localhost only: ssh -L 9090:127.0.0.1:9090 <this server>)",
+        f"Exporter:    http://{templates.EXPORTER_ADDRESS}/metrics",
+        f"Credentials: {paths.hub_token}, {paths.metrics_token} (hub service tokens)",
+        f"Log:         {paths.log_file}",
+    ]
+
+
+# -- the checklist -------------------------------------------------------------------
+STEPS = [
+    Step("preflight", "Preflight checks", ensure_preflight, always=True),
+    Step("base-packages", "Base packages", ensure_base_packages),
+    Step(
+        "nvidia-driver", "NVIDIA driver", ensure_nvidia_driver,
+        lambda o: {"driver": o.driver, "ppa": o.ppa, "no_gpu": o.no_gpu},
+    ),
+    Step(
+        "tljh", "The Littlest JupyterHub", ensure_tljh,
+        lambda o: {"version": o.tljh_version, "admins": o.admins},
+    ),
+    Step(
+        "user-environment", "Users' environment (PyTorch, CUDA)", ensure_user_environment,
+        lambda o: {"tensorflow": o.tensorflow, "torch": o.torch_spec, "no_gpu": o.no_gpu},
+    ),
+    Step(
+        "course", "Course: admins, roster, limits", ensure_course,
+        lambda o: {"admins": o.admins, "roster": o.roster, "mem": o.mem_limit, "cpu": o.cpu_limit},
+    ),
+    Step(
+        "exporter", "dlcourse exporter", ensure_exporter,
+        lambda o: {"source": o.source, "stack": o.stack, "grafana_port": o.grafana_port},
+    ),
+    Step(
+        "monitoring", "Monitoring stack", ensure_monitoring,
+        lambda o: {"stack": o.stack, "port": o.grafana_port, "assets": assets_digest(o.assets)},
+    ),
+    Step("final-check", "Final check", ensure_final_check, always=True),
+]  # fmt: skip
+
+
+def _bullets(items: list[str]) -> str:
+    return "\n".join(f"  - {i}" for i in items)

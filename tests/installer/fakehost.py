@@ -1,0 +1,288 @@
+"""A fake Ubuntu GPU server for the installer's tests.
+
+Files are real, under a temporary root. Commands are recorded and answered from a small
+model of the machine (packages, services, users, TLJH's config, the driver), so a second
+run sees what the first one did. An unknown command fails the test: nothing slips by.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shlex
+import uuid
+
+from dlcourse_installer import steps, tljh
+from dlcourse_installer.host import CommandError, DryRunHost, FileMeta, Host, Result
+
+UBUNTU_24_04 = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nID=ubuntu\nVERSION_ID="24.04"\n'
+UBUNTU_DRIVERS = """== /sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0 ==
+modalias : pci:v000010DEd00002204sv00001458sd0000403Bbc03sc00i00
+vendor   : NVIDIA Corporation
+model    : GA102 [GeForce RTX 3090]
+driver   : nvidia-driver-535 - distro non-free
+driver   : nvidia-driver-550 - distro non-free recommended
+driver   : xserver-xorg-video-nouveau - distro free builtin
+"""
+DRIVER_VERSION = "550.120"
+# What a fresh Ubuntu server image already has.
+PREINSTALLED = {"python3", "curl", "git", "ubuntu-drivers-common"}
+
+
+class FakeHost(Host):
+    def __init__(self, root, *, gpu: bool = True, os_release: str = UBUNTU_24_04,
+                 secure_boot: bool = False, driver_needs_reboot: bool = True):  # fmt: skip
+        super().__init__(root=str(root))
+        self.commands: list[tuple[str, ...]] = []  # every command, queries included
+        self.packages = set(PREINSTALLED)
+        self.enabled: set[str] = set()
+        self.active: set[str] = set()
+        self.users = {"root"}
+        self.owners: dict[str, tuple[str, str]] = {}
+        self.driver_loaded = False
+        self.driver_needs_reboot = driver_needs_reboot
+        self.secure_boot = secure_boot
+        self.tljh_config: dict = {}
+        self.plugin_installed = False
+        self.user_pip: set[str] = set()
+        self.torch: str | None = None
+        self.fail: str | None = None  # a run command containing this text fails
+        self.reboots = 0
+        self.put("/etc/os-release", os_release)
+        self.put("/proc/sys/kernel/random/boot_id", str(uuid.uuid4()))
+        os.makedirs(self.local("/run/systemd/system"), exist_ok=True)
+        if gpu:
+            self.put("/sys/bus/pci/devices/0000:01:00.0/vendor", "0x10de\n")
+            self.put("/sys/bus/pci/devices/0000:01:00.0/class", "0x030000\n")
+            self.put("/sys/bus/pci/devices/0000:01:00.1/vendor", "0x10de\n")  # its HDMI audio
+            self.put("/sys/bus/pci/devices/0000:01:00.1/class", "0x040300\n")
+        self.put("/sys/bus/pci/devices/0000:00:1f.0/vendor", "0x8086\n")
+        self.put("/sys/bus/pci/devices/0000:00:1f.0/class", "0x060100\n")
+
+    # -- fixtures ------------------------------------------------------------------
+    def put(self, path: str, content: str) -> None:
+        local = self.local(path)
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        with open(local, "w") as f:
+            f.write(content)
+
+    def reboot_now(self) -> None:
+        """What a reboot changes: a new boot id, the new driver loaded, enabled units up."""
+        self.reboots += 1
+        self.put("/proc/sys/kernel/random/boot_id", str(uuid.uuid4()))
+        self.driver_loaded = any(p.startswith("nvidia-driver-") for p in self.packages)
+        self.active = set(self.enabled)
+
+    @property
+    def runs(self) -> list[str]:
+        return [a for a in self.actions if a.startswith("run ")]
+
+    # -- Host ----------------------------------------------------------------------
+    def query(self, argv, *, env=None) -> Result:
+        self.commands.append(tuple(argv))
+        return self._answer(list(argv), env or {})
+
+    def run(self, argv, *, env=None, input=None) -> Result:
+        self.commands.append(tuple(argv))
+        self._record(f"run {shlex.join(argv)}")
+        if self.fail and self.fail in shlex.join(argv):
+            raise CommandError(Result(tuple(argv), 1, "", f"simulated failure of {argv[0]}"))
+        result = self._answer(list(argv), env or {})
+        if not result.ok:
+            raise CommandError(result)
+        return result
+
+    def sleep(self, seconds: float) -> None:
+        pass
+
+    def _chown(self, local: str, owner: str, group: str) -> None:
+        self.owners[local] = (owner, group)
+
+    def file_meta(self, path: str) -> FileMeta | None:
+        local = self.local(path)
+        if not os.path.exists(local):
+            return None
+        owner, group = self.owners.get(local, ("root", "root"))
+        return FileMeta(os.stat(local).st_mode & 0o7777, owner, group)
+
+    # -- the machine -----------------------------------------------------------------
+    def _answer(self, argv: list[str], env: dict) -> Result:  # noqa: C901 - a dispatch table
+        ok = Result(tuple(argv), 0, "", "")
+        cmd = os.path.basename(argv[0])
+        args = argv[1:]
+
+        def out(text: str, rc: int = 0) -> Result:
+            return Result(tuple(argv), rc, text, "" if rc == 0 else text)
+
+        if cmd == "id":
+            return out("0\n")
+        if cmd == "df":
+            return out("Filesystem 1024-blocks Used Available Capacity Mounted on\n"
+                       "/dev/sda1 500000000 1000 400000000 1% /\n")  # fmt: skip
+        if cmd == "uname":
+            return out("6.8.0-45-generic\n")
+        if cmd == "mokutil":
+            return out(f"SecureBoot {'enabled' if self.secure_boot else 'disabled'}\n")
+        if cmd == "curl":
+            return self._curl(argv, args)
+        if cmd == "dpkg-query":
+            fmt, names = args[1], args[2:]
+            if fmt == "-f=${Status}":
+                have = names[0] in self.packages
+                return out("install ok installed" if have else "", 0 if have else 1)
+            hits = sorted({p for p in self.packages for n in names if fnmatch.fnmatch(p, n)})
+            return out("".join(f"{p} install ok installed\n" for p in hits))
+        if cmd == "apt-get":
+            assert env.get("DEBIAN_FRONTEND") == "noninteractive", argv
+            names = [a for a in args[1:] if not a.startswith("-")]
+            if args[0] == "install":
+                self.packages |= set(names)
+                if any(n.startswith("nvidia-driver-") for n in names):
+                    self.driver_loaded = not self.driver_needs_reboot
+                for n in names:
+                    if n in ("prometheus", "grafana"):
+                        self.users.add(n)
+            elif args[0] == "purge":
+                self.packages -= set(names)  # the module stays loaded until the reboot
+            return ok
+        if cmd == "add-apt-repository":
+            self.put("/etc/apt/sources.list.d/graphics-drivers-ubuntu-ppa-noble.sources", "x\n")
+            return ok
+        if cmd == "ubuntu-drivers":
+            return out(UBUNTU_DRIVERS)
+        if cmd == "nvidia-smi":
+            if self.driver_loaded:
+                return out(f"{DRIVER_VERSION}\n")
+            return out("NVIDIA-SMI has failed because it couldn't communicate with the driver", 9)
+        if cmd == "update-initramfs":
+            return ok
+        if cmd == "getent":  # every account here has its own group
+            return ok if args[1] in self.users else out("", 2)
+        if cmd == "useradd":
+            self.users.add(args[-1])
+            return ok
+        if cmd == "systemctl":
+            return self._systemctl(args)
+        if cmd == "tljh-config":
+            return self._tljh_config(args)
+        if argv[0] == "/usr/bin/python3" and args[:2] == ["-m", "venv"]:
+            self.put(f"{args[2]}/bin/python", "")
+            return ok
+        if argv[0] == "/usr/bin/python3" and args[0] == "-c":
+            assert args[1] == steps.NVML_CHECK
+            return out(f"{DRIVER_VERSION} 1\n") if self.driver_loaded else out("nvmlInit failed", 1)
+        if argv[0] == "/usr/bin/python3" and "tljh-bootstrap" in args[0]:
+            return self._tljh_bootstrap(args, env)
+        if argv[0].endswith("/hub/bin/python3"):
+            if args[0] == "-c" and args[1] == steps.PLUGIN_CHECK:
+                return ok if self.plugin_installed else out("ModuleNotFoundError", 1)
+            if args[0] == "-c":
+                assert args[1] == tljh._SHOW
+                return out(json.dumps(self.tljh_config))
+            self.plugin_installed = True
+            return ok
+        if argv[0].endswith("/user/bin/python"):
+            return self._user_python(args)
+        if argv[0].endswith("/exporter/bin/python") and args[:3] == ["-m", "pip", "install"]:
+            self.put(argv[0].replace("/python", "/dlcourse-exporter"), "")
+            return ok
+        raise AssertionError(f"the fake host does not know `{shlex.join(argv)}`")
+
+    def _curl(self, argv, args) -> Result:
+        if "-o" in args and args[args.index("-o") + 1] != "/dev/null":
+            self.put(args[args.index("-o") + 1], "# downloaded\n")
+            return Result(tuple(argv), 0)
+        url = args[-1]
+        if url.endswith("/api/v1/targets"):
+            jobs = {"prometheus": "prometheus", "node": "prometheus-node-exporter",
+                    "dlcourse": "dlcourse-exporter", "jupyterhub": "jupyterhub",
+                    "alertmanager": "prometheus-alertmanager"}  # fmt: skip
+            targets = [
+                {"labels": {"job": job}, "health": "up" if unit in self.active else "down"}
+                for job, unit in jobs.items()
+            ]
+            return Result(tuple(argv), 0, json.dumps({"data": {"activeTargets": targets}}))
+        if url.endswith("/api/v1/query"):
+            series = [{"metric": {"version": "0.1.0"}, "value": [0, "1"]}]
+            return Result(tuple(argv), 0, json.dumps({"data": {"result": series}}))
+        return Result(tuple(argv), 0)  # preflight's reachability check
+
+    def _systemctl(self, args) -> Result:
+        verb = args[0]
+        units = [a.removesuffix(".service") for a in args[1:] if not a.startswith("-")]
+        ok = Result(("systemctl", *args), 0)
+        if verb == "is-active":
+            return ok if units[0] in self.active else Result(("systemctl", *args), 3)
+        if verb == "is-enabled":
+            return ok if units[0] in self.enabled else Result(("systemctl", *args), 1)
+        if verb == "enable":
+            self.enabled.add(units[0])
+            if "--now" in args:
+                self.active.add(units[0])
+        elif verb == "disable":
+            self.enabled.discard(units[0])
+        elif verb == "restart":
+            self.active.add(units[0])
+        elif verb == "reboot":
+            pass  # the test calls reboot_now(): the installer's process would end here
+        elif verb != "daemon-reload":
+            raise AssertionError(f"systemctl {verb}?")
+        return ok
+
+    def _tljh_bootstrap(self, args, env) -> Result:
+        prefix = env["TLJH_INSTALL_PREFIX"]
+        for path in ("hub/bin/python3", "hub/bin/tljh-config", "user/bin/python"):
+            self.put(f"{prefix}/{path}", "")
+        self.tljh_config.setdefault("users", {})["admin"] = [
+            args[i + 1] for i, a in enumerate(args) if a == "--admin"
+        ]
+        self.plugin_installed = "--plugin" in args
+        self.enabled.add("jupyterhub")
+        self.active.add("jupyterhub")
+        return Result(("bootstrap",), 0)
+
+    def _tljh_config(self, args) -> Result:
+        verb = args[0]
+        if verb in ("set", "add-item"):
+            node = self.tljh_config
+            *parents, leaf = args[1].split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            if verb == "set":
+                node[leaf] = args[2]
+            else:
+                node.setdefault(leaf, []).append(args[2])
+        else:
+            assert args == ["reload", "hub"], args
+        return Result(("tljh-config", *args), 0)
+
+    def _user_python(self, args) -> Result:
+        ok = Result(tuple(args), 0)
+        if args[:3] == ["-m", "pip", "show"]:
+            return ok if args[-1] in self.user_pip else Result(tuple(args), 1)
+        if args[:3] == ["-m", "pip", "install"]:
+            if "--index-url" in args:
+                tag = args[args.index("--index-url") + 1].rsplit("/", 1)[1]
+                self.torch = f"2.5.1+{tag}"
+            else:
+                self.user_pip |= {re.sub(r"\[.*", "", a) for a in args[3:]}
+            return ok
+        if args[0] == "-c" and args[1] == steps.TORCH_VERSION:
+            return Result(tuple(args), 0, f"{self.torch}\n") if self.torch else Result((), 1)
+        if args[0] == "-c" and args[1] == steps.TORCH_CUDA:
+            cuda = self.driver_loaded and bool(self.torch) and "+cu" in self.torch
+            return ok if cuda else Result(tuple(args), 1)
+        raise AssertionError(f"user python {args}?")
+
+
+class FakeDryHost(FakeHost):
+    """--dry-run over the fake server: looks at it, prints what it would do, changes nothing."""
+
+    run = DryRunHost.run
+    write_file = DryRunHost.write_file
+    set_attrs = DryRunHost.set_attrs
+    make_dirs = DryRunHost.make_dirs
+    remove = DryRunHost.remove
+    _plan = DryRunHost._plan

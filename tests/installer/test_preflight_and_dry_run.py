@@ -1,0 +1,173 @@
+"""Preflight's refusals and warnings, and --dry-run: here (Debian, no GPU) and on a fake 24.04."""
+
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from dlcourse_installer import cli, preflight, runner, steps
+from dlcourse_installer.options import Options, parse_roster, validate
+from dlcourse_installer.paths import Paths
+
+from .conftest import REPO
+from .fakehost import FakeDryHost, FakeHost
+
+DEBIAN = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "dry-run-ubuntu-24.04.txt")
+
+
+def test_supported_gpu_server_passes(tmp_path):
+    f = preflight.check(FakeHost(tmp_path), Options(admins=("t",)))
+    assert f.errors == [] and f.warnings == []
+    assert f.gpus == ["0000:01:00.0"]  # the GPU, not its HDMI audio function
+
+
+def test_refusal_lists_every_reason(tmp_path):
+    host = FakeHost(tmp_path, gpu=False, os_release=DEBIAN)
+    os.rmdir(host.local("/run/systemd/system"))
+    errors = preflight.check(host, Options(admins=("t",))).errors
+    assert len(errors) == 3
+    assert "Debian GNU/Linux 12 (bookworm)" in errors[0] and "Ubuntu 22.04 and 24.04" in errors[0]
+    assert "systemd" in errors[1]
+    assert "no NVIDIA GPU" in errors[2] and "--no-gpu" in errors[2]
+
+
+def test_refused_install_changes_nothing(tmp_path):
+    host = FakeHost(tmp_path, os_release=DEBIAN)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = cli.install(["--admin", "t", "--yes"], host=host, paths=Paths())
+    assert rc == runner.EXIT_REFUSED
+    assert "refuses to install" in out.getvalue() and "Nothing was changed" in out.getvalue()
+    assert host.actions == []
+
+
+def test_ubuntu_20_04_is_best_effort(tmp_path):
+    host = FakeHost(tmp_path, os_release='ID=ubuntu\nVERSION_ID="20.04"\n')
+    f = preflight.check(host, Options(admins=("t",)))
+    assert f.errors == [] and "best-effort" in f.warnings[0]
+
+
+def test_secure_boot_explains_mok_enrollment(tmp_path):
+    f = preflight.check(FakeHost(tmp_path, secure_boot=True), Options(admins=("t",)))
+    assert f.secure_boot is True
+    assert "Enroll MOK" in f.warnings[0]
+
+
+def test_secure_boot_from_efivars_without_mokutil(tmp_path):
+    class NoMokutil(FakeHost):
+        def query(self, argv, *, env=None):
+            if argv[0] == "mokutil":
+                return _missing(argv)
+            return super().query(argv, env=env)
+
+    host = NoMokutil(tmp_path)
+    host.put("/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c",
+             "\x06\x00\x00\x00\x01")  # fmt: skip
+    assert preflight.secure_boot_state(host) is True
+
+
+def _missing(argv):
+    from dlcourse_installer.host import Result
+
+    return Result(tuple(argv), 127, "", "mokutil: command not found")
+
+
+def test_little_disk_is_refused(tmp_path):
+    class SmallDisk(FakeHost):
+        def query(self, argv, *, env=None):
+            if argv[0] == "df":
+                from dlcourse_installer.host import Result
+
+                return Result(
+                    tuple(argv), 0, "Filesystem 1K Used Avail Cap Mnt\n/dev/sda 1 1 1000 1% /\n"
+                )
+            return super().query(argv, env=env)
+
+    errors = preflight.check(SmallDisk(tmp_path), Options(admins=("t",))).errors
+    assert errors and "GiB free" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("version", "tag"),
+    [("570.86.10", "cu128"), ("550.120", "cu124"), ("535.183.01", "cu121"),
+     ("525.147.05", "cu118"), ("470.256.02", None), ("garbage", None)],
+)  # fmt: skip
+def test_torch_build_matches_the_driver(version, tag):
+    assert steps.torch_build(version) == tag
+
+
+def test_recommended_driver_is_parsed():
+    from .fakehost import UBUNTU_DRIVERS
+
+    assert steps.parse_recommended(UBUNTU_DRIVERS) == "nvidia-driver-550"
+    assert steps.parse_recommended("") is None
+
+
+def test_roster_parsing_and_validation():
+    rows, errors = parse_roster("username,section\nAda,A\nada,B\nbad name,A\n,\n\n# note\nx,\n")
+    assert rows == (("ada", "section-a"),)
+    assert len(errors) == 3 and "appears twice" in errors[0]
+    assert validate(Options(admins=("t",), no_gpu=True, driver="550")) == [
+        "--no-gpu cannot be combined with --driver or --ppa"
+    ]
+
+
+def _normalize(text: str) -> str:
+    text = text.replace(REPO, "<checkout>")
+    return re.sub(r" \(\d+(\.\d+)?s\)| \(\d+m\d+s\)", "", text)
+
+
+def test_dry_run_on_a_fresh_ubuntu_24_04_prints_the_plan(tmp_path):
+    """The golden plan a lecturer reads before installing (UPDATE_GOLDEN=1 rewrites it)."""
+    host = FakeDryHost(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = cli.install(
+            ["--dry-run", "--admin", "teacher", "--mem-limit", "4G", "--assets", str(tmp_path)],
+            host=host, paths=Paths(),
+        )  # fmt: skip
+    assert rc == runner.EXIT_OK
+    plan = _normalize(out.getvalue()).replace(str(tmp_path), "<assets>")
+    assert not host.exists("/opt/dlcourse/state/install-state.json")  # nothing written
+    assert host.packages == FakeHost(tmp_path / "x").packages  # nothing installed
+    if os.environ.get("UPDATE_GOLDEN"):
+        os.makedirs(os.path.dirname(GOLDEN), exist_ok=True)
+        with open(GOLDEN, "w") as f:
+            f.write(plan)
+    with open(GOLDEN) as f:
+        assert plan == f.read()
+
+
+def test_dry_run_here_prints_the_plan_and_refuses_with_reasons():
+    """This machine is Debian without a GPU: the real CLI, as a lecturer would run it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dlcourse_installer", "--dry-run", "--admin", "teacher"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == runner.EXIT_REFUSED, out + result.stderr
+    for n in range(1, 10):
+        assert f"[{n}/9]" in out
+    assert "refused, for these reasons:" in out
+    assert "Ubuntu 22.04 and 24.04" in out
+    assert "no NVIDIA GPU" in out
+    assert "on this machine dlcourse-install refuses to install" in out
+    assert "$ /opt/tljh/hub/bin/tljh-config add-item users.admin teacher" in out
+    assert not os.path.exists("/opt/dlcourse/state/install-state.json")
+
+
+def test_bootstrap_dry_run_is_stdlib_only():
+    """installer/bootstrap.py under the system Python, with no venv and no dlcourse installed."""
+    if not os.path.exists("/usr/bin/python3"):
+        pytest.skip("no /usr/bin/python3")
+    result = subprocess.run(
+        ["/usr/bin/python3", "-I", os.path.join(REPO, "installer", "bootstrap.py"),
+         "--dry-run", "--admin", "teacher", "--no-gpu"],
+        capture_output=True, text=True, timeout=120, cwd="/",
+    )  # fmt: skip
+    assert "[9/9] Final check" in result.stdout, result.stderr
+    assert result.returncode in (runner.EXIT_OK, runner.EXIT_REFUSED)

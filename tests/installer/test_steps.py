@@ -1,0 +1,207 @@
+"""The checklist against a fake Ubuntu 24.04 GPU server: plan, idempotence, resume, reboot."""
+
+import json
+
+from dlcourse_installer import cli, runner, templates
+from dlcourse_installer.paths import Paths
+from dlcourse_installer.state import State
+
+from .conftest import install
+from .fakehost import FakeHost
+
+ARGV = ["--admin", "teacher", "--yes", "--mem-limit", "4G", "--cpu-limit", "2"]
+
+# The milestones of a fresh install, in the seed guide's order and then the course's.
+MILESTONES = [
+    "apt-get install -y python3-venv build-essential dkms linux-headers-6.8.0-45-generic",
+    "apt-get install -y nvidia-driver-550",
+    "write /etc/modprobe.d/blacklist-nouveau.conf",
+    "update-initramfs -u",
+    "tljh-bootstrap-1.0.0.py --version 1.0.0 --admin teacher --plugin",
+    "pip install jupyterlab-nvdashboard jupyter-resource-usage ipywidgets",
+    "--index-url https://download.pytorch.org/whl/cu124 torch torchvision",
+    "tljh-config set limits.memory 4G",
+    "tljh-config set limits.cpu 2",
+    "useradd --system",
+    "write /etc/dlcourse/hub-token (0600 root:root)",
+    "write /opt/tljh/config/jupyterhub_config.d/dlcourse-services.py",
+    "write /etc/systemd/system/dlcourse-exporter.service",
+    "systemctl enable --now dlcourse-exporter.service",
+    "apt-get install -y prometheus prometheus-alertmanager prometheus-node-exporter",
+    "write /etc/prometheus/prometheus.yml",
+    "chmod 0640 /etc/dlcourse/prometheus-hub-token; chown root:prometheus",
+    "curl -fsSL -o /etc/apt/keyrings/grafana.asc https://apt.grafana.com/gpg.key",
+    "apt-get install -y grafana",
+    "write /etc/dlcourse/grafana-admin-password (0600 root:root)",
+    "systemctl enable --now grafana-server",
+]
+
+
+def positions(actions: list[str], milestones: list[str]) -> list[int]:
+    found = []
+    for m in milestones:
+        hits = [i for i, a in enumerate(actions) if m in a]
+        assert hits, f"never done: {m}"
+        found.append(hits[0])
+    return found
+
+
+def test_fresh_host_yields_the_full_plan_in_order(tmp_path):
+    host = FakeHost(tmp_path, driver_needs_reboot=False)
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_OK, out
+    order = positions(host.actions, MILESTONES)
+    assert order == sorted(order), "steps ran out of order"
+    for n in range(1, 10):
+        assert f"[{n}/9]" in out
+    assert "torch.cuda.is_available() is True" in out
+    assert "Grafana:     http://<this server>/services/grafana/" in out
+    assert host.active >= {"jupyterhub", "dlcourse-exporter", "prometheus", "grafana-server"}
+
+
+def test_second_run_performs_no_action(tmp_path):
+    host = FakeHost(tmp_path, driver_needs_reboot=False)
+    assert install(host, ARGV)[0] == runner.EXIT_OK
+    host.actions.clear()
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_OK
+    assert host.actions == []
+    assert out.count("done in an earlier run") == 7
+
+
+def test_every_step_rechecked_on_the_result_changes_nothing(tmp_path):
+    """Not only skipped: each step's own check finds everything in place."""
+    host = FakeHost(tmp_path, driver_needs_reboot=False)
+    assert install(host, ARGV)[0] == runner.EXIT_OK
+    host.actions.clear()
+    rc, out = install(host, [*ARGV, "--recheck"])
+    assert rc == runner.EXIT_OK, out
+    # Only the state file notes the new command line.
+    assert host.actions == ["write /opt/dlcourse/state/install-state.json (0600 root:root)"]
+    assert "done in an earlier run" not in out
+
+
+def test_failure_in_a_step_keeps_earlier_steps_and_the_rerun_resumes_there(tmp_path):
+    host = FakeHost(tmp_path, driver_needs_reboot=False)
+    host.fail = "download.pytorch.org"  # step 5, users' environment
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_FAILED
+    assert "step 'Users' environment (PyTorch, CUDA)' failed" in out
+    assert "/opt/dlcourse/install.log" in out
+    state = State.load(host, Paths())
+    assert set(state.done) == {"base-packages", "nvidia-driver", "tljh"}
+
+    host.fail = None
+    host.actions.clear()
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_OK, out
+    assert out.count("done in an earlier run") == 3
+    # The first change of the rerun is step 5's, not a repeat of steps 2-4.
+    assert "--index-url https://download.pytorch.org/whl/cu124" in host.actions[0]
+    assert not any("bootstrap" in a or "nvidia-driver" in a for a in host.actions)
+
+
+def test_reboot_then_rerun_resumes(tmp_path):
+    host = FakeHost(tmp_path)
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_REBOOT
+    assert "Reboot the server" in out
+    assert State.load(host, Paths()).reboot_pending
+
+    host.actions.clear()  # a rerun before the reboot changes nothing and says so again
+    assert install(host, ARGV)[0] == runner.EXIT_REBOOT
+    assert host.actions == []
+
+    host.reboot_now()
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_OK, out
+    assert "driver 550.120 answers nvidia-smi and NVML" in out
+    assert not State.load(host, Paths()).reboot_pending
+
+
+def test_reboot_flag_reboots_and_resumes_through_a_one_shot_unit(tmp_path):
+    host = FakeHost(tmp_path)
+    rc, out = install(host, [*ARGV, "--reboot", "--roster", str(roster(tmp_path))])
+    assert rc == runner.EXIT_REBOOT
+    unit = host.read_text(f"/etc/systemd/system/{templates.RESUME_UNIT}")
+    assert "ExecStart=" in unit and "-m dlcourse_installer resume" in unit
+    assert "dlcourse-install-resume" in host.enabled
+    assert host.runs[-1] == "run systemctl reboot"
+
+    host.reboot_now()
+    host.actions.clear()
+    rc = cli.resume(host, Paths())  # what the unit runs at boot
+    assert rc == runner.EXIT_OK
+    assert not host.exists(f"/etc/systemd/system/{templates.RESUME_UNIT}")
+    assert "dlcourse-install-resume" not in host.enabled
+    # the roster given before the reboot was applied after it
+    assert host.tljh_config["users"]["allowed"] == ["ada", "grace", "alan"]
+
+
+def test_a_new_roster_reruns_only_the_course_step(tmp_path):
+    host = FakeHost(tmp_path, driver_needs_reboot=False)
+    assert install(host, ARGV)[0] == runner.EXIT_OK
+    host.actions.clear()
+    rc, out = install(host, [*ARGV, "--roster", str(roster(tmp_path))])
+    assert rc == runner.EXIT_OK
+    assert out.count("done in an earlier run") == 6
+    snippet = host.read_text("/opt/tljh/config/jupyterhub_config.d/dlcourse-course.py")
+    assert '"section-a"' in snippet and '"section-b-2"' in snippet
+    assert any("tljh-config reload hub" in a for a in host.actions)
+
+
+def test_purge_restores_nouveau(tmp_path):
+    host = FakeHost(tmp_path, driver_needs_reboot=False)
+    assert install(host, ARGV)[0] == runner.EXIT_OK
+    assert host.exists("/etc/modprobe.d/blacklist-nouveau.conf")
+    assert cli.driver(["--purge"], host, Paths()) == 0
+    assert not any(p.startswith("nvidia-") for p in host.packages)
+    assert "run apt-get purge -y nvidia-driver-550" in host.actions
+    assert not host.exists("/etc/modprobe.d/blacklist-nouveau.conf")
+    assert host.runs[-1] == "run update-initramfs -u"
+    state = State.load(host, Paths())
+    assert "nvidia-driver" not in state.done and state.reboot_pending
+    host.reboot_now()
+    assert not host.driver_loaded
+
+
+def test_secrets_are_root_only_and_never_in_output(tmp_path):
+    host = FakeHost(tmp_path, driver_needs_reboot=False)
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_OK
+    token = host.read_text("/etc/dlcourse/hub-token").strip()
+    assert len(token) == 64
+    assert host.file_meta("/etc/dlcourse/hub-token").mode == 0o600
+    meta = host.file_meta("/etc/dlcourse/prometheus-hub-token")
+    assert (meta.mode, meta.group) == (0o640, "prometheus")
+    assert host.file_meta("/etc/dlcourse/grafana-admin-password").mode == 0o600
+    everything = out + json.dumps(host.commands) + "".join(host.actions)
+    assert token not in everything
+    assert token not in host.read_text("/opt/tljh/config/jupyterhub_config.d/dlcourse-services.py")
+
+
+def test_status_lists_the_steps(tmp_path, capsys):
+    host = FakeHost(tmp_path)
+    install(host, ARGV)
+    cli.status(host, Paths())
+    text = capsys.readouterr().out
+    assert "Base packages" in text and "done 20" in text
+    assert "A reboot is pending" in text
+
+
+def test_bad_options_are_all_listed_and_nothing_runs(tmp_path, capsys):
+    host = FakeHost(tmp_path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("username,section\nAda Lovelace,a\nalan\n")
+    rc = cli.install(["--mem-limit", "lots", "--roster", str(bad)], host=host, paths=Paths())
+    assert rc == runner.EXIT_REFUSED
+    err = capsys.readouterr().err
+    for text in ("--admin NAME is required", "--mem-limit 'lots'", "bad.csv:2:", "bad.csv:3:"):
+        assert text in err
+    assert host.commands == []
+
+
+def roster(tmp_path):
+    path = tmp_path / "students.csv"
+    path.write_text("username,section\nada,A\ngrace,A\nalan,B 2\n")
+    return path
