@@ -256,7 +256,7 @@ dlcourse demo is running (Ctrl-C to stop). Open:
   JupyterHub          {demo.hub.public_url}/  (users: {", ".join(STUDENTS)}, teacher; any password)
   Prometheus          {urls["prometheus"]}/graph
   firing alerts       {urls["prometheus"]}/alerts  and Alertmanager {urls["alertmanager"]}/#/alerts
-{CRASHING_STUDENT}'s kernel crashes every {CRASH_EVERY_SECONDS} s; alan holds 20 GiB on GPU 1 without using it.
+{CRASHING_STUDENT}'s kernel crashes every {CRASH_EVERY_SECONDS} s; alan holds 20 GiB idle on GPU 1.
 Logs are in {args.workdir}.
 """
         )
