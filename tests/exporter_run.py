@@ -1,51 +1,32 @@
-"""Runs the real ``dlcourse-exporter`` as a subprocess and reads its /metrics."""
+"""URL-based helpers over ``exporter_process.RunningExporter`` for the kernels and host tests.
+
+``value`` matches labels exactly (``exporter_process.value`` matches a subset), which the
+zero-filled per-signal series need.
+"""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+from exporter_process import RunningExporter
 from prometheus_client.parser import text_string_to_metric_families
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
 def running_exporter(*args: str) -> Iterator[str]:
-    """Starts the exporter on a free localhost port; yields its /metrics URL."""
-    port = free_port()
-    command = [sys.executable, "-m", "dlcourse_exporter", f"--web.listen-address=127.0.0.1:{port}"]
-    process = subprocess.Popen([*command, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _ready(url), 20, f"exporter did not become ready at {url}")
-        yield f"{url}/metrics"
-    finally:
-        process.terminate()
+    """Starts the real exporter on a free localhost port; yields its /metrics URL."""
+    with tempfile.TemporaryDirectory() as directory:
+        exporter = RunningExporter(args, log_path=Path(directory) / "exporter.log")
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        print(process.stdout.read().decode(errors="replace"))  # shown when a test fails
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+            yield f"{exporter.url}/metrics"
+        finally:
+            exporter.stop()
+            print(exporter.log())  # shown when a test fails
 
 
 def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

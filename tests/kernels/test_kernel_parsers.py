@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import pytest
+
 from dlcourse_exporter.sources import proc_events
 from dlcourse_exporter.sources.kernels import classify
 from dlcourse_exporter.sources.procfs import (
