@@ -63,6 +63,12 @@ def listen_address(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def exit_events(text: str) -> str:
+    if text not in ("auto", "poll"):
+        raise ValueError("must be auto or poll")
+    return text
+
+
 OPTIONS = [
     Option(
         "web.listen-address",
@@ -78,6 +84,11 @@ OPTIONS = [
     ),
     Option("path.procfs", "procfs mount point", "/proc", Path),
     Option("path.cgroupfs", "cgroup filesystem mount point", "/sys/fs/cgroup", Path),
+    Option(
+        "path.kmsg",
+        "kernel log device read for OOM kills (needs CAP_SYSLOG); empty to not read it",
+        "/dev/kmsg",
+    ),
     Option("collection.interval", "seconds between collections", 5.0, positive_float),
     Option(
         "user.prefix",
@@ -93,6 +104,12 @@ OPTIONS = [
     ),
     Option("hub.interval", "seconds between polls of the hub API", 15.0, positive_float),
     Option("hub.timeout", "seconds before a hub API request gives up", 5.0, positive_float),
+    Option(
+        "kernels.exit-events",
+        "how kernel exits are seen: auto (netlink proc connector, else polling) or poll",
+        "auto",
+        exit_events,
+    ),
     Option("log.level", "debug, info, warning or error", "info"),
 ]
 
@@ -105,6 +122,8 @@ class Config:
     listen_port: int = DEFAULT_PORT
     procfs: Path = Path("/proc")
     cgroupfs: Path = Path("/sys/fs/cgroup")
+    kmsg: Path | None = Path("/dev/kmsg")
+    kernel_exit_events: str = "auto"
     interval: float = 5.0
     user_prefix: str = "jupyter-"
     hub_url: str | None = None
@@ -282,6 +301,8 @@ def load(
         listen_port=port,
         procfs=values["path.procfs"],
         cgroupfs=values["path.cgroupfs"],
+        kmsg=Path(values["path.kmsg"]) if values["path.kmsg"] else None,
+        kernel_exit_events=values["kernels.exit-events"],
         interval=values["collection.interval"],
         user_prefix=values["user.prefix"],
         hub_url=hub_url.rstrip("/") if hub_url else None,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
-from .collectors import gpu, processes
+from .collectors import gpu, host, kernels, processes
 from .collectors.base import Collector
 from .config import Config
 from .metricdefs import MetricDef
@@ -61,6 +61,31 @@ COLLECTORS: list[CollectorSpec] = [
             shared.nvml, shared.owners, shared.config.interval
         ),
         processes.METRICS,
+    ),
+    CollectorSpec(
+        "kernels",
+        "notebook kernels and kernel crashes per user, from /proc and process-exit events",
+        True,
+        lambda shared: kernels.KernelsCollector(
+            shared.owners,
+            shared.config.procfs,
+            shared.config.interval,
+            shared.config.kernel_exit_events,
+        ),
+        kernels.METRICS,
+    ),
+    CollectorSpec(
+        "host",
+        "CPU, memory and OOM kills per user, from cgroups, /proc and the kernel log",
+        True,
+        lambda shared: host.HostCollector(
+            shared.owners,
+            shared.config.procfs,
+            shared.config.cgroupfs,
+            shared.config.kmsg,
+            shared.config.interval,
+        ),
+        host.METRICS,
     ),
 ]
 

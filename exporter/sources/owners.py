@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import pwd
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -63,6 +64,20 @@ def account_name(uid: int) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class Attribution:
+    """Who owns a process, and by which rule: "unit", "environ", "prefixed-account" or
+    "account" (a Linux account without the hub prefix: root, daemons, the lecturer)."""
+
+    user: str
+    via: str
+
+    @property
+    def hub_user(self) -> bool:
+        """True when the process belongs to a hub user's server, not just to some account."""
+        return self.via != "account"
+
+
 class OwnerResolver:
     def __init__(self, procfs: Path = Path("/proc"), prefix: str = "jupyter-") -> None:
         self.procfs = procfs
@@ -70,17 +85,22 @@ class OwnerResolver:
 
     def owner(self, pid: int) -> str | None:
         """The hub user (or Linux account) that owns pid; None if it cannot be told."""
+        found = self.attribution(pid)
+        return found.user if found else None
+
+    def attribution(self, pid: int) -> Attribution | None:
+        """The owner of pid and which rule named it; None if it cannot be told."""
         base = self.procfs / str(pid)
         try:
             user = unit_user((base / "cgroup").read_text(errors="replace"), self.prefix)
             if user:
-                return user
+                return Attribution(user, "unit")
             try:
                 user = environ_user((base / "environ").read_bytes())
             except PermissionError:
                 user = None  # not root: other users' environ is closed; the uid still tells
             if user:
-                return user
+                return Attribution(user, "environ")
             uid = status_uid((base / "status").read_text(errors="replace"))
         except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
             log.debug("pid %d vanished while its owner was read", pid)
@@ -92,4 +112,7 @@ class OwnerResolver:
         if name is None:
             log.debug("pid %d: uid %s has no account, skipped", pid, uid)
             return None
-        return account_user(name, self.prefix)
+        prefixed = bool(self.prefix) and name.startswith(self.prefix)
+        return Attribution(
+            account_user(name, self.prefix), "prefixed-account" if prefixed else "account"
+        )

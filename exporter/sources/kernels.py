@@ -1,0 +1,338 @@
+"""Finds notebook kernel processes and tells how each one ended.
+
+A kernel is a process started with a ``kernel-*.json`` connection file in its argv (see
+``procfs.kernel_connection_file``), owned by a hub user (``sources.owners``). Exits are seen
+through the netlink proc connector (exact wait status of every process) or, where that is
+unavailable, by polling the watched kernels' /proc/<pid>/stat a few times a second.
+
+Why an exit is or is not a crash (``classify``):
+- exit code 0: a shutdown or restart asked for through jupyter_client (shutdown_request:
+  the kernel exits by itself). Not a crash.
+- killed by SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL...: the kernel died of its own fault.
+  Always a crash, with that signal.
+- a non-zero exit code: a crash, signal "exit".
+- killed by a stop signal (SIGTERM, SIGKILL, SIGHUP, SIGINT) is a crash, with two
+  exceptions judged ``GRACE_SECONDS`` after the exit, when the server has had time to react:
+  * its parent (the Jupyter server) is gone too: the whole server was stopped (systemd
+    sends SIGTERM to every process of ``jupyter-<name>.service`` when the hub stops it);
+  * its connection file is gone: jupyter_client removes it after a *shutdown* (not after a
+    restart, nor after a crash, which its restarter restarts with the same file), so this
+    was a requested shutdown that the kernel ignored for ``shutdown_wait_time`` (5 s) and
+    jupyter_client escalated to SIGTERM, then SIGKILL.
+  A user-requested *restart* of a kernel that ignores the request for 5 s also ends in
+  SIGTERM/SIGKILL and keeps the file: it counts as a crash (the kernel was hung; nothing
+  outside jupyter_client can tell the two apart).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import procfs as parse
+from .owners import OwnerResolver
+from .proc_events import ProcEventListener
+
+log = logging.getLogger(__name__)
+
+GRACE_SECONDS = 3.0
+POLL_SECONDS = 0.25  # fallback: how often watched kernels' /proc/<pid>/stat is read
+STOP_SIGNALS = frozenset({"SIGTERM", "SIGKILL", "SIGHUP", "SIGINT"})
+UNKNOWN = None  # exit status of a kernel that vanished before it was seen as a zombie
+
+
+@dataclass(frozen=True)
+class KernelProcess:
+    pid: int
+    starttime: int
+    user: str
+    connection_file: str
+    ppid: int
+    parent_starttime: int | None
+
+
+@dataclass(frozen=True)
+class PendingExit:
+    kernel: KernelProcess
+    status: int | None
+    at: float
+
+
+@dataclass(frozen=True)
+class KernelsSnapshot:
+    running: dict[str, int]
+    crashes: dict[tuple[str, str], int]
+    unknown_exits: dict[str, int]
+    users: frozenset[str]
+    exit_events: str  # "netlink" or "poll"
+
+
+def classify(status: int | None, parent_alive: bool, connection_file_exists: bool) -> str:
+    """'clean', 'server-stopped', 'shutdown', 'unknown' or a crash reason (a signal or 'exit')."""
+    reason = "unknown" if status is UNKNOWN else parse.exit_reason(status)
+    if reason == "ok":
+        return "clean"
+    external = reason in STOP_SIGNALS or reason in ("unknown", "exit")
+    if external and not parent_alive:
+        return "server-stopped"
+    if (reason in STOP_SIGNALS or reason == "unknown") and not connection_file_exists:
+        return "shutdown"
+    return reason
+
+
+@dataclass
+class _State:
+    watched: dict[int, KernelProcess] = field(default_factory=dict)
+    pending: list[PendingExit] = field(default_factory=list)
+    crashes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unknown: Counter[str] = field(default_factory=Counter)
+    users: set[str] = field(default_factory=set)
+    ended: set[tuple[int, int]] = field(default_factory=set)  # (pid, starttime) seen exiting
+
+
+class KernelWatcher:
+    def __init__(
+        self,
+        owners: OwnerResolver,
+        procfs: Path = Path("/proc"),
+        exit_events: str = "auto",
+        grace: float = GRACE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.owners = owners
+        self.procfs = procfs
+        self.grace = grace
+        self.clock = clock
+        self.mode = "poll"
+        self._wanted = exit_events
+        self._state = _State()
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[int, int], KernelProcess | None] = {}  # (pid, starttime) cache
+        self._listener: ProcEventListener | None = None
+        self._poller: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._started = False
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        if self._wanted == "auto":
+            listener = ProcEventListener(self._on_exec, self._on_exit, self._on_lost)
+            try:
+                listener.start()
+            except OSError as exc:
+                log.info(
+                    "proc connector unavailable (%s): polling /proc for kernel exits, "
+                    "which cannot always tell how a kernel died",
+                    exc,
+                )
+            else:
+                self._listener = listener
+                self.mode = "netlink"
+                return
+        self._start_poller()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.stop()
+        if self._poller is not None:
+            self._poller.join(timeout=2 * POLL_SECONDS)
+
+    def _start_poller(self) -> None:
+        self.mode = "poll"
+        self._poller = threading.Thread(target=self._poll_loop, name="kernel-exits", daemon=True)
+        self._poller.start()
+
+    # -- reading /proc ----------------------------------------------------------------
+
+    def _read_stat(self, pid: int) -> parse.ProcStat | None:
+        try:
+            return parse.parse_stat((self.procfs / str(pid) / "stat").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _identify(self, pid: int, stat: parse.ProcStat) -> KernelProcess | None:
+        """The kernel running as pid, or None; cached per process (pid + start time)."""
+        key = (pid, stat.starttime_ticks)
+        if key not in self._seen:
+            try:
+                argv = parse.split_cmdline((self.procfs / str(pid) / "cmdline").read_bytes())
+            except OSError:
+                return None  # vanished; not cached, the pid may be reused later
+            self._seen[key] = self._kernel(pid, stat, argv)
+        return self._seen[key]
+
+    def _kernel(self, pid: int, stat: parse.ProcStat, argv: list[str]) -> KernelProcess | None:
+        connection_file = parse.kernel_connection_file(argv)
+        if connection_file is None:
+            return None
+        user = self.owners.owner(pid)
+        if user is None:
+            log.debug("kernel pid %d has no known owner, not counted", pid)
+            return None
+        parent = self._read_stat(stat.ppid)
+        return KernelProcess(
+            pid=pid,
+            starttime=stat.starttime_ticks,
+            user=user,
+            connection_file=self._absolute(pid, connection_file),
+            ppid=stat.ppid,
+            parent_starttime=parent.starttime_ticks if parent else None,
+        )
+
+    def _absolute(self, pid: int, path: str) -> str:
+        if os.path.isabs(path):
+            return path
+        try:
+            return os.path.join(os.readlink(self.procfs / str(pid) / "cwd"), path)
+        except OSError:
+            return path
+
+    def scan(self) -> None:
+        """Finds every running kernel; the source of truth for the running count."""
+        found: dict[int, KernelProcess] = {}
+        live_keys = set()
+        for entry in os.scandir(self.procfs):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            stat = self._read_stat(pid)
+            if stat is None or stat.state == "Z":
+                continue
+            live_keys.add((pid, stat.starttime_ticks))
+            kernel = self._identify(pid, stat)
+            if kernel is not None:
+                found[pid] = kernel
+        self._seen = {key: value for key, value in self._seen.items() if key in live_keys}
+        # A wrapper that runs the kernel as its child has the same connection file: count
+        # the outermost process only, the one jupyter_client started and watches.
+        outermost = {
+            pid: kernel
+            for pid, kernel in found.items()
+            if not (
+                kernel.ppid in found
+                and found[kernel.ppid].connection_file == kernel.connection_file
+            )
+        }
+        with self._lock:
+            # Exits seen while this scan ran must not bring their kernels back.
+            self._state.ended &= live_keys
+            for pid, kernel in outermost.items():
+                if (pid, kernel.starttime) in self._state.ended:
+                    continue
+                self._state.users.add(kernel.user)
+                self._state.watched.setdefault(pid, kernel)
+            if self.mode == "netlink":
+                # Exits are reported as they happen; a watched kernel missing here had its
+                # event dropped (socket overflow): it ended, but how is unknown.
+                for pid in list(self._state.watched):
+                    kernel = self._state.watched[pid]
+                    if outermost.get(pid) != kernel and (pid, kernel.starttime) not in live_keys:
+                        self._exited_locked(pid, UNKNOWN)
+
+    # -- exit events ------------------------------------------------------------------
+
+    def _on_exec(self, pid: int) -> None:
+        stat = self._read_stat(pid)
+        if stat is None:
+            return
+        try:
+            argv = parse.split_cmdline((self.procfs / str(pid) / "cmdline").read_bytes())
+        except OSError:
+            return
+        if parse.kernel_connection_file(argv) is None:
+            return  # the common case: stay cheap for every exec on the machine
+        kernel = self._kernel(pid, stat, argv)
+        if kernel is None:
+            return
+        with self._lock:
+            if (pid, kernel.starttime) in self._state.ended:
+                return
+            parent = self._state.watched.get(kernel.ppid)
+            if parent is not None and parent.connection_file == kernel.connection_file:
+                return  # a child of a watched wrapper
+            self._state.users.add(kernel.user)
+            self._state.watched[pid] = kernel
+
+    def _on_exit(self, pid: int, status: int) -> None:
+        with self._lock:
+            if pid in self._state.watched:
+                self._exited_locked(pid, status)
+
+    def _on_lost(self, fatal: bool) -> None:
+        if fatal and not self._stop.is_set():
+            self._listener = None
+            self._start_poller()
+
+    def _exited_locked(self, pid: int, status: int | None) -> None:
+        kernel = self._state.watched.pop(pid)
+        self._state.ended.add((pid, kernel.starttime))
+        self._state.pending.append(PendingExit(kernel, status, self.clock()))
+
+    def _poll_loop(self) -> None:
+        """Fallback: watch each known kernel's stat; catch it as a zombie to read its status."""
+        while not self._stop.wait(POLL_SECONDS):
+            with self._lock:
+                watched = list(self._state.watched.values())
+            for kernel in watched:
+                stat = self._read_stat(kernel.pid)
+                if stat is not None and stat.starttime_ticks == kernel.starttime:
+                    if stat.state != "Z" or stat.exit_code is None:
+                        continue
+                    status: int | None = stat.exit_code
+                else:
+                    status = UNKNOWN  # already reaped by its parent: how it ended is lost
+                with self._lock:
+                    if self._state.watched.get(kernel.pid) == kernel:
+                        self._exited_locked(kernel.pid, status)
+
+    # -- judging exits ----------------------------------------------------------------
+
+    def _parent_alive(self, kernel: KernelProcess) -> bool:
+        stat = self._read_stat(kernel.ppid)
+        return (
+            stat is not None
+            and stat.state != "Z"
+            and (kernel.parent_starttime is None or stat.starttime_ticks == kernel.parent_starttime)
+        )
+
+    def settle(self) -> None:
+        """Judges the exits older than the grace period."""
+        now = self.clock()
+        with self._lock:
+            due = [p for p in self._state.pending if now - p.at >= self.grace]
+            self._state.pending = [p for p in self._state.pending if now - p.at < self.grace]
+        for exit_ in due:
+            kernel = exit_.kernel
+            file_exists = not os.path.isabs(kernel.connection_file) or os.path.exists(
+                kernel.connection_file
+            )
+            outcome = classify(exit_.status, self._parent_alive(kernel), file_exists)
+            log.debug("kernel pid %d of %s ended: %s", kernel.pid, kernel.user, outcome)
+            with self._lock:
+                if outcome == "unknown":
+                    self._state.unknown[kernel.user] += 1
+                elif outcome not in ("clean", "server-stopped", "shutdown"):
+                    self._state.crashes[(kernel.user, outcome)] += 1
+                    log.info("kernel of %s crashed: %s", kernel.user, outcome)
+
+    def snapshot(self) -> KernelsSnapshot:
+        with self._lock:
+            running = Counter(k.user for k in self._state.watched.values())
+            return KernelsSnapshot(
+                running=dict(running),
+                crashes=dict(self._state.crashes),
+                unknown_exits=dict(self._state.unknown),
+                users=frozenset(self._state.users),
+                exit_events=self.mode,
+            )
