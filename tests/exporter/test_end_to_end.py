@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 
 import pytest
 from exporter_process import value
@@ -61,10 +62,11 @@ def two_gpu_class(pids: dict[str, list[int]]) -> Scenario:
     )
 
 
-def start_class(sleeper, make_user) -> dict[str, list[int]]:
+def start_class(sleeper, make_user) -> tuple[dict[str, list[int]], dict[str, str]]:
     """alice and bob are TLJH-style accounts (jupyter-<name>); carol is named by the hub env."""
     if os.geteuid() == 0:
-        names = {n: make_user(f"jupyter-dlct{n}").pw_name for n in ("alice", "bob")}
+        tag = uuid.uuid4().hex[:6]  # unique: other test runs may be creating accounts too
+        names = {n: make_user(f"jupyter-{n}{tag}").pw_name for n in ("alice", "bob")}
         pids = {
             "alice": [sleeper(user=names["alice"]), sleeper(user=names["alice"])],
             "bob": [sleeper(user=names["bob"])],
@@ -73,17 +75,16 @@ def start_class(sleeper, make_user) -> dict[str, list[int]]:
         pids = {"alice": [sleeper(hub_user="alice"), sleeper(hub_user="alice")]}
         pids["bob"] = [sleeper(hub_user="bob")]
     pids["carol"] = [sleeper(hub_user="carol")]
-    return pids
+    hub_names = {"alice": "alice", "bob": "bob", "carol": "carol"}
+    if os.geteuid() == 0:
+        hub_names.update({n: account.removeprefix("jupyter-") for n, account in names.items()})
+    return pids, hub_names
 
 
 @pytest.fixture
 def class_users(sleeper, request):
     make_user = request.getfixturevalue("make_linux_user") if os.geteuid() == 0 else None
-    pids = start_class(sleeper, make_user)
-    names = {"alice": "alice", "bob": "bob", "carol": "carol"}
-    if os.geteuid() == 0:
-        names.update(alice="dlctalice", bob="dlctbob")
-    return pids, names
+    return start_class(sleeper, make_user)
 
 
 def test_every_gpu_metric_matches_the_scenario(run_exporter, scenario_path, class_users):

@@ -3,6 +3,7 @@ import os
 from dataclasses import fields
 
 import pytest
+
 from dlcourse_installer import cli
 from dlcourse_installer.paths import Paths
 

@@ -8,9 +8,10 @@ import subprocess
 
 import pluggy
 import pytest
+from jupyterhub.app import JupyterHub
+
 from dlcourse_installer import steps, templates, tljh_plugin
 from dlcourse_installer.paths import Paths
-from jupyterhub.app import JupyterHub
 
 from .conftest import REPO, rooted
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from dlcourse_installer import cli, preflight, runner, steps
 from dlcourse_installer.options import Options, parse_roster, validate
 from dlcourse_installer.paths import Paths
