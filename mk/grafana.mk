@@ -1,0 +1,10 @@
+# Grafana dashboards as code (grafana/generate.py, grafana-foundation-sdk pinned in pyproject).
+.PHONY: dashboards dashboards-check
+
+# Regenerate grafana/dashboards/*.json after changing grafana/dlcourse_dashboards/.
+dashboards: venv
+	$(PY) grafana/generate.py
+
+# Fails when the committed JSON differs from what the Python generates.
+dashboards-check: venv
+	$(PY) grafana/generate.py --check
