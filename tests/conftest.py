@@ -76,3 +76,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="rewrite golden files (e.g. tests/exporter/golden/*.prom) from this run",
     )
+
+
+@pytest.fixture
+def alerting_stack(tmp_path: Path):
+    """A factory: alerting_stack(targets={job: [host:port]}, overrides=...) -> AlertingStack.
+
+    Real Prometheus and Alertmanager on free 127.0.0.1 ports, stopped after the test.
+    """
+    from alerting_stack import AlertingStack, find_tool
+
+    for names in (("prometheus",), ("prometheus-alertmanager", "alertmanager")):
+        if find_tool(*names) is None:
+            pytest.skip(f"{names[0]} is not installed (scripts/setup-system.sh installs it)")
+    stacks: list[AlertingStack] = []
+
+    def start(targets: dict[str, list[str]], **kwargs) -> AlertingStack:
+        workdir = tmp_path / f"stack{len(stacks)}"
+        workdir.mkdir()
+        stack = AlertingStack(workdir, targets, **kwargs).__enter__()
+        stacks.append(stack)
+        return stack
+
+    yield start
+    for stack in stacks:
+        stack.close()

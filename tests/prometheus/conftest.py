@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from alerting_stack import AlertingStack, find_tool
+from alerting_stack import find_tool
 
 
 def require(*names: str) -> str:
@@ -26,25 +26,3 @@ def amtool() -> str:
 @pytest.fixture
 def node_exporter_bin() -> str:
     return require("prometheus-node-exporter", "node_exporter")
-
-
-@pytest.fixture
-def alerting_stack(tmp_path):
-    """A factory: alerting_stack(targets={job: [host:port]}, overrides=...) -> AlertingStack.
-
-    Real Prometheus and Alertmanager on free 127.0.0.1 ports, stopped after the test.
-    """
-    require("prometheus")
-    require("prometheus-alertmanager", "alertmanager")
-    stacks: list[AlertingStack] = []
-
-    def start(targets: dict[str, list[str]], **kwargs) -> AlertingStack:
-        workdir = tmp_path / f"stack{len(stacks)}"
-        workdir.mkdir()
-        stack = AlertingStack(workdir, targets, **kwargs).__enter__()
-        stacks.append(stack)
-        return stack
-
-    yield start
-    for stack in stacks:
-        stack.close()

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "prometheus"
-E2E_OVERRIDES = Path(__file__).with_name("e2e-overrides.json")
+E2E_OVERRIDES = REPO / "tests" / "prometheus" / "e2e-overrides.json"
 # The installer runs the renderer with the system python, so the tests do too.
 SYSTEM_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else "python3"
 
