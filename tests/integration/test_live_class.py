@@ -1,0 +1,266 @@
+"""The whole product at once: a real JupyterHub with three students whose kernels run on
+stand-in GPUs, the exporter with every collector, and real Prometheus and Alertmanager.
+
+One hub serves the module (starting servers is the slow part); tests run in file order and
+the last one stops the exporter. What each asserts is what the instructor would see:
+- per student: GPU memory and utilization, server state, kernels, CPU, memory, crashes by
+  signal (issue: hub users, notebook kernels and crashes);
+- alerts arriving at a webhook for GPU saturation, a crashing kernel and a dead exporter
+  (issue: Prometheus configuration and alerts);
+- every dashboard query returning data from that Prometheus (issue: Grafana dashboards).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from alerting_stack import AlertingStack
+from dlcourse_dashboards.queries import iter_queries
+from exporter_process import RunningExporter, Samples, value
+from hubfixture import DEFAULT_SERVICES, LiveHub
+
+from fakenvml import Gpu, Process, Scenario
+
+GIB = 1024**3
+TAG = uuid.uuid4().hex[:4]  # unique account names: other runs may share this machine
+ADA, GRACE, ALAN = f"ada{TAG}", f"grace{TAG}", f"alan{TAG}"
+SECTIONS = {ADA: "monday", GRACE: "monday", ALAN: "thursday"}
+OVERRIDES = Path(__file__).with_name("alert-overrides.json")
+
+
+@dataclass
+class LiveClass:
+    hub: LiveHub
+    exporter: RunningExporter
+    scenario_path: Path
+    kernel_pids: dict[str, list[int]] = field(default_factory=dict)
+    kernel_ids: dict[str, list[str]] = field(default_factory=dict)
+
+    def start_kernel(self, user: str) -> tuple[str, int]:
+        kernel_id = self.hub.start_kernel(user)
+        pid = self.hub.kernel_pid(user, kernel_id)
+        self.kernel_ids.setdefault(user, []).append(kernel_id)
+        self.kernel_pids.setdefault(user, []).append(pid)
+        return kernel_id, pid
+
+    def write_gpus(self, gpu0_util: int = 90, gpu1_util: int = 0) -> None:
+        """GPU 0: ada trains (6 GiB) and grace tinkers (4 GiB); GPU 1: alan idles on 10 GiB."""
+        ada, grace, alan = (self.kernel_pids[u][0] for u in (ADA, GRACE, ALAN))
+        Scenario(
+            gpus=[
+                Gpu(
+                    utilization_gpu=gpu0_util,
+                    memory_total=40 * GIB,
+                    memory_used=11 * GIB,
+                    processes=[Process(ada, 6 * GIB, sm_util=60), Process(grace, 4 * GIB, 30)],
+                ),
+                Gpu(
+                    utilization_gpu=gpu1_util,
+                    memory_total=40 * GIB,
+                    memory_used=11 * GIB,
+                    processes=[Process(alan, 10 * GIB, sm_util=gpu1_util)],
+                ),
+            ]
+        ).write(self.scenario_path)
+
+
+@pytest.fixture(scope="module")
+def live_class(tmp_path_factory, user_env, fake_nvml_dir):
+    work = tmp_path_factory.mktemp("class")
+    work.chmod(0o755)
+    services = {**DEFAULT_SERVICES, "prometheus": ("read:metrics",)}
+    hub = LiveHub(work / "hub", user_env, services=services)
+    exporter = None
+    try:
+        hub.start()
+        for name, section in SECTIONS.items():
+            hub.add_user(name, groups=[section])
+            hub.start_server(name)
+        scenario_path = work / "gpus.scn"
+        exporter = RunningExporter(
+            [
+                "--collection.interval=0.5",
+                f"--hub.url={hub.api_url}",
+                f"--hub.token-file={hub.token_file()}",
+                "--hub.interval=1",
+            ],
+            nvml_dir=fake_nvml_dir,
+            scenario=scenario_path,
+            log_path=work / "exporter.log",
+        )
+        live = LiveClass(hub, exporter, scenario_path)
+        for name in SECTIONS:
+            live.start_kernel(name)
+        live.write_gpus()
+        yield live
+    finally:
+        if exporter is not None:
+            exporter.stop()
+        hub.close()
+
+
+def everyone_visible(samples: Samples) -> bool:
+    return (
+        all(
+            value(samples, "dlcourse_user_kernels", user=name) == 1
+            and value(samples, "dlcourse_hub_user_servers", user=name, state="ready") == 1
+            for name in SECTIONS
+        )
+        and value(samples, "dlcourse_user_gpu_processes", user=ALAN) == 1
+    )
+
+
+def test_each_student_is_seen_whole(live_class):
+    samples = live_class.exporter.wait_for(everyone_visible, timeout=30, what="the class")
+    gpu_memory, gpu_util = (
+        "dlcourse_user_gpu_memory_used_bytes",
+        "dlcourse_user_gpu_utilization_ratio",
+    )
+    assert value(samples, gpu_memory, user=ADA, gpu="0") == 6 * GIB
+    assert value(samples, gpu_memory, user=GRACE, gpu="0") == 4 * GIB
+    assert value(samples, gpu_memory, user=ALAN, gpu="1") == 10 * GIB
+    assert value(samples, gpu_util, user=ADA, gpu="0") == pytest.approx(0.6)
+    assert value(samples, gpu_util, user=GRACE, gpu="0") == pytest.approx(0.3)
+    assert value(samples, gpu_util, user=ALAN, gpu="1") == 0
+    for name, section in SECTIONS.items():
+        assert value(samples, "dlcourse_hub_user_info", user=name, admin="false") == 1
+        assert value(samples, "dlcourse_hub_user_group_info", user=name, group=section) == 1
+        assert value(samples, "dlcourse_hub_user_servers", user=name, state="pending") == 0
+        assert value(samples, "dlcourse_hub_user_server_started_timestamp_seconds", user=name) > 0
+        assert value(samples, "dlcourse_hub_user_last_activity_timestamp_seconds", user=name) > 0
+        assert value(samples, "dlcourse_user_cpu_seconds_total", user=name) > 0
+        assert value(samples, "dlcourse_user_memory_used_bytes", user=name) > 10 * 2**20
+        for sig in ("SIGKILL", "SIGSEGV", "exit"):
+            assert value(samples, "dlcourse_user_kernel_crashes_total", user=name, signal=sig) == 0
+        assert value(samples, "dlcourse_user_oom_kills_total", user=name) == 0
+    for collector in ("gpu", "processes", "hub", "kernels", "host"):
+        assert value(samples, "dlcourse_collector_success", collector=collector) == 1, collector
+
+
+def test_crashes_counted_by_signal_through_the_hub(live_class):
+    """Kernels started through the hub: two die by signal, one is shut down, one restarted."""
+    hub = live_class.hub
+    kernels = {what: hub.start_kernel(GRACE) for what in ("segv", "kill", "shutdown", "restart")}
+    pids = {what: hub.kernel_pid(GRACE, kernel_id) for what, kernel_id in kernels.items()}
+    live_class.exporter.wait_for(
+        lambda s: value(s, "dlcourse_user_kernels", user=GRACE) == 5, what="grace's 5 kernels"
+    )
+    os.kill(pids["segv"], signal.SIGSEGV)
+    os.kill(pids["kill"], signal.SIGKILL)
+    hub.shutdown_kernel(GRACE, kernels["shutdown"])
+    hub.restart_kernel(GRACE, kernels["restart"])
+
+    crashes = "dlcourse_user_kernel_crashes_total"
+    samples = live_class.exporter.wait_for(
+        lambda s: (
+            value(s, crashes, user=GRACE, signal="SIGSEGV") == 1
+            and value(s, crashes, user=GRACE, signal="SIGKILL") == 1
+        ),
+        timeout=30,
+        what="grace's two crashes",
+    )
+    time.sleep(4)  # past the exporter's grace period for telling a stop from a crash
+    samples = live_class.exporter.scrape()
+    assert value(samples, crashes, user=GRACE, signal="SIGSEGV") == 1
+    assert value(samples, crashes, user=GRACE, signal="SIGKILL") == 1
+    assert value(samples, crashes, user=GRACE, signal="SIGTERM") == 0
+    assert value(samples, crashes, user=GRACE, signal="exit") == 0
+    assert value(samples, crashes, user=ADA, signal="SIGSEGV") == 0
+    # The restarted kernel lives on (new process), next to the class's first one.
+    assert value(samples, "dlcourse_user_kernels", user=GRACE) == 2
+
+
+def test_pending_spawn_shows_as_pending(live_class):
+    hub = live_class.hub
+    late = hub.add_user(f"late{TAG}", groups=["thursday"])
+    hub.hold_spawn(late)
+    try:
+        live_class.exporter.wait_for(
+            lambda s: (
+                value(s, "dlcourse_hub_user_servers", user=late, state="pending") == 1
+                and value(s, "dlcourse_hub_user_servers", user=late, state="ready") == 0
+            ),
+            what="a pending spawn",
+        )
+    finally:
+        hub.cancel_spawn(late)
+
+
+@pytest.fixture(scope="module")
+def stack(live_class, tmp_path_factory):
+    """Prometheus scraping the exporter, the hub's /hub/metrics and node_exporter."""
+    from alerting_stack import Process as StackProcess
+    from alerting_stack import find_tool, free_port
+
+    node_bin = find_tool("prometheus-node-exporter", "node_exporter")
+    if node_bin is None or find_tool("prometheus") is None:
+        pytest.skip("Debian's prometheus and prometheus-node-exporter are needed")
+    work = tmp_path_factory.mktemp("stack")
+    node_port = free_port()
+    node = StackProcess("node", [node_bin, f"--web.listen-address=127.0.0.1:{node_port}"], work)
+    targets = {
+        "dlcourse": [live_class.exporter.url.removeprefix("http://")],
+        "jupyterhub": [live_class.hub.public_url.removeprefix("http://")],
+        "node": [f"127.0.0.1:{node_port}"],
+    }
+    with AlertingStack(
+        work, targets, overrides=OVERRIDES, hub_token_file=live_class.hub.token_file("prometheus")
+    ) as running:
+        yield running
+    node.stop()
+
+
+def wait_query(stack: AlertingStack, promql: str, timeout: float = 30) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = stack.query(promql)
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"no data for {promql}")
+
+
+def test_every_dashboard_query_returns_data(live_class, stack):
+    for job in ("dlcourse", "jupyterhub", "node"):
+        wait_query(stack, f'up{{job="{job}"}} == 1')
+    # Rates need a few samples; crashes happened above, so "crashes today" has data too.
+    wait_query(stack, "count_over_time(dlcourse_gpu_up[1m]) > 5", timeout=30)
+    values = {"user": GRACE, "group": "monday", "gpu": "0", "instance": ".*"}
+    empty = []
+    for dashboard, panel, expr in iter_queries(values):
+        if not stack.query(expr):
+            empty.append(f"{dashboard} / {panel}: {expr}")
+    assert not empty, "queries without data:\n" + "\n".join(empty)
+
+
+def test_alerts_reach_the_webhook(live_class, stack):
+    webhook = stack.webhook
+    # Both GPUs pegged: the class is saturated.
+    live_class.write_gpus(gpu0_util=99, gpu1_util=99)
+    saturated = webhook.wait_for("DLCourseGPUsSaturated", timeout=60)
+    assert saturated["labels"]["severity"] == "warning"
+    assert {"summary", "description", "runbook_url"} <= set(saturated["annotations"])
+
+    # A student's kernel segfaults: the info alert reaches Alertmanager, and with the test
+    # threshold of one crash the per-student warning reaches the webhook naming her.
+    _, pid = live_class.start_kernel(ADA)
+    os.kill(pid, signal.SIGSEGV)
+    crashing = webhook.wait_for("DLCourseStudentKernelsCrashing", timeout=60)
+    assert crashing["labels"]["user"] == ADA
+    alerts = httpx.get(f"{stack.alertmanager_url}/api/v2/alerts", timeout=5).json()
+    assert any(
+        a["labels"]["alertname"] == "DLCourseKernelCrashed" and a["labels"].get("user") == ADA
+        for a in alerts
+    ), [a["labels"] for a in alerts]
+
+    # The exporter dies: Prometheus sees its target down.
+    live_class.exporter.stop()
+    down = webhook.wait_for("DLCourseExporterDown", timeout=60)
+    assert down["labels"]["severity"] == "critical"
