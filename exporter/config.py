@@ -163,6 +163,8 @@ def build_parser(
         parser.add_argument(option.flag, dest=option.dest, help=option.help + default)
     for name in collector_names:
         state = "on" if defaults[name] else "off"
+        if name == "hub":
+            state = "on when a hub URL and token are set"
         parser.add_argument(
             f"--collector.{name}",
             dest=f"collector_{name}",
@@ -260,6 +262,7 @@ def load(
             errors.append(f"{source}={raw!r}: {exc}")
 
     enabled = set()
+    explicit: dict[str, bool] = {}
     for name in names:
         chosen = getattr(args, f"collector_{name}")
         if chosen is None:
@@ -271,6 +274,8 @@ def load(
                     chosen = _parse_bool(str(file_values[f"collectors.{name}"]))
             except ValueError as exc:
                 errors.append(f"collector {name}: {exc}")
+        if chosen is not None:
+            explicit[name] = chosen
         if chosen if chosen is not None else collector_defaults[name]:
             enabled.add(name)
 
@@ -284,6 +289,10 @@ def load(
         errors.append(f"hub URL {hub_url!r} must start with http:// or https://")
     if hub_url and not hub_token:
         errors.append("hub URL is set but no token: use --hub.token-file or JUPYTERHUB_API_TOKEN")
+    if "hub" in names and "hub" not in explicit and not (hub_url and hub_token):
+        enabled.discard("hub")  # on by default only where there is a hub to ask
+    if explicit.get("hub") and not hub_url:
+        errors.append("collector hub is enabled but no hub URL is set: use --hub.url")
     web_token = None
     if values.get("web.token-file") is not None:
         web_token = _read_secret(values["web.token-file"], "web token file", errors)

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
-from .collectors import gpu, host, kernels, processes
+from .collectors import gpu, host, hub, kernels, processes
 from .collectors.base import Collector
 from .config import Config
 from .metricdefs import MetricDef
+from .sources.hub import HubClient
 from .sources.nvml import NvmlSession
 from .sources.owners import OwnerResolver
 
@@ -86,6 +87,21 @@ COLLECTORS: list[CollectorSpec] = [
             shared.config.interval,
         ),
         host.METRICS,
+    ),
+    # On by default only when a hub is configured: config.load() drops it otherwise.
+    CollectorSpec(
+        "hub",
+        "JupyterHub users, groups and servers (on when a hub is configured)",
+        True,
+        lambda shared: hub.HubCollector(
+            HubClient(
+                shared.config.hub_url or "",
+                shared.config.hub_token or "",
+                shared.config.hub_timeout,
+            ),
+            shared.config.hub_interval,
+        ),
+        hub.METRICS,
     ),
 ]
 

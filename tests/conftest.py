@@ -101,3 +101,40 @@ def alerting_stack(tmp_path: Path):
     yield start
     for stack in stacks:
         stack.close()
+
+
+# --- A live JupyterHub (tests/hubfixture.py) --------------------------------------------
+from hubfixture import LiveHub  # noqa: E402 - appended section, kept apart on purpose
+
+
+@pytest.fixture(scope="session")
+def live_hub(user_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
+    """One real JupyterHub for the whole session (see tests/hubfixture.py for its API).
+
+    Tests share it: each adds its own users (`add_user()` picks unique names) and looks
+    only at those. Stopping or restarting a hub belongs in `make_live_hub`.
+    """
+    hub = LiveHub(tmp_path_factory.mktemp("live-hub"), user_env)
+    try:
+        hub.start()
+        yield hub
+    finally:
+        hub.close()
+
+
+@pytest.fixture
+def make_live_hub(
+    user_env: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., LiveHub]]:
+    """Private hubs for one test (started; stop()/start() at will), closed afterwards."""
+    hubs: list[LiveHub] = []
+
+    def make(**kwargs: object) -> LiveHub:
+        hub = LiveHub(tmp_path_factory.mktemp("private-hub"), user_env, **kwargs)  # type: ignore[arg-type]
+        hubs.append(hub)
+        hub.start()
+        return hub
+
+    yield make
+    for hub in hubs:
+        hub.close()
