@@ -9,6 +9,9 @@ services whose API tokens tests use:
 - ``dlcourse-exporter``: exactly the least-privilege role of docs/hub.md.
 - ``no-list``, ``no-groups``: the exporter's role less one scope, for the fault tests.
 
+``services=`` replaces the last three; ``extra_config=`` is appended to the generated
+jupyterhub_config.py (the config assigns ``c.JupyterHub.services`` first, as TLJH does).
+
 As root, users are real Linux accounts (useradd) and LocalProcessSpawner runs each server,
 and so each kernel, as that account. Otherwise SimpleLocalProcessSpawner runs everything as
 the current user and ownership comes from ``JUPYTERHUB_USER`` in the processes' environment.
@@ -138,6 +141,7 @@ class LiveHub:
         *,
         real_accounts: bool | None = None,
         services: Mapping[str, Sequence[str]] = DEFAULT_SERVICES,
+        extra_config: str = "",
     ) -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -152,6 +156,7 @@ class LiveHub:
         self.api_url = f"http://127.0.0.1:{self.hub_port}/hub/api"
         self.tokens = {name: secrets.token_hex(16) for name in ["test-driver", *services]}
         self.services = dict(services)
+        self.extra_config = extra_config  # appended to jupyterhub_config.py, e.g. docs snippets
         self.hold_dir = self.dir / "hold"
         self.hold_dir.mkdir(exist_ok=True)
         self.log_file = self.dir / "hub.log"
@@ -193,7 +198,7 @@ class LiveHub:
             ],
             hold_dir=str(self.hold_dir),
         )
-        (self.dir / "jupyterhub_config.py").write_text(text)
+        (self.dir / "jupyterhub_config.py").write_text(text + "\n" + self.extra_config)
 
     def start(self, timeout: float = 60) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+
+log = logging.getLogger(__name__)
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
 PAGE_SIZE = 200  # JupyterHub's default api_page_max_limit; the hub may cap it lower
@@ -237,8 +240,10 @@ class HubClient:
         except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
             raise HubUnreachable(f"hub API {url} did not answer within {self.timeout:g} s") from exc
         except httpx.TransportError as exc:
-            cause = type(exc).__name__
-            raise HubUnreachable(f"hub API {url} unreachable ({cause}: {exc})") from exc
+            # One text for refused, reset and dropped alike: a hub shutting down passes
+            # through several of them, and each new text would be another log line.
+            log.debug("hub API request failed: %r", exc)
+            raise HubUnreachable(f"hub API {url} unreachable (no HTTP answer)") from exc
         if response.status_code in (401, 403):
             raise HubAuthError(forbidden_text(response.status_code, response.text))
         if response.status_code >= 400:
