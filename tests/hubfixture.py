@@ -410,7 +410,7 @@ class LiveHub:
             time.sleep(0.1)
         raise HubError(f"no process for kernel {kernel_id} of {user}")
 
-    # --- the metrics the exporter should derive ------------------------------------
+    # --- what the exporter's token sees ------------------------------------------------
 
     def users_json(self) -> list[dict[str, Any]]:
         """All users as the exporter's token sees them (paginated response, first page)."""
