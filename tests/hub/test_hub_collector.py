@@ -8,11 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
+
 from dlcourse_exporter.collectors.hub import HubCollector
 from dlcourse_exporter.config import ConfigError, load
 from dlcourse_exporter.registry import build_collectors, collector_defaults
 from dlcourse_exporter.sources.hub import HubClient, HubHttpError, HubSnapshot
-from prometheus_client import CollectorRegistry
 
 RECORDED = Path(__file__).resolve().parent / "recorded"
 PAGES = {

@@ -17,17 +17,35 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from exporter_process import RunningExporter, value
+from hubfixture import LiveHub
+
+from dlcourse_exporter import __version__
 from dlcourse_exporter.collectors.hub import HubCollector
 from dlcourse_exporter.scheduler import Scheduler
 from dlcourse_exporter.sources.hub import HubClient
-from exporter_run import ExporterProcess
-from hubfixture import LiveHub
 
 RECORDED = Path(__file__).resolve().parent / "recorded"
 PAGES = {
     "0": json.loads((RECORDED / "users_page1.json").read_text())["body"],
     "2": json.loads((RECORDED / "users_page2.json").read_text())["body"],
 }
+
+
+def wait_value(
+    exporter: RunningExporter, name: str, expected: float, timeout: float, **labels: str
+) -> float:
+    """Scrapes until name{labels} == expected; returns the seconds that took."""
+    started = time.monotonic()
+    try:
+        exporter.wait_for(lambda s: value(s, name, **labels) == expected, timeout, name)
+    except AssertionError as exc:
+        raise AssertionError(f"{name}{labels} != {expected}: {exc}\n{exporter.log()}") from None
+    return time.monotonic() - started
+
+
+def log_lines(exporter: RunningExporter, text: str) -> list[str]:
+    return [line for line in exporter.log().splitlines() if text in line]
 
 
 class BadHub(ThreadingHTTPServer):
@@ -134,7 +152,7 @@ def test_hub_down_then_back_watched_by_the_exporter(
     hub = make_live_hub()
     student = hub.add_user(groups=["section-a"])
     interval = 1.0
-    exporter = ExporterProcess(
+    exporter = RunningExporter(
         [
             "--no-collector.gpu",
             "--no-collector.processes",
@@ -145,30 +163,38 @@ def test_hub_down_then_back_watched_by_the_exporter(
             "--hub.interval",
             str(interval),
         ],
-        tmp_path / "exporter.log",
+        log_path=tmp_path / "exporter.log",
     )
     try:
-        exporter.wait_value("dlcourse_hub_user_info", 1, 15, user=student, admin="false")
+        wait_value(exporter, "dlcourse_hub_user_info", 1, 15, user=student, admin="false")
+        others = [
+            dict(labels)["collector"]
+            for (name, labels), ok in exporter.scrape().items()
+            if name == "dlcourse_collector_success" and dict(labels)["collector"] != "hub" and ok
+        ]
+        assert others  # kernels and host, on by default
 
         hub.stop()
-        took = exporter.wait_value("dlcourse_hub_up", 0, 10)
+        took = wait_value(exporter, "dlcourse_hub_up", 0, 10)
         assert took <= 2 * interval, f"hub_up went to 0 {took:.1f} s after the hub stopped"
         samples = exporter.scrape()  # the exporter itself keeps serving
 
-        def value(name: str, **labels: str) -> float | None:
-            return exporter.value(samples, name, **labels)
+        def seen(name: str, **labels: str) -> float | None:
+            return value(samples, name, **labels)
 
-        assert value("dlcourse_exporter_build_info", version="0.1.0") == 1
-        assert value("dlcourse_collector_success", collector="hub") == 0
-        assert value("dlcourse_collector_last_success_timestamp_seconds", collector="hub")
-        assert value("dlcourse_hub_user_info", user=student, admin="false") is None
+        assert seen("dlcourse_exporter_build_info", version=__version__) == 1
+        for collector in others:  # the other collectors keep flowing
+            assert seen("dlcourse_collector_success", collector=collector) == 1
+        assert seen("dlcourse_collector_success", collector="hub") == 0
+        assert seen("dlcourse_collector_last_success_timestamp_seconds", collector="hub")
+        assert seen("dlcourse_hub_user_info", user=student, admin="false") is None
 
         time.sleep(3 * interval)  # several failed polls: still one log line
         hub.start()
-        exporter.wait_value("dlcourse_hub_user_info", 1, 20, user=student, admin="false")
-        assert exporter.value(exporter.scrape(), "dlcourse_hub_up") == 1
-        assert len(exporter.log_lines("collector hub failed")) == 1, exporter.log()
-        assert len(exporter.log_lines("collector hub recovered")) == 1, exporter.log()
+        wait_value(exporter, "dlcourse_hub_user_info", 1, 20, user=student, admin="false")
+        assert value(exporter.scrape(), "dlcourse_hub_up") == 1
+        assert len(log_lines(exporter, "collector hub failed")) == 1, exporter.log()
+        assert len(log_lines(exporter, "collector hub recovered")) == 1, exporter.log()
         assert "Traceback" not in exporter.log()
     finally:
         exporter.stop()

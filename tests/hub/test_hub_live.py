@@ -18,11 +18,32 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dlcourse_exporter.sources.hub import parse_timestamp
-from exporter_run import ExporterProcess
+from exporter_process import RunningExporter, value
 from hubfixture import EXPORTER_SCOPES, LiveHub
 
-HUB_ONLY = ["--no-collector.gpu", "--no-collector.processes", "--hub.interval", "1"]
+from dlcourse_exporter.sources.hub import parse_timestamp
+
+HUB_ONLY = [
+    *("--no-collector.gpu", "--no-collector.processes"),
+    *("--no-collector.kernels", "--no-collector.host"),
+    *("--hub.interval", "1"),
+]
+
+
+def wait_value(
+    exporter: RunningExporter, name: str, expected: float, timeout: float, **labels: str
+) -> float:
+    """Scrapes until name{labels} == expected; returns the seconds that took."""
+    started = time.monotonic()
+    try:
+        exporter.wait_for(lambda s: value(s, name, **labels) == expected, timeout, name)
+    except AssertionError as exc:
+        raise AssertionError(f"{name}{labels} != {expected}: {exc}\n{exporter.log()}") from None
+    return time.monotonic() - started
+
+
+def log_lines(exporter: RunningExporter, text: str) -> list[str]:
+    return [line for line in exporter.log().splitlines() if text in line]
 
 
 @dataclass
@@ -51,31 +72,31 @@ def class_on_hub(live_hub: LiveHub) -> Iterator[ClassOnHub]:
         hub.remove_user(name)
 
 
-def run_exporter(hub: LiveHub, tmp_path: Path, token: str = "dlcourse-exporter") -> ExporterProcess:
+def run_exporter(hub: LiveHub, tmp_path: Path, token: str = "dlcourse-exporter") -> RunningExporter:
     args = ["--hub.url", hub.api_url, "--hub.token-file", str(hub.token_file(token))]
-    return ExporterProcess([*HUB_ONLY, *args], tmp_path / "exporter.log")
+    return RunningExporter([*HUB_ONLY, *args], log_path=tmp_path / "exporter.log")
 
 
 @pytest.fixture
-def exporter(class_on_hub: ClassOnHub, tmp_path: Path) -> Iterator[ExporterProcess]:
+def exporter(class_on_hub: ClassOnHub, tmp_path: Path) -> Iterator[RunningExporter]:
     process = run_exporter(class_on_hub.hub, tmp_path)
     yield process
     process.stop()
 
 
-def test_exporter_publishes_the_hub_class(class_on_hub: ClassOnHub, exporter: ExporterProcess):
+def test_exporter_publishes_the_hub_class(class_on_hub: ClassOnHub, exporter: RunningExporter):
     c = class_on_hub
-    exporter.wait_value("dlcourse_hub_up", 1, 15)
+    wait_value(exporter, "dlcourse_hub_up", 1, 15)
     samples = exporter.scrape()
 
-    def value(name: str, **labels: str) -> float | None:
-        return exporter.value(samples, name, **labels)
+    def seen(name: str, **labels: str) -> float | None:
+        return value(samples, name, **labels)
 
-    assert value("dlcourse_collector_success", collector="hub") == 1
-    assert value("dlcourse_hub_user_info", user=c.ada, admin="true") == 1
+    assert seen("dlcourse_collector_success", collector="hub") == 1
+    assert seen("dlcourse_hub_user_info", user=c.ada, admin="true") == 1
     for user in (c.ben, c.cy, c.dee):
-        assert value("dlcourse_hub_user_info", user=user, admin="false") == 1
-        assert value("dlcourse_hub_user_info", user=user, admin="true") is None
+        assert seen("dlcourse_hub_user_info", user=user, admin="false") == 1
+        assert seen("dlcourse_hub_user_info", user=user, admin="true") is None
     memberships = {
         (dict(labels)["user"], dict(labels)["group"])
         for (name, labels) in samples
@@ -92,21 +113,21 @@ def test_exporter_publishes_the_hub_class(class_on_hub: ClassOnHub, exporter: Ex
     for user in (c.ada, c.ben, c.cy, c.dee):
         for state in ("ready", "pending"):
             expected = states[state].get(user, 0)
-            assert value("dlcourse_hub_user_servers", user=user, state=state) == expected
+            assert seen("dlcourse_hub_user_servers", user=user, state=state) == expected
 
-    started = value("dlcourse_hub_user_server_started_timestamp_seconds", user=c.ben)
+    started = seen("dlcourse_hub_user_server_started_timestamp_seconds", user=c.ben)
     assert started == pytest.approx(parse_timestamp(c.ben_server["started"]))
     assert c.before_start - 1 <= started <= time.time()
     # A pending spawn and a user without a server have no start time.
-    assert value("dlcourse_hub_user_server_started_timestamp_seconds", user=c.cy) is None
-    assert value("dlcourse_hub_user_server_started_timestamp_seconds", user=c.dee) is None
+    assert seen("dlcourse_hub_user_server_started_timestamp_seconds", user=c.cy) is None
+    assert seen("dlcourse_hub_user_server_started_timestamp_seconds", user=c.dee) is None
 
     # The hub records activity when a spawn starts; dee has none at all.
     activity = "dlcourse_hub_user_last_activity_timestamp_seconds"
     ben_model = c.hub.user_model(c.ben)
-    assert value(activity, user=c.ben) == pytest.approx(parse_timestamp(ben_model["last_activity"]))
-    assert value(activity, user=c.ben) >= c.before_start - 1
-    assert value(activity, user=c.dee) is None
+    assert seen(activity, user=c.ben) == pytest.approx(parse_timestamp(ben_model["last_activity"]))
+    assert seen(activity, user=c.ben) >= c.before_start - 1
+    assert seen(activity, user=c.dee) is None
 
 
 def test_exporter_follows_a_server_that_stops(class_on_hub: ClassOnHub, tmp_path: Path):
@@ -115,15 +136,15 @@ def test_exporter_follows_a_server_that_stops(class_on_hub: ClassOnHub, tmp_path
     hub.start_server(eve)
     process = run_exporter(hub, tmp_path)
     try:
-        process.wait_value("dlcourse_hub_user_servers", 1, 15, user=eve, state="ready")
+        wait_value(process, "dlcourse_hub_user_servers", 1, 15, user=eve, state="ready")
         hub.stop_server(eve)
         # While it stops, the hub reports it pending ("stop"); then it is gone.
-        process.wait_value("dlcourse_hub_user_servers", 0, 15, user=eve, state="ready")
-        process.wait_value("dlcourse_hub_user_servers", 0, 15, user=eve, state="pending")
+        wait_value(process, "dlcourse_hub_user_servers", 0, 15, user=eve, state="ready")
+        wait_value(process, "dlcourse_hub_user_servers", 0, 15, user=eve, state="pending")
         samples = process.scrape()
-        assert process.value(samples, "dlcourse_hub_user_servers", user=eve, state="ready") == 0
+        assert value(samples, "dlcourse_hub_user_servers", user=eve, state="ready") == 0
         started = "dlcourse_hub_user_server_started_timestamp_seconds"
-        assert process.value(samples, started, user=eve) is None
+        assert value(samples, started, user=eve) is None
     finally:
         process.stop()
         hub.remove_user(eve)
@@ -191,14 +212,14 @@ def test_token_faults_give_hub_up_0_and_one_log_line(
         hub.tokens["wrong"] = "0123456789abcdef"  # a token the hub never issued
     process = run_exporter(hub, tmp_path, token)
     try:
-        process.wait_value("dlcourse_collector_success", 0, 15, collector="hub")
+        wait_value(process, "dlcourse_collector_success", 0, 15, collector="hub")
         started = time.monotonic()
         samples = process.scrape()
-        assert process.value(samples, "dlcourse_hub_up") == 0
+        assert value(samples, "dlcourse_hub_up") == 0
         assert not any(name.startswith("dlcourse_hub_user") for name, _ in samples)
         # Several more polls (with backoff: at 1 s and 3 s), still one line.
         time.sleep(max(0.0, 3.5 - (time.monotonic() - started)))
-        lines = process.log_lines("collector hub failed")
+        lines = log_lines(process, "collector hub failed")
         assert len(lines) == 1, process.log()
         assert message in lines[0]
         assert hub.tokens.get(token, "") not in process.log()  # never the secret itself

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from dlcourse_exporter.sources.hub import (
     HubAuthError,
     HubClient,
