@@ -18,6 +18,9 @@ the current user and ownership comes from ``JUPYTERHUB_USER`` in the processes' 
 Servers run ``jupyterhub-singleuser`` from the user environment (tests/conftest.py
 ``user_env``), which every account can read.
 
+Kernels that die stay dead (``kernel_autorestart=False``, jupyter_server's default is to
+restart them), so tests can count kernel processes exactly.
+
 A spawn is left pending with `hold_spawn` (the hub's ``pre_spawn_hook`` waits while a flag
 file exists) and ended with `release_spawn` or `cancel_spawn`.
 """
@@ -74,6 +77,7 @@ c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = {spawner_class!r}
 c.Spawner.cmd = [{singleuser!r}]
+c.Spawner.args = {spawner_args!r}
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
 {extra_spawner}
@@ -142,6 +146,7 @@ class LiveHub:
         real_accounts: bool | None = None,
         services: Mapping[str, Sequence[str]] = DEFAULT_SERVICES,
         extra_config: str = "",
+        kernel_autorestart: bool = False,
     ) -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -157,6 +162,7 @@ class LiveHub:
         self.tokens = {name: secrets.token_hex(16) for name in ["test-driver", *services]}
         self.services = dict(services)
         self.extra_config = extra_config  # appended to jupyterhub_config.py, e.g. docs snippets
+        self.kernel_autorestart = kernel_autorestart
         self.hold_dir = self.dir / "hold"
         self.hold_dir.mkdir(exist_ok=True)
         self.log_file = self.dir / "hub.log"
@@ -188,6 +194,9 @@ class LiveHub:
             spawner_class=spawner,
             singleuser=str(self.user_env / "bin" / "jupyterhub-singleuser"),
             extra_spawner=extra,
+            # jupyter_server restarts a kernel that dies; off, a killed kernel stays dead
+            # and tests can count kernel processes exactly.
+            spawner_args=[] if self.kernel_autorestart else ["--KernelManager.autorestart=False"],
             services=[{"name": n, "api_token": t} for n, t in self.tokens.items()],
             roles=[
                 {"name": "admin", "services": ["test-driver"]},
