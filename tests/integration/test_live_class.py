@@ -26,13 +26,14 @@ from dlcourse_dashboards.queries import iter_queries
 from exporter_process import RunningExporter, Samples, value
 from hubfixture import DEFAULT_SERVICES, LiveHub
 
-from fakenvml import Gpu, Process, Scenario
+from fakenvml import Gpu, Process, Scenario, XidEvent
 
 GIB = 1024**3
 TAG = uuid.uuid4().hex[:4]  # unique account names: other runs may share this machine
-ADA, GRACE, ALAN = f"ada{TAG}", f"grace{TAG}", f"alan{TAG}"
+ADA, GRACE, ALAN, LOST = f"ada{TAG}", f"grace{TAG}", f"alan{TAG}", f"lost{TAG}"
 SECTIONS = {ADA: "monday", GRACE: "monday", ALAN: "thursday"}
 OVERRIDES = Path(__file__).with_name("alert-overrides.json")
+CGROUPFS = Path("/sys/fs/cgroup")
 
 
 @dataclass
@@ -60,10 +61,12 @@ class LiveClass:
                     memory_total=40 * GIB,
                     memory_used=11 * GIB,
                     processes=[Process(ada, 6 * GIB, sm_util=60), Process(grace, 4 * GIB, 30)],
+                    xid_events=[XidEvent(1, 31)],  # a page fault in someone's CUDA code
                 ),
                 Gpu(
                     utilization_gpu=gpu1_util,
                     memory_total=40 * GIB,
+                    clocks_event_reasons=0x20,  # sw_thermal: a warm machine room
                     memory_used=11 * GIB,
                     processes=[Process(alan, 10 * GIB, sm_util=gpu1_util)],
                 ),
@@ -71,18 +74,63 @@ class LiveClass:
         ).write(self.scenario_path)
 
 
+def memory_cgroup_root() -> tuple[Path, bool] | None:
+    """The memory controller's hierarchy and whether it is cgroup v2; None if unusable."""
+    if os.geteuid() != 0:
+        return None
+    v1 = CGROUPFS / "memory"
+    if (v1 / "memory.limit_in_bytes").exists():
+        return v1, False
+    if "memory" in (CGROUPFS / "cgroup.controllers").read_text().split():
+        return CGROUPFS, True
+    return None
+
+
+def server_pid(hub: LiveHub, user: str) -> int:
+    """The pid of the user's single-user server (LocalProcessSpawner's state, admin-only)."""
+    return hub.user_model(user)["servers"][""]["state"]["pid"]
+
+
+def limit_memory_like_tljh(pid: int, user: str, made: list[Path]) -> None:
+    """Moves pid into a memory-limited cgroup named as TLJH's systemd unit for the user."""
+    root, v2 = memory_cgroup_root()
+    unit = root / f"dlcourse-test-{TAG}.slice" / f"jupyter-{user}.service"
+    if v2:
+        (root / "cgroup.subtree_control").write_text("+memory")
+    unit.parent.mkdir()
+    made.append(unit.parent)
+    if v2:
+        (unit.parent / "cgroup.subtree_control").write_text("+memory")
+    unit.mkdir()
+    made.append(unit)
+    (unit / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(2 * GIB))
+    (unit / "cgroup.procs").write_text(str(pid))
+
+
 @pytest.fixture(scope="module")
 def live_class(tmp_path_factory, user_env, fake_nvml_dir):
     work = tmp_path_factory.mktemp("class")
     work.chmod(0o755)
     services = {**DEFAULT_SERVICES, "prometheus": ("read:metrics",)}
-    hub = LiveHub(work / "hub", user_env, services=services)
+    # The hub checks servers every 2 s, so a killed server is "found stopped" quickly.
+    hub = LiveHub(
+        work / "hub", user_env, services=services, extra_config="c.Spawner.poll_interval = 2\n"
+    )
     exporter = None
+    cgroups: list[Path] = []
     try:
         hub.start()
         for name, section in SECTIONS.items():
             hub.add_user(name, groups=[section])
             hub.start_server(name)
+        if memory_cgroup_root() is not None:
+            # Grace's server (and so her kernels) under a 2 GiB limit, as TLJH's units have.
+            limit_memory_like_tljh(server_pid(hub, GRACE), GRACE, cgroups)
+        # A student whose server dies under her: the hub finds it stopped.
+        hub.add_user(LOST, groups=["thursday"])
+        hub.start_server(LOST)
+        os.kill(server_pid(hub, LOST), signal.SIGKILL)
+        hub.wait_server(LOST, ready=None, timeout=30)
         scenario_path = work / "gpus.scn"
         exporter = RunningExporter(
             [
@@ -104,6 +152,13 @@ def live_class(tmp_path_factory, user_env, fake_nvml_dir):
         if exporter is not None:
             exporter.stop()
         hub.close()
+        for path in reversed(cgroups):
+            for _ in range(50):  # processes may still be leaving it
+                try:
+                    path.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
 
 
 def everyone_visible(samples: Samples) -> bool:
@@ -228,6 +283,8 @@ def wait_query(stack: AlertingStack, promql: str, timeout: float = 30) -> list[d
 
 
 def test_every_dashboard_query_returns_data(live_class, stack):
+    if memory_cgroup_root() is None:
+        pytest.skip("needs root and a memory cgroup: the memory-limit panels need a limit")
     for job in ("dlcourse", "jupyterhub", "node"):
         wait_query(stack, f'up{{job="{job}"}} == 1')
     # Rates need a few samples; crashes happened above, so "crashes today" has data too.
@@ -244,7 +301,7 @@ def test_alerts_reach_the_webhook(live_class, stack):
     webhook = stack.webhook
     # Both GPUs pegged: the class is saturated.
     live_class.write_gpus(gpu0_util=99, gpu1_util=99)
-    saturated = webhook.wait_for("DLCourseGPUsSaturated", timeout=60)
+    saturated = webhook.wait_for("DLCourseGPUsSaturated", timeout=60)[0]
     assert saturated["labels"]["severity"] == "warning"
     assert {"summary", "description", "runbook_url"} <= set(saturated["annotations"])
 
@@ -252,7 +309,7 @@ def test_alerts_reach_the_webhook(live_class, stack):
     # threshold of one crash the per-student warning reaches the webhook naming her.
     _, pid = live_class.start_kernel(ADA)
     os.kill(pid, signal.SIGSEGV)
-    crashing = webhook.wait_for("DLCourseStudentKernelsCrashing", timeout=60)
+    crashing = webhook.wait_for("DLCourseStudentKernelsCrashing", timeout=60)[0]
     assert crashing["labels"]["user"] == ADA
     alerts = httpx.get(f"{stack.alertmanager_url}/api/v2/alerts", timeout=5).json()
     assert any(
@@ -262,5 +319,5 @@ def test_alerts_reach_the_webhook(live_class, stack):
 
     # The exporter dies: Prometheus sees its target down.
     live_class.exporter.stop()
-    down = webhook.wait_for("DLCourseExporterDown", timeout=60)
+    down = webhook.wait_for("DLCourseExporterDown", timeout=60)[0]
     assert down["labels"]["severity"] == "critical"
