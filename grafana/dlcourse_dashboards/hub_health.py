@@ -143,8 +143,11 @@ def build() -> db.Dashboard:
                 "none",
                 [
                     query(
+                        # JupyterHub 6.1 spells the label "ServerPollStatus.stopped" (its
+                        # enum lacks __str__); match both spellings.
                         "sum(increase(jupyterhub_server_poll_duration_seconds_count"
-                        f'{{{HUB}, status="stopped"}}[$__rate_interval]))',
+                        f'{{{HUB}, status=~"stopped|ServerPollStatus.stopped"}}'
+                        "[$__rate_interval]))",
                         "found stopped",
                     )
                 ],
