@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .exposition import METRICS as HEALTH_METRICS
+from .metricdefs import MetricDef
 from .registry import COLLECTORS
 
 HEADER = """# Metrics
@@ -19,6 +20,11 @@ do not edit by hand. The names are a public contract (see CHANGELOG.md before ch
 Every value comes from the exporter's last background collection, not from the scrape.
 
 """
+
+
+def all_metrics() -> list[MetricDef]:
+    """Every metric the exporter can publish, whichever collectors are enabled."""
+    return [*HEALTH_METRICS, *(metric for spec in COLLECTORS for metric in spec.metrics)]
 
 
 def render() -> str:

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages and npm tools that the tests and the demo run for real
 # (Prometheus, Alertmanager, node_exporter, configurable-http-proxy, a C compiler, ...).
-# Packages are listed one per line in scripts/apt-packages.txt. Safe to rerun.
+# Packages are listed one per line in scripts/apt-packages.txt, optionally followed by a
+# command: when that command is already on PATH (e.g. Node.js from NodeSource, whose npm
+# conflicts with Debian's), the package is not installed. Safe to rerun.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mapfile -t wanted < <(grep -v '^\s*#' "$here/apt-packages.txt" | sed '/^\s*$/d')
-
 missing=()
-for pkg in "${wanted[@]}"; do
+while read -r pkg command; do
+  [ -n "$pkg" ] || continue
+  if [ -n "$command" ] && command -v "$command" >/dev/null; then
+    continue
+  fi
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
+done < <(sed -e 's/#.*//' "$here/apt-packages.txt")
 need_chp=0
 command -v configurable-http-proxy >/dev/null || need_chp=1
 

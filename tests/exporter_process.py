@@ -120,3 +120,19 @@ def value(samples: Samples, metric: str, /, **labels: str) -> float | None:
     if len(matches) > 1:
         raise AssertionError(f"{metric}{labels} matches {len(matches)} samples")
     return matches[0] if matches else None
+
+
+def wait_value(
+    exporter: RunningExporter, name: str, expected: float, timeout: float, **labels: str
+) -> float:
+    """Scrapes until name{labels} == expected; returns the seconds that took."""
+    started = time.monotonic()
+    try:
+        exporter.wait_for(lambda s: value(s, name, **labels) == expected, timeout, name)
+    except AssertionError as exc:
+        raise AssertionError(f"{name}{labels} != {expected}: {exc}\n{exporter.log()}") from None
+    return time.monotonic() - started
+
+
+def log_lines(exporter: RunningExporter, text: str) -> list[str]:
+    return [line for line in exporter.log().splitlines() if text in line]

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from exporter_process import RunningExporter, value
+from exporter_process import RunningExporter, log_lines, value, wait_value
 from hubfixture import LiveHub
 
 from dlcourse_exporter import __version__
@@ -30,22 +30,6 @@ PAGES = {
     "0": json.loads((RECORDED / "users_page1.json").read_text())["body"],
     "2": json.loads((RECORDED / "users_page2.json").read_text())["body"],
 }
-
-
-def wait_value(
-    exporter: RunningExporter, name: str, expected: float, timeout: float, **labels: str
-) -> float:
-    """Scrapes until name{labels} == expected; returns the seconds that took."""
-    started = time.monotonic()
-    try:
-        exporter.wait_for(lambda s: value(s, name, **labels) == expected, timeout, name)
-    except AssertionError as exc:
-        raise AssertionError(f"{name}{labels} != {expected}: {exc}\n{exporter.log()}") from None
-    return time.monotonic() - started
-
-
-def log_lines(exporter: RunningExporter, text: str) -> list[str]:
-    return [line for line in exporter.log().splitlines() if text in line]
 
 
 class BadHub(ThreadingHTTPServer):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exporter_process import RunningExporter, value
+from exporter_process import RunningExporter, log_lines, value, wait_value
 from hubfixture import EXPORTER_SCOPES, LiveHub
 
 from dlcourse_exporter.sources.hub import parse_timestamp
@@ -28,22 +28,6 @@ HUB_ONLY = [
     *("--no-collector.kernels", "--no-collector.host"),
     *("--hub.interval", "1"),
 ]
-
-
-def wait_value(
-    exporter: RunningExporter, name: str, expected: float, timeout: float, **labels: str
-) -> float:
-    """Scrapes until name{labels} == expected; returns the seconds that took."""
-    started = time.monotonic()
-    try:
-        exporter.wait_for(lambda s: value(s, name, **labels) == expected, timeout, name)
-    except AssertionError as exc:
-        raise AssertionError(f"{name}{labels} != {expected}: {exc}\n{exporter.log()}") from None
-    return time.monotonic() - started
-
-
-def log_lines(exporter: RunningExporter, text: str) -> list[str]:
-    return [line for line in exporter.log().splitlines() if text in line]
 
 
 @dataclass
