@@ -24,7 +24,9 @@ ROW = re.compile(r"^\|\s*(dlcourse_\w+)\s*\|\s*([^|]+?)\s*\|\s*([^|]*?)\s*\|", r
 def contract_rows() -> list[tuple[str, str, set[str]]]:
     rows = []
     for name, kind, labels in ROW.findall(CONTRACT.read_text()):
-        label_set = {label.split("(")[0].strip() for label in labels.split(",") if label.strip()}
+        # "gpu, uuid, clock (sm, memory)": the parentheses list values, not labels.
+        names = re.sub(r"\([^)]*\)", "", labels)
+        label_set = {label.strip() for label in names.split(",") if label.strip()}
         rows.append((name, "counter" if kind.startswith("counter") else "gauge", label_set))
     return rows
 
