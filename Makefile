@@ -29,7 +29,7 @@ $(USERENV)/.installed:
 	touch $@
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest --cov --cov-report=term --cov-fail-under=85
 
 lint: venv
 	$(VENV)/bin/ruff check .
