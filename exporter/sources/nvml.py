@@ -102,12 +102,15 @@ class NvmlSession:
 
     def reset(self, reason: str) -> None:
         """Shut NVML down after a session-level error; the next ensure() starts over."""
+        log.warning("NVML reset: %s", reason)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
         for callback in self._on_reset:
             callback()
         with self._lock:
             if not self._initialized:
                 return
-            log.warning("NVML reset: %s", reason)
             self._initialized = False
             # The driver may already be gone; then there is nothing left to release.
             with contextlib.suppress(pynvml.NVMLError):
@@ -122,4 +125,4 @@ class NvmlSession:
             raise NvmlUnavailable(str(exc)) from exc
 
     def close(self) -> None:
-        self.reset("exporter stopping")
+        self._shutdown()
