@@ -15,7 +15,6 @@ import math
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,8 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from alerting_stack import AlertingStack, find_tool  # noqa: E402
+from alerting_stack import Process as StackProcess  # noqa: E402
 from exporter_process import RunningExporter, free_port  # noqa: E402
-from hubfixture import LiveHub  # noqa: E402
+from hubfixture import DEFAULT_SERVICES, LiveHub  # noqa: E402
 
 from fakenvml import Gpu, Process, Scenario, build_library  # noqa: E402
 
@@ -32,35 +33,25 @@ GIB = 1024**3
 STUDENTS = {"ada": "monday", "grace": "monday", "alan": "thursday", "katherine": "thursday"}
 CRASHING_STUDENT = "katherine"
 CRASH_EVERY_SECONDS = 180
-
-
-def wait_http(url: str, timeout: float = 30) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url} did not answer in {timeout}s")
+DEMO_OVERRIDES = Path(__file__).with_name("alert-overrides.json")
 
 
 class Demo:
     def __init__(self, workdir: Path, user_env: Path) -> None:
         self.dir = workdir
         self.user_env = user_env
-        self.processes: list[subprocess.Popen] = []
         self.hub: LiveHub | None = None
+        self.stack: AlertingStack | None = None
+        self.node: StackProcess | None = None
+        self.seen_alerts = 0
         self.exporter: RunningExporter | None = None
         self.kernels: dict[str, list[int]] = {}
 
     # --- the class ------------------------------------------------------------------
 
     def start_hub(self) -> None:
-        self.hub = LiveHub(self.dir / "hub", self.user_env)
+        services = {**DEFAULT_SERVICES, "prometheus": ("read:metrics",)}
+        self.hub = LiveHub(self.dir / "hub", self.user_env, services=services)
         self.hub.start()
         for name, section in STUDENTS.items():
             self.hub.add_user(name, groups=[section])
@@ -134,85 +125,46 @@ class Demo:
             log_path=self.dir / "exporter.log",
         )
 
-    def start(self, command: list[str], name: str) -> None:
-        log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the demo
-        self.processes.append(
-            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
-        )
-
-    def start_monitoring(self) -> dict[str, str]:
-        ports = {name: free_port() for name in ("prometheus", "alertmanager", "node")}
-        self.start(
-            [
-                "prometheus-node-exporter",
-                f"--web.listen-address=127.0.0.1:{ports['node']}",
-            ],
+    def start_monitoring(self) -> None:
+        """node_exporter, then Prometheus and Alertmanager with the shipped configuration and
+        rules (demo thresholds: alerts within minutes), alerts delivered to a local webhook."""
+        node_port = free_port()
+        self.node = StackProcess(
             "node_exporter",
-        )
-        alertmanager_config = self.dir / "alertmanager.yml"
-        alertmanager_config.write_text(
-            "route:\n  receiver: demo\n  group_by: [alertname, instance]\n"
-            "receivers:\n  - name: demo\n"
-        )
-        self.start(
             [
-                "prometheus-alertmanager",
-                f"--config.file={alertmanager_config}",
-                f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
-                "--cluster.listen-address=",
-                f"--storage.path={self.dir / 'alertmanager-data'}",
+                find_tool("prometheus-node-exporter", "node_exporter"),
+                f"--web.listen-address=127.0.0.1:{node_port}",
             ],
-            "alertmanager",
+            self.dir,
         )
-        config = self.dir / "prometheus.yml"
-        exporter_target = self.exporter.url.removeprefix("http://")
-        hub_target = self.hub.public_url.removeprefix("http://")
-        config.write_text(
-            f"""global:
-  scrape_interval: 5s
-  evaluation_interval: 5s
-rule_files:
-  - {REPO / "prometheus" / "rules"}/*.yml
-alerting:
-  alertmanagers:
-    - static_configs: [{{targets: ["127.0.0.1:{ports["alertmanager"]}"]}}]
-scrape_configs:
-  - job_name: dlcourse
-    static_configs: [{{targets: ["{exporter_target}"]}}]
-  - job_name: jupyterhub
-    metrics_path: /hub/metrics
-    authorization: {{credentials_file: "{self.hub.token_file("test-driver")}"}}
-    static_configs: [{{targets: ["{hub_target}"]}}]
-  - job_name: node
-    static_configs: [{{targets: ["127.0.0.1:{ports["node"]}"]}}]
-  - job_name: alertmanager
-    static_configs: [{{targets: ["127.0.0.1:{ports["alertmanager"]}"]}}]
-  - job_name: prometheus
-    static_configs: [{{targets: ["127.0.0.1:{ports["prometheus"]}"]}}]
-"""
-        )
-        self.start(
-            [
-                "prometheus",
-                f"--config.file={config}",
-                f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-                f"--storage.tsdb.path={self.dir / 'prometheus-data'}",
-            ],
-            "prometheus",
-        )
-        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        for name in ("prometheus", "alertmanager"):
-            wait_http(urls[name])
-        return urls
+        targets = {
+            "dlcourse": [self.exporter.url.removeprefix("http://")],
+            "jupyterhub": [self.hub.public_url.removeprefix("http://")],
+            "node": [f"127.0.0.1:{node_port}"],
+        }
+        self.stack = AlertingStack(
+            self.dir / "stack",
+            targets,
+            overrides=DEMO_OVERRIDES,
+            hub_token_file=self.hub.token_file("prometheus"),
+            interval="5s",
+        ).__enter__()
+
+    def new_alerts(self) -> list[str]:
+        """Alerts the webhook received since the last call, one line each."""
+        received = self.stack.webhook.alerts()
+        fresh, self.seen_alerts = received[self.seen_alerts :], len(received)
+        return [
+            f"{a['status']:8} {a['labels'].get('severity', ''):8} {a['labels']['alertname']}: "
+            f"{a['annotations'].get('description', '')}"
+            for a in fresh
+        ]
 
     def close(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        if self.stack is not None:
+            self.stack.close()
+        if self.node is not None:
+            self.node.stop()
         if self.exporter is not None:
             self.exporter.stop()
         if self.hub is not None:
@@ -247,23 +199,26 @@ def main() -> int:
         started = time.monotonic()
         demo.scenario(0).write(scenario_path)
         demo.start_exporter(nvml_dir, scenario_path)
-        urls = demo.start_monitoring()
+        demo.start_monitoring()
         print(
             f"""
 dlcourse demo is running (Ctrl-C to stop). Open:
   class status page   {demo.exporter.url}/
   exporter metrics    {demo.exporter.url}/metrics
   JupyterHub          {demo.hub.public_url}/  (users: {", ".join(STUDENTS)}, teacher; any password)
-  Prometheus          {urls["prometheus"]}/graph
-  firing alerts       {urls["prometheus"]}/alerts  and Alertmanager {urls["alertmanager"]}/#/alerts
+  Prometheus          {demo.stack.prometheus_url}/graph
+  firing alerts       {demo.stack.prometheus_url}/alerts
+  Alertmanager        {demo.stack.alertmanager_url}/#/alerts
 {CRASHING_STUDENT}'s kernel crashes every {CRASH_EVERY_SECONDS} s; alan holds 20 GiB idle on GPU 1.
-Logs are in {args.workdir}.
+Alerts that Alertmanager sends are printed here as they arrive. Logs: {args.workdir}.
 """
         )
         next_crash = started + 60
         while not args.duration or time.monotonic() - started < args.duration:
             time.sleep(5)
             demo.scenario(time.monotonic() - started).write(scenario_path)
+            for line in demo.new_alerts():
+                print(f"demo: alert {line}")
             if time.monotonic() >= next_crash:
                 demo.crash_a_kernel()
                 next_crash = time.monotonic() + CRASH_EVERY_SECONDS
