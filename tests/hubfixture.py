@@ -34,7 +34,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from exporter_process import free_port
 
 # The role of docs/hub.md: keep the two in step.
 EXPORTER_SCOPES = (
@@ -103,12 +103,6 @@ async def hold_spawn(spawner):
 
 c.Spawner.pre_spawn_hook = hold_spawn
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class HubError(AssertionError):
