@@ -132,6 +132,8 @@ def live_class(tmp_path_factory, user_env, fake_nvml_dir):
         os.kill(server_pid(hub, LOST), signal.SIGKILL)
         hub.wait_server(LOST, ready=None, timeout=30)
         scenario_path = work / "gpus.scn"
+        # The GPUs exist before any student's kernel runs on them.
+        Scenario(gpus=[Gpu(memory_total=40 * GIB), Gpu(memory_total=40 * GIB)]).write(scenario_path)
         exporter = RunningExporter(
             [
                 "--collection.interval=0.5",
@@ -169,6 +171,10 @@ def everyone_visible(samples: Samples) -> bool:
             for name in SECTIONS
         )
         and value(samples, "dlcourse_user_gpu_processes", user=ALAN) == 1
+        and all(
+            value(samples, "dlcourse_collector_success", collector=name) == 1
+            for name in ("gpu", "processes", "hub", "kernels", "host")
+        )
     )
 
 
