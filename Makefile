@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 userenv: $(USERENV)/.installed
 $(USERENV)/.installed:
 	/usr/bin/python3 -m venv $(USERENV)
-	$(USERENV)/bin/python -m pip install -q jupyterhub jupyter_server ipykernel
+	$(USERENV)/bin/python -m pip install -q "jupyterhub>=5.2,<6" jupyter_server ipykernel
 	chmod -R a+rX $(USERENV)
 	touch $@
 
