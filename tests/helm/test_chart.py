@@ -62,25 +62,17 @@ def test_objects_match_the_kubernetes_schemas(objects, version):
 
 def missing_fields(given: object, parsed: object, where: str = "") -> list[str]:
     """Paths present in `given` but absent from `parsed`: fields the model did not know."""
+    missing: list[str] = []
     if isinstance(given, dict):
-        if not isinstance(parsed, dict):
-            return [where]
-        return [
-            path
-            for key, value in given.items()
-            for path in (
-                missing_fields(value, parsed[key], f"{where}.{key}")
-                if key in parsed
-                else [f"{where}.{key}"]
-            )
-        ]
-    if isinstance(given, list):
-        return [
-            p
-            for i, item in enumerate(given)
-            for p in missing_fields(item, parsed[i], f"{where}[{i}]")
-        ]
-    return []
+        for key, value in given.items():
+            if isinstance(parsed, dict) and key in parsed:
+                missing += missing_fields(value, parsed[key], f"{where}.{key}")
+            else:
+                missing.append(f"{where}.{key}")
+    elif isinstance(given, list):
+        for i, item in enumerate(given):
+            missing += missing_fields(item, parsed[i], f"{where}[{i}]")
+    return missing
 
 
 def test_monitoring_objects_match_the_prometheus_operator_models(objects):
