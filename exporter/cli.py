@@ -39,11 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     server.limit_logs()
     try:
-        sock = server.bind(config.listen_host, config.listen_port)
+        sockets = server.bind(config.listen_host, config.listen_port)
     except server.StartupError as exc:
         print(f"dlcourse-exporter: error: {exc}", file=sys.stderr)
         return 2
-    if not server.is_loopback(sock) and config.web_token is None:
+    if not server.is_loopback(sockets) and config.web_token is None:
         log.warning(
             "listening on %s beyond localhost without --web.token-file: any machine that "
             "reaches it reads the students' names and usage",
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info(
         "dlcourse-exporter starting: %s, at most %d connections", describe(config), max_connections
     )
-    server.serve(create_app(config, scheduler), sock, max_connections)
+    server.serve(create_app(config, scheduler), sockets, max_connections)
     return 0
 
 

@@ -61,23 +61,28 @@ def connection_cap(wanted: int, open_files: int) -> int:
     return max(1, min(wanted, open_files - FD_RESERVE - BACKLOG))
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A bound listening socket for host:port, or StartupError."""
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Bound sockets for every address host:port resolves to (as asyncio's create_server
+    does: "localhost" may be both 127.0.0.1 and ::1), or StartupError."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError) as exc:
         raise StartupError(f"cannot listen on {host}:{port}: the address does not resolve") from exc
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    sock.setblocking(False)
-    return sock
+    sockets: list[socket.socket] = []
+    for family, kind, proto, _, address in dict.fromkeys(addresses):
+        sock = socket.socket(family, kind, proto)
+        sockets.append(sock)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+        except OSError as exc:
+            for opened in sockets:
+                opened.close()
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        sock.setblocking(False)
+    return sockets
 
 
 class OncePerInterval(logging.Filter):
@@ -106,8 +111,8 @@ def limit_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def is_loopback(sock: socket.socket) -> bool:
-    return ipaddress.ip_address(sock.getsockname()[0]).is_loopback
+def is_loopback(sockets: list[socket.socket]) -> bool:
+    return all(ipaddress.ip_address(s.getsockname()[0]).is_loopback for s in sockets)
 
 
 def quiet_accept_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -179,8 +184,8 @@ def guarded_protocol(guard: ConnectionGuard) -> type[H11Protocol]:
     return GuardedH11Protocol
 
 
-def serve(app: Any, sock: socket.socket, max_connections: int) -> None:
-    """Runs app on the bound socket until SIGTERM/SIGINT."""
+def serve(app: Any, sockets: list[socket.socket], max_connections: int) -> None:
+    """Runs app on the bound sockets until SIGTERM/SIGINT."""
     guard = ConnectionGuard(max_connections)
     config = uvicorn.Config(
         app,
@@ -198,7 +203,7 @@ def serve(app: Any, sock: socket.socket, max_connections: int) -> None:
     async def run() -> None:
         asyncio.get_running_loop().set_exception_handler(quiet_accept_errors)
         try:
-            await server.serve(sockets=[sock])
+            await server.serve(sockets=sockets)
         finally:
             guard.stop()
 

@@ -45,14 +45,12 @@ PROCESSES = gauge(
 UNATTRIBUTED_MEMORY = gauge(
     "dlcourse_gpu_unattributed_memory_bytes",
     "GPU memory of processes attributed to no hub user (other accounts, vanished processes).",
-    "gpu",
-    "uuid",
+    *USER_GPU[1:],
 )
 UNATTRIBUTED_PROCESSES = gauge(
     "dlcourse_gpu_unattributed_processes",
     "Number of processes on the GPU attributed to no hub user.",
-    "gpu",
-    "uuid",
+    *USER_GPU[1:],
 )
 METRICS = (MEMORY, UTILIZATION, PROCESSES, UNATTRIBUTED_MEMORY, UNATTRIBUTED_PROCESSES)
 

@@ -90,11 +90,7 @@ class HubUser:
     groups: tuple[str, ...]
     last_activity: float | None
     servers: tuple[HubServer, ...]
-    full_name: str = ""  # the whole name, which Linux account names derive from
-
-    def __post_init__(self) -> None:
-        if not self.full_name:
-            object.__setattr__(self, "full_name", self.name)
+    full_name: str  # the whole name, which Linux account names derive from
 
 
 @dataclass(frozen=True)

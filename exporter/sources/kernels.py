@@ -231,7 +231,6 @@ class KernelWatcher:
             for pid, kernel in outermost.items():
                 if (pid, kernel.starttime) in self._state.ended:
                     continue
-                self._seen_running(kernel)
                 self._state.watched.setdefault(pid, kernel)
             if self.mode == "netlink":
                 # Exits are reported as they happen; a watched kernel missing here had its
@@ -262,7 +261,6 @@ class KernelWatcher:
             parent = self._state.watched.get(kernel.ppid)
             if parent is not None and parent.connection_file == kernel.connection_file:
                 return  # a child of a watched wrapper
-            self._seen_running(kernel)
             self._state.watched[pid] = kernel
 
     def _on_exit(self, pid: int, status: int) -> None:
@@ -278,11 +276,6 @@ class KernelWatcher:
     def _user(self, kernel: KernelProcess) -> str | None:
         found = self.owners.judge(kernel.evidence)
         return found.user if found else None
-
-    def _seen_running(self, kernel: KernelProcess) -> None:
-        user = self._user(kernel)
-        if user is not None:
-            self._state.last_seen[user] = self.clock()
 
     def _exited_locked(self, pid: int, status: int | None) -> None:
         kernel = self._state.watched.pop(pid)
@@ -333,6 +326,7 @@ class KernelWatcher:
             if user is None:
                 continue  # no student's kernel: not counted
             with self._lock:
+                self._state.last_seen[user] = self.clock()
                 if outcome == "unknown":
                     self._state.unknown[user] += 1
                 elif outcome not in ("clean", "server-stopped", "shutdown"):
@@ -341,16 +335,16 @@ class KernelWatcher:
 
     def snapshot(self) -> KernelsSnapshot:
         with self._lock:
-            for kernel in self._state.watched.values():
-                self._seen_running(kernel)
+            running = Counter(
+                user for k in self._state.watched.values() if (user := self._user(k)) is not None
+            )
+            self._state.last_seen.update(dict.fromkeys(running, self.clock()))
             self._forget_users_locked()
-            users = frozenset(self._state.last_seen)
-            owners = (self._user(kernel) for kernel in self._state.watched.values())
             return KernelsSnapshot(
-                running=dict(Counter(user for user in owners if user in users)),
+                running=dict(running),
                 crashes=dict(self._state.crashes),
                 unknown_exits=dict(self._state.unknown),
-                users=users,
+                users=frozenset(self._state.last_seen),
                 exit_events=self.mode,
             )
 
