@@ -4,7 +4,8 @@ Every process NVML lists on a GPU is attributed to its owner (see ``sources.owne
 summed per (user, GPU); what no rule attributes (another account's process, a process
 that vanished, a uid without an account) is summed per GPU as unattributed, so per GPU the
 users' memory plus the unattributed memory is all the memory NVML lists for processes.
-A GPU whose process list cannot be read has no series here. Sample output::
+A GPU whose process list cannot be read has no series here. From the ``nvml`` source and
+the ``proc`` table, which names each process's owner. Sample output::
 
     dlcourse_user_gpu_memory_used_bytes{gpu="0",user="alice",uuid="GPU-..."} 2.147483648e+09
     dlcourse_user_gpu_utilization_ratio{gpu="0",user="alice",uuid="GPU-..."} 0.45
@@ -15,20 +16,15 @@ A GPU whose process list cannot be read has no series here. Sample output::
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 
 from ..metricdefs import gauge
-from ..sources.nvml import NvmlSession
-from ..sources.nvml_processes import GpuProcess, GpuProcessList, GpuProcessReader
-from ..sources.owners import OwnerResolver
+from ..model import GpuProcess, GpuProcessList, NvmlSnapshot, ProcessTable
 from .base import Collector
-
-log = logging.getLogger(__name__)
 
 USER_GPU = ("user", "gpu", "uuid")
 MEMORY = gauge(
@@ -74,28 +70,28 @@ class UnattributedUse:
 
 
 @dataclass(frozen=True)
-class ProcessesSnapshot:
+class ProcessesView:
     users: tuple[UserGpuUse, ...]
     unattributed: tuple[UnattributedUse, ...]
 
 
-def split_by_owner(
-    gpus: Iterable[GpuProcessList], owner_of: Callable[[int], str | None]
-) -> ProcessesSnapshot:
-    """Each GPU's processes summed per owner, and what has none per GPU."""
+def split_by_owner(gpus: Iterable[GpuProcessList], table: ProcessTable) -> ProcessesView:
+    """Each GPU's processes summed per owner, and what has none per GPU (nobody's by the
+    rules, or gone before the walk of /proc)."""
     owned: list[tuple[str, GpuProcess]] = []
     unattributed = []
     for gpu in gpus:
         memory = count = 0
         for process in gpu.processes:
-            user = owner_of(process.pid)
+            entry = table.get(process.pid)
+            user = entry.owner.user if entry is not None and entry.owner is not None else None
             if user is None:
                 memory += process.used_memory_bytes or 0
                 count += 1
             else:
                 owned.append((user, process))
         unattributed.append(UnattributedUse(gpu.gpu_index, gpu.gpu_uuid, memory, count))
-    return ProcessesSnapshot(sum_by_user(owned), tuple(unattributed))
+    return ProcessesView(sum_by_user(owned), tuple(unattributed))
 
 
 def sum_by_user(processes: Iterable[tuple[str, GpuProcess]]) -> tuple[UserGpuUse, ...]:
@@ -116,27 +112,14 @@ def sum_by_user(processes: Iterable[tuple[str, GpuProcess]]) -> tuple[UserGpuUse
 
 class ProcessesCollector(Collector):
     name = "processes"
+    description = "GPU memory and utilization per hub user"
+    sources = ("nvml", "proc")
+    metrics = METRICS
 
-    def __init__(
-        self,
-        session: NvmlSession,
-        owners: OwnerResolver,
-        interval: float = 5.0,
-    ) -> None:
-        self.interval = interval
-        self.reader = GpuProcessReader(session)
-        self.owners = owners
+    def view(self, nvml: NvmlSnapshot, table: ProcessTable) -> ProcessesView:
+        return split_by_owner(nvml.processes, table)
 
-    def poll(self) -> ProcessesSnapshot:
-        return split_by_owner(self.reader.read(), self._owner)
-
-    def _owner(self, pid: int) -> str | None:
-        user = self.owners.owner(pid)
-        if user is None:
-            log.debug("GPU process %d has no owner the rules accept: unattributed", pid)
-        return user
-
-    def render(self, snapshot: ProcessesSnapshot | None) -> Iterator[Metric]:
+    def render(self, snapshot: ProcessesView | None) -> Iterator[Metric]:
         memory, utilization, processes, lost_memory, lost_processes = (
             metric.family() for metric in METRICS
         )

@@ -1,10 +1,12 @@
 """Finds notebook kernel processes and tells how each one ended.
 
 A kernel is a process started with a ``kernel-*.json`` connection file in its argv (see
-``procfs.kernel_connection_file``); it counts for the user ``sources.owners`` attributes it
-to, judged again at every count (the hub's user list changes) and when it ends. Exits are seen
-through the netlink proc connector (exact wait status of every process) or, where that is
-unavailable, by polling the watched kernels' /proc/<pid>/stat a few times a second.
+``procfs.kernel_connection_file``), found in each cycle's process table
+(``sources.proctable``) or as it starts; it counts for the user ``sources.owners``
+attributes it to, judged again at every count (the hub's user list changes) and when it
+ends. Exits are seen through the netlink proc connector (exact wait status of every
+process) or, where that is unavailable, by polling the watched kernels' /proc/<pid>/stat a
+few times a second.
 
 Why an exit is or is not a crash (``classify``):
 - exit code 0: a shutdown or restart asked for through jupyter_client (shutdown_request:
@@ -36,10 +38,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..model import Evidence, KernelsSnapshot, ProcessEntry, ProcessTable
 from ..untrusted import log_text
 from . import procfs as parse
-from .owners import Evidence, OwnerResolver
+from .base import Source
+from .owners import Owners
 from .proc_events import ProcEventListener
+from .proctable import LIMITS, Vanished, read_bounded, read_identity, read_stat
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +71,6 @@ class PendingExit:
     at: float
 
 
-@dataclass(frozen=True)
-class KernelsSnapshot:
-    running: dict[str, int]
-    crashes: dict[tuple[str, str], int]
-    unknown_exits: dict[str, int]
-    users: frozenset[str]
-    exit_events: str  # "netlink" or "poll"
-
-
 def classify(status: int | None, parent_alive: bool, connection_file_exists: bool) -> str:
     """'clean', 'server-stopped', 'shutdown', 'unknown' or a crash reason (a signal or 'exit')."""
     reason = "unknown" if status is UNKNOWN else parse.exit_reason(status)
@@ -98,17 +94,25 @@ class _State:
     ended: set[tuple[int, int]] = field(default_factory=set)  # (pid, starttime) seen exiting
 
 
-class KernelWatcher:
+class KernelTracker(Source):
+    """Kernels of the table, their exits and how they ended; its threads start with the
+    first poll."""
+
+    name = "kernels"
+    needs = ("proc",)
+
     def __init__(
         self,
-        owners: OwnerResolver,
+        owners: Owners,
         procfs: Path = Path("/proc"),
         exit_events: str = "auto",
+        interval: float = 5.0,
         grace: float = GRACE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.owners = owners
         self.procfs = procfs
+        self.interval = interval
         self.grace = grace
         self.clock = clock
         self.mode = "poll"
@@ -120,6 +124,12 @@ class KernelWatcher:
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
         self._started = False
+
+    def poll(self, table: ProcessTable) -> KernelsSnapshot:
+        self.start()
+        self.scan(table)
+        self.settle(table)
+        return self.snapshot()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -155,40 +165,41 @@ class KernelWatcher:
         self._poller = threading.Thread(target=self._poll_loop, name="kernel-exits", daemon=True)
         self._poller.start()
 
-    # -- reading /proc ----------------------------------------------------------------
+    # -- finding kernels --------------------------------------------------------------
 
-    def _read_stat(self, pid: int) -> parse.ProcStat | None:
-        try:
-            return parse.parse_stat((self.procfs / str(pid) / "stat").read_text(errors="replace"))
-        except (OSError, ValueError):
-            return None
+    def _identify(self, entry: ProcessEntry, table: ProcessTable) -> KernelProcess | None:
+        """The kernel this process is, or None; cached per process (pid + start time)."""
+        if entry.key not in self._seen:
+            parent = table.get(entry.ppid)
+            self._seen[entry.key] = self._kernel(
+                entry.pid,
+                entry.start_ticks,
+                entry.ppid,
+                list(entry.identity.argv),
+                entry.identity.evidence,
+                parent.start_ticks if parent else None,
+            )
+        return self._seen[entry.key]
 
-    def _identify(self, pid: int, stat: parse.ProcStat) -> KernelProcess | None:
-        """The kernel running as pid, or None; cached per process (pid + start time)."""
-        key = (pid, stat.starttime_ticks)
-        if key not in self._seen:
-            try:
-                argv = parse.split_cmdline((self.procfs / str(pid) / "cmdline").read_bytes())
-            except OSError:
-                return None  # vanished; not cached, the pid may be reused later
-            self._seen[key] = self._kernel(pid, stat, argv)
-        return self._seen[key]
-
-    def _kernel(self, pid: int, stat: parse.ProcStat, argv: list[str]) -> KernelProcess | None:
+    def _kernel(
+        self,
+        pid: int,
+        starttime: int,
+        ppid: int,
+        argv: list[str],
+        evidence: Evidence,
+        parent_starttime: int | None,
+    ) -> KernelProcess | None:
         connection_file = parse.kernel_connection_file(argv)
         if connection_file is None:
             return None
-        evidence = self.owners.evidence(pid)
-        if evidence is None:
-            return None  # vanished
-        parent = self._read_stat(stat.ppid)
         return KernelProcess(
             pid=pid,
-            starttime=stat.starttime_ticks,
+            starttime=starttime,
             evidence=evidence,
             connection_file=self._absolute(pid, connection_file),
-            ppid=stat.ppid,
-            parent_starttime=parent.starttime_ticks if parent else None,
+            ppid=ppid,
+            parent_starttime=parent_starttime,
         )
 
     def _absolute(self, pid: int, path: str) -> str:
@@ -199,21 +210,17 @@ class KernelWatcher:
         except OSError:
             return path
 
-    def scan(self) -> None:
+    def scan(self, table: ProcessTable) -> None:
         """Finds every running kernel; the source of truth for the running count."""
         found: dict[int, KernelProcess] = {}
         live_keys = set()
-        for entry in os.scandir(self.procfs):
-            if not entry.name.isdigit():
+        for entry in table:
+            if entry.state == "Z":
                 continue
-            pid = int(entry.name)
-            stat = self._read_stat(pid)
-            if stat is None or stat.state == "Z":
-                continue
-            live_keys.add((pid, stat.starttime_ticks))
-            kernel = self._identify(pid, stat)
+            live_keys.add(entry.key)
+            kernel = self._identify(entry, table)
             if kernel is not None:
-                found[pid] = kernel
+                found[entry.pid] = kernel
         self._seen = {key: value for key, value in self._seen.items() if key in live_keys}
         # A wrapper that runs the kernel as its child has the same connection file: count
         # the outermost process only, the one jupyter_client started and watches.
@@ -243,16 +250,21 @@ class KernelWatcher:
     # -- exit events ------------------------------------------------------------------
 
     def _on_exec(self, pid: int) -> None:
-        stat = self._read_stat(pid)
-        if stat is None:
-            return
+        """A process started a new program: if it is a kernel, watch it from now on."""
         try:
-            argv = parse.split_cmdline((self.procfs / str(pid) / "cmdline").read_bytes())
-        except OSError:
+            stat = read_stat(self.procfs, pid)
+            argv = parse.split_cmdline(
+                read_bounded(f"{self.procfs}/{pid}/cmdline", LIMITS["cmdline"])
+            )
+            if parse.kernel_connection_file(argv) is None:
+                return  # the common case: stay cheap for every exec on the machine
+            evidence = read_identity(self.procfs, pid, self.owners.prefix).evidence
+            parent = read_stat(self.procfs, stat.ppid)
+        except (OSError, Vanished):
             return
-        if parse.kernel_connection_file(argv) is None:
-            return  # the common case: stay cheap for every exec on the machine
-        kernel = self._kernel(pid, stat, argv)
+        kernel = self._kernel(
+            pid, stat.starttime_ticks, stat.ppid, argv, evidence, parent.starttime_ticks
+        )
         if kernel is None:
             return
         with self._lock:
@@ -288,7 +300,10 @@ class KernelWatcher:
             with self._lock:
                 watched = list(self._state.watched.values())
             for kernel in watched:
-                stat = self._read_stat(kernel.pid)
+                try:
+                    stat: parse.ProcStat | None = read_stat(self.procfs, kernel.pid)
+                except Vanished:
+                    stat = None
                 if stat is not None and stat.starttime_ticks == kernel.starttime:
                     if stat.state != "Z" or stat.exit_code is None:
                         continue
@@ -301,15 +316,16 @@ class KernelWatcher:
 
     # -- judging exits ----------------------------------------------------------------
 
-    def _parent_alive(self, kernel: KernelProcess) -> bool:
-        stat = self._read_stat(kernel.ppid)
+    @staticmethod
+    def _parent_alive(kernel: KernelProcess, table: ProcessTable) -> bool:
+        parent = table.get(kernel.ppid)
         return (
-            stat is not None
-            and stat.state != "Z"
-            and (kernel.parent_starttime is None or stat.starttime_ticks == kernel.parent_starttime)
+            parent is not None
+            and parent.state != "Z"
+            and (kernel.parent_starttime is None or parent.start_ticks == kernel.parent_starttime)
         )
 
-    def settle(self) -> None:
+    def settle(self, table: ProcessTable) -> None:
         """Judges the exits older than the grace period."""
         now = self.clock()
         with self._lock:
@@ -320,7 +336,7 @@ class KernelWatcher:
             file_exists = not os.path.isabs(kernel.connection_file) or os.path.exists(
                 kernel.connection_file
             )
-            outcome = classify(exit_.status, self._parent_alive(kernel), file_exists)
+            outcome = classify(exit_.status, self._parent_alive(kernel, table), file_exists)
             user = self._user(kernel)
             log.debug("kernel pid %d of %s ended: %s", kernel.pid, log_text(user), outcome)
             if user is None:

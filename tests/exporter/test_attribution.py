@@ -183,6 +183,7 @@ def test_with_a_hub_only_its_users_are_students(
 def write_proc(root: Path, pid: int, cgroup: str, uid: int) -> None:
     entry = root / str(pid)
     entry.mkdir(parents=True)
+    (entry / "stat").write_text(f"{pid} (python) S 1 " + "0 " * 47 + "\n")
     (entry / "cgroup").write_text(cgroup)
     (entry / "environ").write_bytes(b"")
     (entry / "status").write_text(f"Name:\tpython\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")

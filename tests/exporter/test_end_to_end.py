@@ -203,8 +203,8 @@ def test_driver_failure_degrades_gpu_collectors_and_recovers(run_exporter, scena
         what="recovery after the driver came back",
     )
     log = exporter.log()
-    assert log.count("collector gpu failed") == 1, log  # once per state change, not per cycle
-    assert "collector gpu recovered" in log
+    assert log.count("source nvml failed") == 1, log  # once per state change, not per cycle
+    assert "source nvml recovered" in log
 
 
 def test_missing_library_keeps_the_endpoint_up(run_exporter, tmp_path):

@@ -15,8 +15,9 @@ import pynvml
 import pytest
 from exporter_process import value
 
+from dlcourse_exporter import model
 from dlcourse_exporter.sources.nvml import NvmlSession, short_name
-from dlcourse_exporter.sources.nvml_gpus import GpuReading, SeenGpu, with_gone_gpus
+from dlcourse_exporter.sources.nvml_gpus import SeenGpu, with_gone_gpus
 from fakenvml import Gpu, Process, Scenario
 
 GIB = 1024**3
@@ -80,11 +81,11 @@ def test_a_gpu_gone_from_the_count_stays_down_until_it_returns(run_exporter, sce
 
 
 def test_gone_gpus_are_remembered_for_a_while():
-    up = GpuReading(0, "GPU-a", up=True)
-    readings, seen = with_gone_gpus([up, GpuReading(1, "GPU-b", up=True)], {}, 0.0, 100)
+    up = model.Gpu(0, "GPU-a", up=True)
+    readings, seen = with_gone_gpus([up, model.Gpu(1, "GPU-b", up=True)], {}, 0.0, 100)
     assert seen == {"GPU-a": SeenGpu(0, 0.0), "GPU-b": SeenGpu(1, 0.0)}
     readings, seen = with_gone_gpus([up], seen, 50.0, 100)
-    assert readings == [up, GpuReading(1, "GPU-b", up=False)]
+    assert readings == [up, model.Gpu(1, "GPU-b", up=False)]
     readings, seen = with_gone_gpus([up], seen, 101.0, 100)  # forgotten after keep_for
     assert readings == [up] and "GPU-b" not in seen
 

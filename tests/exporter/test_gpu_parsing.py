@@ -3,12 +3,13 @@ from types import SimpleNamespace
 import pytest
 
 from dlcourse_exporter.collectors.processes import sum_by_user
+from dlcourse_exporter.model import GpuProcess
 from dlcourse_exporter.sources.nvml_gpus import (
     CLOCKS_EVENT_REASONS,
     decode_clocks_event_reasons,
     format_cuda_version,
 )
-from dlcourse_exporter.sources.nvml_processes import GpuProcess, latest_sm_utilization
+from dlcourse_exporter.sources.nvml_processes import latest_sm_utilization
 
 
 @pytest.mark.parametrize(("raw", "text"), [(12040, "12.4"), (11080, "11.8"), (13000, "13.0")])

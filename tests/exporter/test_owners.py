@@ -5,17 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse_exporter.sources.host import HostReader
+from dlcourse_exporter.model import Attribution, Evidence, ProcessTable
+from dlcourse_exporter.sources.host import HostTracker
 from dlcourse_exporter.sources.owners import (
-    Attribution,
-    Evidence,
-    OwnerResolver,
+    Owners,
     Policy,
     attribute,
     environ_user,
     status_uid,
     unit_user,
 )
+from dlcourse_exporter.sources.proctable import ProcessTableSource, environ_variables
 from dlcourse_exporter.sources.roster import (
     USER_RETENTION_SECONDS,
     Roster,
@@ -48,13 +48,13 @@ CGROUP_V1_TLJH = (
     ],
 )
 def test_unit_user(text, expected):
-    assert unit_user(text, "jupyter-") == expected
+    assert unit_user(text.splitlines(), "jupyter-") == expected
 
 
 def test_unit_user_custom_prefix():
-    assert unit_user("0::/system.slice/course-dan.service\n", "course-") == "dan"
-    assert unit_user("0::/system.slice/course-dan.service\n", "jupyter-") is None
-    assert unit_user("0::/system.slice/cron.service\n", "") is None  # no prefix, no rule
+    assert unit_user(["0::/system.slice/course-dan.service"], "course-") == "dan"
+    assert unit_user(["0::/system.slice/course-dan.service"], "jupyter-") is None
+    assert unit_user(["0::/system.slice/cron.service"], "") is None  # no prefix, no rule
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_unit_user_custom_prefix():
     ],
 )
 def test_environ_user(environ, expected):
-    assert environ_user(environ) == expected
+    assert environ_user(environ_variables(environ)) == expected
 
 
 def test_status_uid():
@@ -148,39 +148,43 @@ def test_users_drop_out_when_no_longer_counted():
 
 
 def write_proc(root: Path, pid: int, cgroup: str, environ: bytes, uid: int) -> None:
+    """A /proc/<pid> of a fixture tree, with the files the process table reads."""
     d = root / str(pid)
     d.mkdir(parents=True)
+    (d / "stat").write_text(f"{pid} (python) S 1 " + "0 " * 47 + "\n")
     (d / "cgroup").write_text(cgroup)
     (d / "environ").write_bytes(environ)
+    (d / "cmdline").write_bytes(b"python\0")
     (d / "status").write_text(f"Name:\tx\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
 
 
-def test_resolver_on_a_fixture_tree(tmp_path):
+def owners_in(table: ProcessTable) -> dict[int, str | None]:
+    return {e.pid: e.owner.user if e.owner else None for e in table}
+
+
+def test_owners_in_a_fixture_tree(tmp_path):
     me = pwd.getpwuid(os.getuid()).pw_name
     write_proc(tmp_path, 10, CGROUP_V2_TLJH, b"JUPYTERHUB_USER=zed\0", os.getuid())
     write_proc(tmp_path, 11, "0::/\n", b"JUPYTERHUB_USER=zed\0", os.getuid())
     write_proc(tmp_path, 12, "0::/\n", b"", os.getuid())
     write_proc(tmp_path, 13, "0::/\n", b"", 4_000_000)  # no such account
-    resolver = OwnerResolver(tmp_path, "jupyter-", spawner_account=me)
-    assert resolver.owner(10) == "alice"  # systemd unit wins
-    assert resolver.owner(11) == "zed"  # then JUPYTERHUB_USER under the spawner's account
-    assert resolver.owner(12) == me  # no hub: the account stands in
-    assert resolver.owner(13) is None  # unknown uid
-    assert resolver.owner(99) is None  # vanished
-    untrusting = OwnerResolver(tmp_path, "jupyter-")
-    assert untrusting.owner(11) == me  # JUPYTERHUB_USER of a stranger is ignored
+    table = ProcessTableSource(Owners("jupyter-", spawner_account=me), tmp_path).poll()
+    # The unit wins; then JUPYTERHUB_USER under the spawner's account; without a hub the
+    # account stands in; a uid without an account is nobody's.
+    assert owners_in(table) == {10: "alice", 11: "zed", 12: me, 13: None}
+    untrusting = ProcessTableSource(Owners("jupyter-"), tmp_path).poll()
+    assert owners_in(untrusting)[11] == me  # JUPYTERHUB_USER of a stranger is ignored
 
     roster = SharedRoster(hub_configured=True)
-    with_hub = OwnerResolver(tmp_path, "jupyter-", spawner_account=me, roster=roster)
-    assert with_hub.owner(10) is None  # the hub has not answered yet
+    with_hub = ProcessTableSource(Owners("jupyter-", me, roster), tmp_path)
+    assert owners_in(with_hub.poll())[10] is None  # the hub has not answered yet
     roster.update([("alice", "alice")])
-    assert with_hub.owner(10) == "alice"
-    assert with_hub.owner(11) is None  # zed is no hub user
-    assert with_hub.owner(12) is None
+    assert owners_in(with_hub.poll()) == {10: "alice", 11: None, 12: None, 13: None}
 
 
-def test_resolver_on_the_real_proc():
-    assert OwnerResolver().owner(os.getpid()) is not None
+def test_owners_in_the_real_proc():
+    entry = ProcessTableSource(Owners()).poll().get(os.getpid())
+    assert entry is not None and entry.owner is not None
 
 
 def test_a_student_without_processes_drops_out_after_the_retention(tmp_path):
@@ -188,13 +192,17 @@ def test_a_student_without_processes_drops_out_after_the_retention(tmp_path):
     me = os.getuid()
     for pid, name in ((20, "ghost"), (21, "alice")):
         write_proc(tmp_path, pid, "0::/\n", f"JUPYTERHUB_USER={name}\0".encode(), me)
-        (tmp_path / str(pid) / "stat").write_text(f"{pid} (python) S 1 " + "0 " * 47 + "\n")
-    owners = OwnerResolver(tmp_path, "jupyter-", spawner_account=pwd.getpwuid(me).pw_name)
+    owners = Owners("jupyter-", spawner_account=pwd.getpwuid(me).pw_name)
+    table = ProcessTableSource(owners, tmp_path)
     now = [0.0]
-    reader = HostReader(owners, tmp_path, tmp_path / "no-cgroups", kmsg=None, clock=lambda: now[0])
-    assert {host.user for host in reader.read()} == {"ghost", "alice"}
+    host = HostTracker(owners, tmp_path / "no-cgroups", kmsg=None, clock=lambda: now[0])
+
+    def users() -> set[str]:
+        return {user.user for user in host.poll(table.poll()).users}
+
+    assert users() == {"ghost", "alice"}
     shutil.rmtree(tmp_path / "20")  # the ghost's process ends; alice's runs on
     now[0] = USER_RETENTION_SECONDS - 1
-    assert {host.user for host in reader.read()} == {"ghost", "alice"}  # counters stay a while
+    assert users() == {"ghost", "alice"}  # counters stay a while
     now[0] = USER_RETENTION_SECONDS + 1
-    assert {host.user for host in reader.read()} == {"alice"}
+    assert users() == {"alice"}

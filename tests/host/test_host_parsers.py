@@ -9,13 +9,13 @@ from dlcourse_exporter.sources.cgroups import (
     CgroupReader,
     CgroupUsage,
     parse_keyed,
-    parse_proc_cgroup,
     parse_v1_limit,
     parse_v2_limit,
     unit_cgroup,
 )
 from dlcourse_exporter.sources.host import increase
 from dlcourse_exporter.sources.kmsg import KmsgWatcher, parse_oom_kill, record_message
+from dlcourse_exporter.sources.procfs import cgroup_paths
 
 HYBRID = """9:name=systemd:/system.slice/jupyter-alice.service
 4:memory:/system.slice/jupyter-alice.service
@@ -35,8 +35,8 @@ def write(root: Path, files: dict[str, str]) -> None:
         (root / name).write_text(text)
 
 
-def test_parse_proc_cgroup_and_unit():
-    found = parse_proc_cgroup(HYBRID)
+def test_cgroup_paths_and_unit():
+    found = cgroup_paths(HYBRID.splitlines())
     assert found["memory"] == "/system.slice/jupyter-alice.service"
     assert found[""] == "/system.slice/jupyter-alice.service"
     assert unit_cgroup("/system.slice/jupyter-alice.service/x", "jupyter-", "alice") == (
@@ -69,10 +69,10 @@ def test_reader_hybrid_v1_controllers(tmp_path):
         },
     )
     reader = CgroupReader(tmp_path)
-    located = reader.locate(parse_proc_cgroup(HYBRID), "jupyter-", "alice")
+    located = reader.locate(cgroup_paths(HYBRID.splitlines()), "jupyter-", "alice")
     assert located is not None and located.exists()
     assert reader.usage(located) == CgroupUsage(1048576, 67108864, 3, 2.5)
-    assert reader.locate(parse_proc_cgroup(HYBRID), "jupyter-", "bob") is None
+    assert reader.locate(cgroup_paths(HYBRID.splitlines()), "jupyter-", "bob") is None
 
 
 def test_reader_pure_v2(tmp_path):

@@ -1,4 +1,5 @@
-"""The hub collector's rendering, its backoff, and how the configuration switches it on."""
+"""The hub collector's rendering, the hub source's backoff, and how the configuration
+switches them on."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from dlcourse_exporter.collectors.hub import HubCollector
 from dlcourse_exporter.config import ConfigError, load
-from dlcourse_exporter.registry import build_collectors, collector_defaults
-from dlcourse_exporter.sources.hub import HubClient, HubHttpError, HubSnapshot
+from dlcourse_exporter.model import HubSnapshot
+from dlcourse_exporter.sources import build_sources
+from dlcourse_exporter.sources.hub import HubClient, HubHttpError, HubSource
 
 RECORDED = Path(__file__).resolve().parent / "recorded"
 PAGES = {
@@ -25,8 +27,8 @@ PAGES = {
 class Rendered:
     """A registry over one render() call, for get_sample_value."""
 
-    def __init__(self, collector: HubCollector, snapshot: HubSnapshot | None) -> None:
-        self.metrics = list(collector.render(snapshot))
+    def __init__(self, snapshot: HubSnapshot | None) -> None:
+        self.metrics = list(HubCollector().render(snapshot))
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -57,9 +59,8 @@ def recorded_client(status: list[int] | None = None) -> tuple[HubClient, list[in
 
 def test_render_publishes_users_groups_activity_and_servers():
     client, _ = recorded_client()
-    collector = HubCollector(client)
-    snapshot = asyncio.run(collector.poll())
-    out = Rendered(collector, snapshot)
+    snapshot = asyncio.run(HubSource(client).poll())
+    out = Rendered(snapshot)
 
     assert out.value("dlcourse_hub_up") == 1
     assert out.value("dlcourse_hub_user_info", user="dlct-rec-ada", admin="true") == 1
@@ -91,7 +92,7 @@ def test_render_publishes_users_groups_activity_and_servers():
 
 
 def test_hub_down_renders_only_hub_up_zero():
-    out = Rendered(HubCollector(recorded_client()[0]), None)
+    out = Rendered(None)
     assert out.value("dlcourse_hub_up") == 0
     assert out.names() == {"dlcourse_hub_up"}
 
@@ -107,13 +108,13 @@ class FakeClock:
 def test_failures_back_off_and_recovery_resets():
     client, calls = recorded_client(status=[502, 502, 502, 502])
     clock = FakeClock()
-    collector = HubCollector(client, interval=10, clock=clock)
+    source = HubSource(client, interval=10, clock=clock)
     asked_at, errors = [], set()
     for tick in range(0, 130, 10):  # the scheduler's ticks, every interval
         clock.now = 1000.0 + tick
         before = len(calls)
         try:
-            asyncio.run(collector.poll())
+            asyncio.run(source.poll())
         except HubHttpError as exc:
             errors.add(str(exc))
         if len(calls) > before:
@@ -128,45 +129,41 @@ def test_failures_back_off_and_recovery_resets():
 def test_backoff_ticks_that_skip_do_not_call_the_hub():
     client, calls = recorded_client(status=[502, 502])
     clock = FakeClock()
-    collector = HubCollector(client, interval=10, clock=clock)
+    source = HubSource(client, interval=10, clock=clock)
     with pytest.raises(HubHttpError):
-        asyncio.run(collector.poll())  # t=0: fails, retry at the next tick
+        asyncio.run(source.poll())  # t=0: fails, retry at the next tick
     clock.now += 10
     with pytest.raises(HubHttpError):
-        asyncio.run(collector.poll())  # t=10: fails again, wait two intervals
+        asyncio.run(source.poll())  # t=10: fails again, wait two intervals
     clock.now += 10
     with pytest.raises(HubHttpError):
-        asyncio.run(collector.poll())  # t=20: backing off, no request
+        asyncio.run(source.poll())  # t=20: backing off, no request
     assert len(calls) == 2
 
 
 def test_hub_collector_is_on_by_default_only_with_a_hub(tmp_path):
     token = tmp_path / "token"
     token.write_text("secret\n")
-    config, _ = load([], collector_defaults(), environ={})
+    config, _ = load([], environ={})
     assert "hub" not in config.collectors
     argv = ["--hub.url", "http://127.0.0.1:15001/hub/api", "--hub.token-file", str(token)]
-    config, _ = load(argv, collector_defaults(), environ={})
+    config, _ = load(argv, environ={})
     assert "hub" in config.collectors
-    assert config.hub_token == "secret"
-    env = {"JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api", "JUPYTERHUB_API_TOKEN": "s"}
-    config, _ = load([], collector_defaults(), environ=env)
+    assert config["hub.token"] == "secret"
+    env = {"JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api/", "JUPYTERHUB_API_TOKEN": "s"}
+    config, _ = load([], environ=env)
     assert "hub" in config.collectors
-    config, _ = load(["--no-collector.hub"], collector_defaults(), environ=env)
+    config, _ = load(["--no-collector.hub"], environ=env)
     assert "hub" not in config.collectors
-    hub = [
-        c
-        for c in build_collectors(load([], collector_defaults(), environ=env)[0])
-        if c.name == "hub"
-    ]
-    assert hub[0].interval == 15.0
-    assert hub[0].client.api_url == "http://127.0.0.1:8081/hub/api"
+    [hub] = build_sources(load([], environ=env)[0].values, {"hub"})
+    assert hub.interval == 15.0
+    assert hub.client.api_url == "http://127.0.0.1:8081/hub/api"
 
 
 def test_hub_collector_enabled_without_url_is_a_one_line_error():
     with pytest.raises(ConfigError) as error:
-        load(["--collector.hub"], collector_defaults(), environ={})
+        load(["--collector.hub"], environ={})
     assert "collector hub is enabled but no hub URL is set" in str(error.value)
     assert "\n" not in str(error.value)
     with pytest.raises(ConfigError, match="collector hub is enabled"):
-        load([], collector_defaults(), environ={"DLCOURSE_COLLECTOR_HUB": "true"})
+        load([], environ={"DLCOURSE_COLLECTOR_HUB": "true"})

@@ -23,7 +23,7 @@ from hubfixture import LiveHub
 from dlcourse_exporter import __version__
 from dlcourse_exporter.collectors.hub import HubCollector
 from dlcourse_exporter.scheduler import Scheduler
-from dlcourse_exporter.sources.hub import HubClient
+from dlcourse_exporter.sources.hub import HubClient, HubSource
 
 RECORDED = Path(__file__).resolve().parent / "recorded"
 PAGES = {
@@ -106,13 +106,13 @@ def test_fault_fails_the_collector_once_and_recovers(
     port = bad_hub.server_address[1]
     client = HubClient(f"http://127.0.0.1:{port}/hub/api", "t", timeout=0.5)
     ticks = Ticks()
-    collector = HubCollector(client, interval=1.0, clock=ticks)
-    scheduler = Scheduler([collector])
+    source = HubSource(client, interval=1.0, clock=ticks)
+    scheduler = Scheduler([source])
 
     def tick() -> float:
-        asyncio.run(scheduler.poll_once(collector))
-        ticks.now += collector.interval
-        families = {m.name: m for m in collector.render(scheduler.states["hub"].snapshot)}
+        asyncio.run(scheduler.tick())
+        ticks.now += source.interval
+        families = {m.name: m for m in HubCollector().render(scheduler.states["hub"].snapshot)}
         return families["dlcourse_hub_up"].samples[0].value
 
     caplog.set_level(logging.INFO, logger="dlcourse_exporter.scheduler")
@@ -126,8 +126,8 @@ def test_fault_fails_the_collector_once_and_recovers(
     # Backoff after 4 failures: at most 4 ticks until the next try.
     assert 1 in [tick() for _ in range(5)]
     messages = [r.getMessage() for r in caplog.records]
-    assert len([m for m in messages if "collector hub failed" in m]) == 1, messages
-    assert len([m for m in messages if "collector hub recovered" in m]) == 1, messages
+    assert len([m for m in messages if "source hub failed" in m]) == 1, messages
+    assert len([m for m in messages if "source hub recovered" in m]) == 1, messages
 
 
 def test_hub_down_then_back_watched_by_the_exporter(
@@ -177,8 +177,8 @@ def test_hub_down_then_back_watched_by_the_exporter(
         hub.start()
         wait_value(exporter, "dlcourse_hub_user_info", 1, 20, user=student, admin="false")
         assert value(exporter.scrape(), "dlcourse_hub_up") == 1
-        assert len(log_lines(exporter, "collector hub failed")) == 1, exporter.log()
-        assert len(log_lines(exporter, "collector hub recovered")) == 1, exporter.log()
+        assert len(log_lines(exporter, "source hub failed")) == 1, exporter.log()
+        assert len(log_lines(exporter, "source hub recovered")) == 1, exporter.log()
         assert "Traceback" not in exporter.log()
     finally:
         exporter.stop()

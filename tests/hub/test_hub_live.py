@@ -203,7 +203,7 @@ def test_token_faults_give_hub_up_0_and_one_log_line(
         assert not any(name.startswith("dlcourse_hub_user") for name, _ in samples)
         # Several more polls (with backoff: at 1 s and 3 s), still one line.
         time.sleep(max(0.0, 3.5 - (time.monotonic() - started)))
-        lines = log_lines(process, "collector hub failed")
+        lines = log_lines(process, "source hub failed")
         assert len(lines) == 1, process.log()
         assert message in lines[0]
         assert hub.tokens.get(token, "") not in process.log()  # never the secret itself
