@@ -133,6 +133,7 @@ class ProcessTable:
     """Every process /proc listed in one walk, by pid."""
 
     entries: Mapping[int, ProcessEntry] = field(default_factory=dict)
+    walk_started: float = 0.0  # time.monotonic() when the walk began
 
     def get(self, pid: int) -> ProcessEntry | None:
         return self.entries.get(pid)

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model import Evidence, KernelsSnapshot, ProcessEntry, ProcessTable
+from ..model import Evidence, KernelsSnapshot, ProcessEntry, ProcessIdentity, ProcessTable
 from ..untrusted import log_text
 from . import procfs as parse
 from .base import Source
@@ -62,6 +62,7 @@ class KernelProcess:
     connection_file: str
     ppid: int
     parent_starttime: int | None
+    found_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ class KernelTracker(Source):
         self._wanted = exit_events
         self._state = _State()
         self._lock = threading.Lock()
-        self._seen: dict[tuple[int, int], KernelProcess | None] = {}  # (pid, starttime) cache
+        # (pid, starttime) -> the identity judged, and whether it is a kernel
+        self._seen: dict[tuple[int, int], tuple[ProcessIdentity, KernelProcess | None]] = {}
         self._listener: ProcEventListener | None = None
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
@@ -168,10 +170,12 @@ class KernelTracker(Source):
     # -- finding kernels --------------------------------------------------------------
 
     def _identify(self, entry: ProcessEntry, table: ProcessTable) -> KernelProcess | None:
-        """The kernel this process is, or None; cached per process (pid + start time)."""
-        if entry.key not in self._seen:
+        """The kernel this process is, or None; judged again whenever the table read the
+        process's identity again (after an exec, or while it is young enough to exec)."""
+        cached = self._seen.get(entry.key)
+        if cached is None or cached[0] is not entry.identity:
             parent = table.get(entry.ppid)
-            self._seen[entry.key] = self._kernel(
+            kernel = self._kernel(
                 entry.pid,
                 entry.start_ticks,
                 entry.ppid,
@@ -179,7 +183,8 @@ class KernelTracker(Source):
                 entry.identity.evidence,
                 parent.start_ticks if parent else None,
             )
-        return self._seen[entry.key]
+            cached = self._seen[entry.key] = (entry.identity, kernel)
+        return cached[1]
 
     def _kernel(
         self,
@@ -241,10 +246,14 @@ class KernelTracker(Source):
                 self._state.watched.setdefault(pid, kernel)
             if self.mode == "netlink":
                 # Exits are reported as they happen; a watched kernel missing here had its
-                # event dropped (socket overflow): it ended, but how is unknown.
-                for pid in list(self._state.watched):
-                    kernel = self._state.watched[pid]
-                    if outermost.get(pid) != kernel and (pid, kernel.starttime) not in live_keys:
+                # event dropped (socket overflow): it ended, but how is unknown. Only one
+                # found before the walk: one exec'd during it may be behind its position.
+                for pid, kernel in list(self._state.watched.items()):
+                    if (
+                        kernel.found_at < table.walk_started
+                        and outermost.get(pid) != kernel
+                        and (pid, kernel.starttime) not in live_keys
+                    ):
                         self._exited_locked(pid, UNKNOWN)
 
     # -- exit events ------------------------------------------------------------------
@@ -259,11 +268,14 @@ class KernelTracker(Source):
             if parse.kernel_connection_file(argv) is None:
                 return  # the common case: stay cheap for every exec on the machine
             evidence = read_identity(self.procfs, pid, self.owners.prefix).evidence
-            parent = read_stat(self.procfs, stat.ppid)
         except (OSError, Vanished):
             return
+        try:
+            parent_starttime: int | None = read_stat(self.procfs, stat.ppid).starttime_ticks
+        except Vanished:
+            parent_starttime = None
         kernel = self._kernel(
-            pid, stat.starttime_ticks, stat.ppid, argv, evidence, parent.starttime_ticks
+            pid, stat.starttime_ticks, stat.ppid, argv, evidence, parent_starttime
         )
         if kernel is None:
             return

@@ -68,6 +68,11 @@ def parse_stat(text: str) -> ProcStat:
     )
 
 
+def parse_uptime(text: str) -> float:
+    """Seconds since boot, the first field of /proc/uptime ("350735.47 234388.90")."""
+    return float(text.split()[0])
+
+
 def cgroup_paths(lines: Iterable[str]) -> dict[str, str]:
     """Lines of /proc/<pid>/cgroup -> {controllers: path}; the v2 line ("0::/x") has key ""."""
     found = {}

@@ -2,10 +2,13 @@
 
 Each cycle reads every process's ``stat`` (state, parent, CPU, memory). What a process is,
 its uid, cgroup lines, the few environment variables the exporter reads, and its argv, is
-read once, when the process (pid and start time) is first seen, and again when its name
-changes (an exec: a new program may run as another account or in another environment).
-Each entry is judged by the attribution rules (``sources.owners``) with the hub's current
-roster.
+read when the process (pid and start time) is first seen, and again when its name changes
+(an exec: a new program may run as another account or in another environment) or while it
+is younger than ``MAY_STILL_EXEC_SECONDS``: between fork and exec a process shows its
+parent's argv, seconds apart on a loaded machine, and an exec need not change the name
+(python starting python). A re-read gives a new ``ProcessIdentity`` object, so whoever
+derives something from one knows when to derive it again. Each entry is judged by the
+attribution rules (``sources.owners``) with the hub's current roster.
 
 Every read is bounded in size (``LIMITS``): a process's files are its owner's to make
 large. A process that vanishes mid-read is left out of this cycle's table.
@@ -13,14 +16,16 @@ large. A process that vanishes mid-read is left out of this cycle's table.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from pathlib import Path
 
 from ..model import Evidence, ProcessEntry, ProcessIdentity, ProcessTable
 from ..untrusted import valid_text
 from .base import Source
 from .owners import HUB_USER_VARIABLE, Owners, account_name, environ_user, status_uid, unit_user
-from .procfs import ProcStat, parse_stat, split_cmdline
+from .procfs import CLOCK_TICKS, ProcStat, parse_stat, parse_uptime, split_cmdline
 
 # Bytes read at most from each file; the parts the exporter uses come first in each.
 LIMITS = {
@@ -34,6 +39,7 @@ LIMITS = {
 # it says it is. A variable a later rule needs is added here.
 ENVIRON_VARIABLES = (HUB_USER_VARIABLE,)
 MAX_VARIABLE_CHARS = 1024
+MAY_STILL_EXEC_SECONDS = 30.0
 
 
 class Vanished(Exception):
@@ -111,6 +117,11 @@ class ProcessTableSource(Source):
         self._known: dict[tuple[int, int], tuple[str, ProcessIdentity]] = {}
 
     def poll(self) -> ProcessTable:
+        walk_started = time.monotonic()
+        # Processes started after this may not have exec'd yet (a fixture tree may have no
+        # uptime: then none is taken for young).
+        uptime = self._uptime()
+        settled_before = math.inf if uptime is None else uptime - MAY_STILL_EXEC_SECONDS
         entries: dict[int, ProcessEntry] = {}
         known: dict[tuple[int, int], tuple[str, ProcessIdentity]] = {}
         for name in os.listdir(self.procfs):
@@ -121,7 +132,8 @@ class ProcessTableSource(Source):
                 stat = read_stat(self.procfs, pid)
                 key = (pid, stat.starttime_ticks)
                 comm, identity = self._known.get(key) or ("", None)
-                if identity is None or comm != stat.comm:
+                young = stat.starttime_ticks / CLOCK_TICKS > settled_before
+                if identity is None or comm != stat.comm or young:
                     identity = read_identity(self.procfs, pid, self.owners.prefix)
             except Vanished:
                 continue
@@ -137,4 +149,10 @@ class ProcessTableSource(Source):
                 owner=self.owners.judge(identity.evidence),
             )
         self._known = known
-        return ProcessTable(entries)
+        return ProcessTable(entries, walk_started)
+
+    def _uptime(self) -> float | None:
+        try:
+            return parse_uptime(read_bounded(f"{self.procfs}/uptime", 256).decode())
+        except (OSError, ValueError, IndexError):
+            return None
