@@ -23,8 +23,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from exporter_process import RunningExporter, free_port  # noqa: E402
-
+from dlcourse_testing.exporter import RunningExporter, free_port  # noqa: E402
 from fakenvml import build_library, example_scenario, preload  # noqa: E402
 
 GPUS, PROCESSES, USERS = 8, 200, 100

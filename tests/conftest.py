@@ -1,4 +1,5 @@
-"""Fixtures every test area shares: real Linux accounts and a Python they can run."""
+"""Fixtures every test area shares: real Linux accounts and a Python they can run; and
+the rule that a test not marked ``live`` starts no process."""
 
 from __future__ import annotations
 
@@ -16,6 +17,47 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
 NOT_ROOT_REASON = "needs root to create Linux accounts with useradd (CI runs as root)"
+
+
+# Fixtures that start real components: a test that uses one is live.
+LIVE_FIXTURES = frozenset(
+    {
+        "run_exporter",  # tests/exporter/conftest.py
+        "sleeper",
+        "live_hub",
+        "make_live_hub",
+        "alerting_stack",
+        "make_linux_user",
+        "fake_nvml_dir",  # compiles the stand-in NVML
+        "lib_dir",
+        "run_pynvml",  # tests/stand_in_nvml/conftest.py
+        "helm",  # tests/helm/conftest.py
+        "default_objects",
+        "sharing_objects",
+        "promtool",  # tests/prometheus/conftest.py, tests/helm/conftest.py
+        "amtool",
+        "node_exporter_bin",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if LIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.live)
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """A test that starts a process (the exporter, a hub, promtool, useradd...) must be
+    marked ``live``, so that `make test-unit` (``-m "not live"``) stays a matter of seconds."""
+    if request.node.get_closest_marker("live") is not None:
+        return
+
+    def refuse(self, args, *rest, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"a test not marked live starts a process: {args!r}")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +126,7 @@ def alerting_stack(tmp_path: Path):
 
     Real Prometheus and Alertmanager on free 127.0.0.1 ports, stopped after the test.
     """
-    from alerting_stack import AlertingStack, find_tool
+    from dlcourse_testing.alerting import AlertingStack, find_tool
 
     for names in (("prometheus",), ("prometheus-alertmanager", "alertmanager")):
         if find_tool(*names) is None:
@@ -103,13 +145,13 @@ def alerting_stack(tmp_path: Path):
         stack.close()
 
 
-# --- A live JupyterHub (tests/hubfixture.py) --------------------------------------------
-from hubfixture import LiveHub  # noqa: E402 - appended section, kept apart on purpose
+# --- A live JupyterHub (dlcourse_testing.hub) ----------------------------------------------
+from dlcourse_testing.hub import LiveHub  # noqa: E402 - appended section, kept apart on purpose
 
 
 @pytest.fixture(scope="session")
 def live_hub(user_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
-    """One real JupyterHub for the whole session (see tests/hubfixture.py for its API).
+    """One real JupyterHub for the whole session (see dlcourse_testing.hub for its API).
 
     Tests share it: each adds its own users (`add_user()` picks unique names) and looks
     only at those. Stopping or restarting a hub belongs in `make_live_hub`.

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from exporter_process import value
-from hostile_hub import HostileHub, user_model
 
+from dlcourse_testing.exporter import value
+from dlcourse_testing.hostile_hub import HostileHub, user_model
 from fakenvml import Gpu, Process, Scenario
 
 GIB = 1024**3

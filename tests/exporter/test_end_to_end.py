@@ -13,9 +13,11 @@ import sys
 import uuid
 
 import pytest
-from exporter_process import value
 
+from dlcourse_testing.exporter import value
 from fakenvml import Gpu, Process, Scenario, XidEvent, build_library
+
+pytestmark = pytest.mark.live  # every test here starts a process
 
 GIB = 1024**3
 

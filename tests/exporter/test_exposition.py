@@ -6,7 +6,6 @@ import json
 import logging
 
 import pytest
-from exporter_process import parse_samples, value
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
@@ -16,6 +15,7 @@ from dlcourse_exporter.collectors.base import Collector
 from dlcourse_exporter.exposition import Exposition, negotiate
 from dlcourse_exporter.scheduler import Scheduler
 from dlcourse_exporter.sources.base import Source
+from dlcourse_testing.exporter import parse_samples, value
 
 TEXT = negotiate("")
 OPENMETRICS = negotiate("application/openmetrics-text; version=1.0.0")

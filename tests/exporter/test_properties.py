@@ -136,6 +136,7 @@ class Rendered:
         return self.families
 
 
+@pytest.mark.live
 @settings(database=None, deadline=None, max_examples=40)
 @given(st.lists(st.tuples(ANY_TEXT.filter(bool), ANY_TEXT), min_size=1, max_size=15))
 def test_any_names_make_an_exposition_every_parser_accepts(pairs):

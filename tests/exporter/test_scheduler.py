@@ -6,13 +6,13 @@ import logging
 import threading
 import time
 
-from exporter_process import parse_samples, value
 from prometheus_client.core import GaugeMetricFamily
 
 from dlcourse_exporter.collectors.base import Collector
 from dlcourse_exporter.exposition import Exposition, negotiate
 from dlcourse_exporter.scheduler import Scheduler
 from dlcourse_exporter.sources.base import Source
+from dlcourse_testing.exporter import parse_samples, value
 
 
 def scrape(exposition: Exposition):

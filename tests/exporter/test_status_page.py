@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from exporter_process import value
 
+from dlcourse_testing.exporter import value
 from fakenvml import Gpu, Process, Scenario
 
 GIB = 1024**3

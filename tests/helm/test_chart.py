@@ -117,6 +117,7 @@ def test_dashboards_select_the_chart_job_names(default_objects):
     assert 'job=\\"node\\"' not in hub_health
 
 
+@pytest.mark.live
 def test_generated_chart_files_are_up_to_date():
     result = subprocess.run(
         [sys.executable, str(REPO / "deploy" / "helm" / "generate.py"), "--check"],

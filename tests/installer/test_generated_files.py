@@ -45,6 +45,7 @@ def _verify(units_dir, *names) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.live
 def test_units_pass_systemd_analyze_verify(layout, tmp_path):
     units = tmp_path / "units"
     (units / "grafana-server.service.d").mkdir(parents=True)
@@ -62,6 +63,7 @@ def test_units_pass_systemd_analyze_verify(layout, tmp_path):
     assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
+@pytest.mark.live
 def test_systemd_analyze_verify_does_catch_a_bad_unit(tmp_path):
     """The check above can fail: a misspelt key is reported."""
     (tmp_path / "bad.service").write_text("[Service]\nExecStart=/bin/true\nProtectSystm=strict\n")
@@ -87,6 +89,7 @@ def _rule_files() -> list[str]:
     return [f for f in found if steps.is_rule_file(f)]
 
 
+@pytest.mark.live
 def test_prometheus_config_passes_promtool(layout, tmp_path):
     config = tmp_path / "prometheus.yml"
     config.write_text(templates.prometheus_config(layout, _rule_files()))
@@ -97,6 +100,7 @@ def test_prometheus_config_passes_promtool(layout, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.live
 def test_repository_rules_pass_promtool():
     rules = _rule_files()
     if not rules:
@@ -107,6 +111,7 @@ def test_repository_rules_pass_promtool():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.live
 def test_alertmanager_config_passes_amtool(tmp_path):
     ours = tmp_path / "alertmanager.yml"
     ours.write_text(templates.default_alertmanager_config())

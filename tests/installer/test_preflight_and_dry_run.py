@@ -143,6 +143,7 @@ def test_dry_run_on_a_fresh_ubuntu_24_04_prints_the_plan(tmp_path):
         assert plan == f.read()
 
 
+@pytest.mark.live
 def test_dry_run_here_prints_the_plan_and_refuses_with_reasons():
     """This machine is Debian without a GPU: the real CLI, as a lecturer would run it."""
     result = subprocess.run(
@@ -161,6 +162,7 @@ def test_dry_run_here_prints_the_plan_and_refuses_with_reasons():
     assert not os.path.exists("/opt/dlcourse/state/install-state.json")
 
 
+@pytest.mark.live
 def test_bootstrap_dry_run_is_stdlib_only():
     """installer/bootstrap.py under the system Python, with no venv and no dlcourse installed."""
     if not os.path.exists("/usr/bin/python3"):

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from alerting_stack import AlertingStack
 from dlcourse_dashboards.queries import iter_queries
-from exporter_process import RunningExporter, Samples, value
-from hubfixture import DEFAULT_SERVICES, LiveHub
 
+from dlcourse_testing.alerting import AlertingStack
+from dlcourse_testing.exporter import RunningExporter, Samples, value
+from dlcourse_testing.hub import DEFAULT_SERVICES, LiveHub
 from fakenvml import Gpu, Process, Scenario, XidEvent
 
 GIB = 1024**3
@@ -260,8 +260,8 @@ def test_pending_spawn_shows_as_pending(live_class):
 @pytest.fixture(scope="module")
 def stack(live_class, tmp_path_factory):
     """Prometheus scraping the exporter, the hub's /hub/metrics and node_exporter."""
-    from alerting_stack import Process as StackProcess
-    from alerting_stack import find_tool, free_port
+    from dlcourse_testing.alerting import Process as StackProcess
+    from dlcourse_testing.alerting import find_tool, free_port
 
     node_bin = find_tool("prometheus-node-exporter", "node_exporter")
     if node_bin is None or find_tool("prometheus") is None:

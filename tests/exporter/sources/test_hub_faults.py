@@ -17,13 +17,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from exporter_process import RunningExporter, log_lines, value, wait_value
-from hubfixture import LiveHub
 
 from dlcourse_exporter import __version__
 from dlcourse_exporter.collectors.hub import HubCollector
 from dlcourse_exporter.scheduler import Scheduler
 from dlcourse_exporter.sources.hub import HubClient, HubSource
+from dlcourse_testing.exporter import RunningExporter, log_lines, value, wait_value
+from dlcourse_testing.hub import LiveHub
 
 RECORDED = Path(__file__).resolve().parent / "recorded"
 PAGES = {

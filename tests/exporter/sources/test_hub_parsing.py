@@ -1,6 +1,6 @@
 """Pure parsing of the hub API, fed with answers recorded from a real JupyterHub.
 
-tests/hub/recorded/ comes from tests/hub/record_responses.py (JupyterHub 6.1.1): an admin
+recorded/ comes from record_responses.py beside this file (JupyterHub 6.1.1): an admin
 with a ready server (dlct-rec-ada), a student with a pending spawn (dlct-rec-ben), one who
 never started a server (dlct-rec-cy).
 """

@@ -4,7 +4,7 @@ JupyterHub cannot be made to send these answers, so a small HTTP server plays th
 ``GET /hub/api/users``. Its ``mode`` is switched by the test while the exporter runs:
 
 - ``users``: a correct paginated list of ``users`` (user models as the least-privilege
-  token sees them; tests/hub/recorded/ has real ones);
+  token sees them; tests/exporter/sources/recorded/ has real ones);
 - ``lying-total``: pages of one user each, claiming ``_pagination.total`` = 3,000,000;
 - ``huge``: a 61 MB answer (one user whose group list never ends), streamed;
 - ``drip``: headers, then one byte every 0.2 s, forever;

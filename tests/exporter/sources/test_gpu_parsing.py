@@ -2,8 +2,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from dlcourse_exporter.collectors.processes import sum_by_user
-from dlcourse_exporter.model import GpuProcess
 from dlcourse_exporter.sources.nvml_gpus import (
     CLOCKS_EVENT_REASONS,
     decode_clocks_event_reasons,
@@ -33,18 +31,3 @@ def test_latest_sm_utilization_keeps_the_newest_sample_per_pid():
     assert by_pid == {1: 0.3, 2: 1.0}  # a sample above 100 % is clamped
     assert last == 20
     assert latest_sm_utilization([]) == ({}, 0)
-
-
-def test_sum_by_user_adds_per_user_and_gpu():
-    procs = [
-        ("alice", GpuProcess(0, "GPU-a", 1, 1000, 0.5)),
-        ("alice", GpuProcess(0, "GPU-a", 2, None, 0.7)),  # memory not available
-        ("alice", GpuProcess(1, "GPU-b", 3, 50, 0.1)),
-        ("bob", GpuProcess(0, "GPU-a", 4, 200, 0.0)),
-    ]
-    uses = {(u.user, u.gpu_index): u for u in sum_by_user(procs)}
-    assert uses["alice", 0].memory_used_bytes == 1000
-    assert uses["alice", 0].utilization_ratio == 1.0  # capped
-    assert uses["alice", 0].processes == 2
-    assert uses["alice", 1].memory_used_bytes == 50
-    assert uses["bob", 0].processes == 1

@@ -1,8 +1,8 @@
-"""Records GET /users answers of a real JupyterHub into tests/hub/recorded/ for unit tests.
+"""Records GET /users answers of a real JupyterHub into recorded/ beside this file.
 
 Run from the repository root (as root, users are real accounts):
 
-    .venv/bin/python tests/hub/record_responses.py
+    .venv/bin/python tests/exporter/sources/record_responses.py   (or: make hub-record)
 
 Users: an admin in two groups with a ready server, a student with a pending spawn, a
 student who never started a server. Names are fixed so the replay tests can name them.
@@ -18,10 +18,9 @@ from pathlib import Path
 
 import httpx
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from dlcourse_testing.hub import LiveHub
 
-from hubfixture import LiveHub  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 OUT = HERE / "recorded"
 PAGINATED = "application/jupyterhub-pagination+json"

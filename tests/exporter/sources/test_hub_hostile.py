@@ -16,8 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exporter_process import RunningExporter, log_lines, value, wait_value
-from hostile_hub import LYING_TOTAL, HostileHub, user_model
 
 from dlcourse_exporter.sources.hub import (
     MAX_BODY_BYTES,
@@ -26,6 +24,8 @@ from dlcourse_exporter.sources.hub import (
     HubResponseError,
     HubUnreachable,
 )
+from dlcourse_testing.exporter import RunningExporter, log_lines, value, wait_value
+from dlcourse_testing.hostile_hub import LYING_TOTAL, HostileHub, user_model
 
 HUB_ONLY = (
     *("--no-collector.gpu", "--no-collector.processes"),
@@ -76,6 +76,7 @@ def test_a_lying_total_is_read_up_to_the_page_cap(hostile_hub: HostileHub):
     assert hostile_hub.requests == MAX_PAGES
 
 
+@pytest.mark.live
 def test_max_users_caps_a_truthful_hub_too(hostile_hub: HostileHub, tmp_path: Path):
     hostile_hub.users = [user_model(f"student-{i:03}") for i in range(450)]
     client = HubClient(hostile_hub.api_url, "t", max_users=300)
@@ -110,6 +111,7 @@ def test_a_dripping_hub_is_given_up_on_in_time(hostile_hub: HostileHub):
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.live
 def test_exporter_memory_stays_bounded_under_a_lying_and_a_huge_hub(
     hostile_hub: HostileHub, tmp_path: Path
 ):
@@ -145,6 +147,7 @@ def test_exporter_memory_stays_bounded_under_a_lying_and_a_huge_hub(
         exporter.stop()
 
 
+@pytest.mark.live
 def test_lone_surrogates_in_names_break_nothing(hostile_hub: HostileHub, tmp_path: Path):
     hostile_hub.users = [
         user_model("\ud800", groups=["\udfff-section"], ready=True),
@@ -182,6 +185,7 @@ def test_lone_surrogates_in_names_break_nothing(hostile_hub: HostileHub, tmp_pat
         exporter.stop()
 
 
+@pytest.mark.live
 def test_hub_words_and_credentials_stay_out_of_the_log(hostile_hub: HostileHub, tmp_path: Path):
     hostile_hub.mode = "forbidden"
     port = hostile_hub.server_address[1]

@@ -17,7 +17,7 @@ from dlcourse_exporter.model import HubSnapshot
 from dlcourse_exporter.sources import build_sources
 from dlcourse_exporter.sources.hub import HubClient, HubHttpError, HubSource
 
-RECORDED = Path(__file__).resolve().parent / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "sources" / "recorded"
 PAGES = {
     "0": json.loads((RECORDED / "users_page1.json").read_text())["body"],
     "2": json.loads((RECORDED / "users_page2.json").read_text())["body"],

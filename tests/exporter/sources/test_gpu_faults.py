@@ -13,11 +13,11 @@ import subprocess
 
 import pynvml
 import pytest
-from exporter_process import value
 
 from dlcourse_exporter import model
 from dlcourse_exporter.sources.nvml import NvmlSession, short_name
 from dlcourse_exporter.sources.nvml_gpus import SeenGpu, with_gone_gpus
+from dlcourse_testing.exporter import value
 from fakenvml import Gpu, Process, Scenario
 
 GIB = 1024**3

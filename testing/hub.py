@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from exporter_process import free_port
+
+from .exporter import free_port
 
 # The role of docs/hub.md: keep the two in step.
 EXPORTER_SCOPES = (
@@ -60,7 +61,7 @@ DEFAULT_SERVICES: dict[str, tuple[str, ...]] = {
 }
 
 CONFIG_TEMPLATE = """\
-# Written by tests/hubfixture.py
+# Written by dlcourse_testing.hub (testing/hub.py)
 import asyncio
 import pathlib
 

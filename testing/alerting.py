@@ -24,7 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
-from exporter_process import free_port
+
+from .exporter import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "prometheus"

@@ -7,7 +7,7 @@ import pwd
 import time
 from pathlib import Path
 
-from hubfixture import LiveHub
+from dlcourse_testing.hub import LiveHub
 
 
 def process_uid(pid: int) -> int:

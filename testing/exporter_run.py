@@ -1,6 +1,6 @@
-"""URL-based helpers over ``exporter_process.RunningExporter`` for the kernels and host tests.
+"""URL-based helpers over ``exporter.RunningExporter`` for the kernels and host tests.
 
-``value`` matches labels exactly (``exporter_process.value`` matches a subset), which the
+``value`` matches labels exactly (``exporter.value`` matches a subset), which the
 zero-filled per-signal series need.
 """
 
@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from exporter_process import RunningExporter
 from prometheus_client.parser import text_string_to_metric_families
+
+from .exporter import RunningExporter
 
 
 @contextmanager

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exporter_process import RunningExporter, log_lines, value, wait_value
-from hubfixture import EXPORTER_SCOPES, LiveHub
 
 from dlcourse_exporter.sources.hub import parse_timestamp
+from dlcourse_testing.exporter import RunningExporter, log_lines, value, wait_value
+from dlcourse_testing.hub import EXPORTER_SCOPES, LiveHub
 
 HUB_ONLY = [
     *("--no-collector.gpu", "--no-collector.processes"),
@@ -157,7 +157,7 @@ def test_the_exporter_token_cannot_reach_user_servers(class_on_hub: ClassOnHub):
 
 
 def docs_snippet() -> str:
-    text = (Path(__file__).resolve().parents[2] / "docs" / "hub.md").read_text()
+    text = (Path(__file__).resolve().parents[3] / "docs" / "hub.md").read_text()
     return text.split("```python", 1)[1].split("```", 1)[0]
 
 

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from exporter_run import running_exporter, value, wait_for
+
+from dlcourse_testing.exporter_run import running_exporter, value, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: accounts and cgroups")
 

@@ -1,0 +1,11 @@
+"""Test support: the real components the tests, the demo and the benchmark run.
+
+- ``hub``: a real JupyterHub (``LiveHub``) with users, servers and kernels;
+- ``alerting``: real Prometheus and Alertmanager with the shipped configuration;
+- ``exporter``: ``dlcourse-exporter`` as a subprocess (``RunningExporter``) and scrape helpers;
+  ``exporter_run``: the same by URL, labels matched exactly;
+- ``hostile_hub``: an HTTP server that answers as a broken or lying hub would.
+
+Only the GPU is simulated (``fakenvml``). Installed with the project (``make setup``), so
+everything imports it by name.
+"""
