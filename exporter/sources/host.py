@@ -106,11 +106,12 @@ class HostTracker(Source):
             user = student(entry.owner)
             if user is None:
                 continue
-            cpu_increase[user] += increase(self._cpu.get(entry.key), entry.cpu_seconds)
+            seen_before = self._cpu.get(entry.key)
+            cpu_increase[user] += increase(seen_before, entry.cpu_seconds)
             cpu[entry.key] = entry.cpu_seconds
             rss[user] += entry.rss_bytes
             self._last_seen[user] = self.clock()
-            if user not in self._units:
+            if user not in self._units and seen_before is None:  # each process looked at once
                 self._locate_unit(entry, user)
         self._tables = (table, *self._tables[:1])
         self._cpu = cpu

@@ -261,12 +261,12 @@ class KernelTracker(Source):
     def _on_exec(self, pid: int) -> None:
         """A process started a new program: if it is a kernel, watch it from now on."""
         try:
-            stat = read_stat(self.procfs, pid)
             argv = parse.split_cmdline(
                 read_bounded(f"{self.procfs}/{pid}/cmdline", LIMITS["cmdline"])
             )
             if parse.kernel_connection_file(argv) is None:
-                return  # the common case: stay cheap for every exec on the machine
+                return  # the common case: one read for every exec on the machine
+            stat = read_stat(self.procfs, pid)
             evidence = read_identity(self.procfs, pid, self.owners.prefix).evidence
         except (OSError, Vanished):
             return
@@ -288,6 +288,8 @@ class KernelTracker(Source):
             self._state.watched[pid] = kernel
 
     def _on_exit(self, pid: int, status: int) -> None:
+        if pid not in self._state.watched:
+            return  # nearly every exit on the machine: no lock taken for it
         with self._lock:
             if pid in self._state.watched:
                 self._exited_locked(pid, status)

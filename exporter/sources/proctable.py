@@ -46,8 +46,9 @@ class Vanished(Exception):
     """The process ended while it was read."""
 
 
-def read_bounded(path: str, limit: int) -> bytes:
-    """Up to limit bytes of a /proc file (which may arrive in several reads)."""
+def read_bounded(path: str, limit: int, whole: bool = False) -> bytes:
+    """Up to limit bytes of a /proc file, which may arrive in several reads; ``whole``:
+    one read gives all of it (stat, a line far shorter than limit)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         chunks, size = [], 0
@@ -57,6 +58,8 @@ def read_bounded(path: str, limit: int) -> bytes:
                 break
             chunks.append(chunk)
             size += len(chunk)
+            if whole:
+                break
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -77,7 +80,9 @@ def environ_variables(raw: bytes, names: tuple[str, ...] = ENVIRON_VARIABLES) ->
 def read_stat(procfs: Path, pid: int) -> ProcStat:
     """/proc/<pid>/stat, parsed; raises Vanished if the process is gone."""
     try:
-        text = read_bounded(f"{procfs}/{pid}/stat", LIMITS["stat"]).decode(errors="replace")
+        text = read_bounded(f"{procfs}/{pid}/stat", LIMITS["stat"], whole=True).decode(
+            errors="replace"
+        )
         return parse_stat(text)
     except (OSError, ValueError) as exc:
         raise Vanished(pid) from exc

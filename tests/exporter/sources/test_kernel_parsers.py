@@ -156,3 +156,23 @@ def test_listen_message_layout():
     assert struct.unpack_from("=I", message, len(message) - 4) == (
         proc_events.PROC_CN_MCAST_LISTEN,
     )
+
+
+def test_listen_message_with_an_event_filter():
+    wanted = proc_events.PROC_EVENT_EXEC | proc_events.PROC_EVENT_EXIT
+    message = proc_events.listen_message(port=1, events=wanted)
+    assert proc_events.NLMSGHDR.unpack_from(message)[0] == len(message)
+    # struct proc_input: the op, then the event types (include/uapi/linux/cn_proc.h)
+    assert struct.unpack_from("=II", message, len(message) - 8) == (
+        proc_events.PROC_CN_MCAST_LISTEN,
+        0x80000002,
+    )
+
+
+@pytest.mark.parametrize(
+    ("release", "filters"),
+    [("6.6.0", True), ("6.18.44-fc-v669", True), ("6.1.0-28-amd64", False), ("5.15.0", False)],
+)
+def test_only_linux_6_6_and_later_is_sent_a_filter(release, filters):
+    # An older kernel ignores a listen message of the new size: it would send nothing.
+    assert proc_events.kernel_filters_events(release) is filters
