@@ -62,12 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mem-limit", metavar="SIZE", help="memory per user server, e.g. 4G")
     p.add_argument("--cpu-limit", metavar="N", help="CPUs per user server, e.g. 2")
     p.add_argument(
-        "--stack",
-        choices=("apt", "docker"),
-        default="apt",
-        help="monitoring from Ubuntu/Grafana packages (default) or docker-compose.yml",
-    )
-    p.add_argument(
         "--grafana-port",
         type=int,
         metavar="PORT",
@@ -106,7 +100,7 @@ def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
         admins=tuple(a.lower() for a in args.admin),
         driver=args.driver, ppa=args.ppa, reboot=args.reboot, no_gpu=args.no_gpu,
         tensorflow=args.tensorflow, roster=roster, mem_limit=args.mem_limit,
-        cpu_limit=args.cpu_limit, stack=args.stack, grafana_port=args.grafana_port,
+        cpu_limit=args.cpu_limit, grafana_port=args.grafana_port,
         tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
         assets=args.assets or here, dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
     )  # fmt: skip

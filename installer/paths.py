@@ -49,11 +49,6 @@ class Paths:
         return f"{self.prefix}/cache"
 
     @property
-    def stack_dir(self) -> str:
-        """The docker stack's compose project (``--stack docker``)."""
-        return f"{self.prefix}/stack"
-
-    @property
     def hub_token(self) -> str:
         return f"{self.etc}/hub-token"
 

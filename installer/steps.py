@@ -300,7 +300,7 @@ def ensure_hub_services(ctx: Context) -> bool:
     reader = "prometheus" if users.group_exists(host, "prometheus") else "root"
     mode = 0o640 if reader != "root" else 0o600
     changed |= files.ensure_secret(host, paths.metrics_token, mode=mode, group=reader)
-    grafana_route = ctx.opts.stack == "apt" and ctx.opts.grafana_port is None
+    grafana_route = ctx.opts.grafana_port is None
     snippet = templates.hub_services_snippet(paths, grafana_route=grafana_route)
     changed |= files.ensure_file(host, f"{paths.tljh_config_d}/dlcourse-services.py", snippet)
     return changed
@@ -406,9 +406,6 @@ def ensure_grafana(ctx: Context) -> bool:
 
 
 def ensure_monitoring(ctx: Context) -> None:
-    if ctx.opts.stack == "docker":
-        ensure_docker_stack(ctx)
-        return
     host, paths = ctx.host, ctx.paths
     apt.ensure_packages(host, MONITORING_PACKAGES)
     changed = ensure_prometheus(ctx)
@@ -423,23 +420,6 @@ def ensure_monitoring(ctx: Context) -> None:
     changed["grafana-server"] = ensure_grafana(ctx)
     for unit, restart_needed in changed.items():
         systemd.ensure_running(host, unit, restart_needed=restart_needed)
-
-
-def ensure_docker_stack(ctx: Context) -> None:
-    host, paths, opts = ctx.host, ctx.paths, ctx.opts
-    compose = os.path.join(opts.assets, "docker-compose.yml")
-    if not os.path.exists(compose):
-        raise StepError(f"--stack docker needs {compose}, which this checkout lacks")
-    apt.ensure_packages(host, ["docker.io", "docker-compose-v2"])
-    changed = files.ensure_file(host, f"{paths.stack_dir}/docker-compose.yml", _read(compose))
-    for folder in ("prometheus", "grafana"):
-        for src in repo_files(opts.assets, folder, (".yml", ".yaml", ".json")):
-            rel = os.path.relpath(src, opts.assets)
-            changed |= files.ensure_file(host, f"{paths.stack_dir}/{rel}", _read(src))
-    compose_cmd = ["docker", "compose", "--project-directory", paths.stack_dir]
-    running = host.query([*compose_cmd, "ps", "--quiet"]).stdout.strip()
-    if changed or not running:
-        host.run([*compose_cmd, "up", "--detach", "--remove-orphans"])
 
 
 # -- 9. final check ------------------------------------------------------------------
@@ -457,14 +437,14 @@ def ensure_final_check(ctx: Context) -> None:
     if opts.dry_run:
         ctx.note("after a real run: services active, Prometheus targets up, a sample query")
         return
-    units = ["jupyterhub", templates.EXPORTER_SERVICE]
-    if opts.stack == "apt":
-        units += [
-            "prometheus",
-            "prometheus-alertmanager",
-            "prometheus-node-exporter",
-            "grafana-server",
-        ]
+    units = [
+        "jupyterhub",
+        templates.EXPORTER_SERVICE,
+        "prometheus",
+        "prometheus-alertmanager",
+        "prometheus-node-exporter",
+        "grafana-server",
+    ]
     inactive = [u for u in units if not systemd.is_active(host, u)]
     if inactive:
         raise StepError(f"not running: {', '.join(inactive)} (see `journalctl -u {inactive[0]}`)")
@@ -530,11 +510,11 @@ STEPS = [
     ),
     Step(
         "exporter", "dlcourse exporter", ensure_exporter,
-        lambda o: {"source": o.source, "stack": o.stack, "grafana_port": o.grafana_port},
+        lambda o: {"source": o.source, "grafana_port": o.grafana_port},
     ),
     Step(
         "monitoring", "Monitoring stack", ensure_monitoring,
-        lambda o: {"stack": o.stack, "port": o.grafana_port, "assets": assets_digest(o.assets)},
+        lambda o: {"port": o.grafana_port, "assets": assets_digest(o.assets)},
     ),
     Step("final-check", "Final check", ensure_final_check, always=True),
 ]  # fmt: skip
