@@ -75,7 +75,7 @@ def main():
     subprocess.check_call([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
     subprocess.check_call([python, "-m", "pip", "install", "--quiet", "--upgrade", spec])
     if spec == checkout() and "--source" not in " ".join(argv):
-        argv = argv + ["--source", spec, "--assets", spec]
+        argv = argv + ["--source", spec]
     os.execv(python, [python, "-m", "dlcourse_installer"] + argv)
 
 

@@ -9,10 +9,9 @@ tests and reviewers. A new generated file is one more entry in ``plan()`` with t
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 
-from dlcourse_installer import templates
+from dlcourse_installer import assets, templates
 from dlcourse_installer.options import Options
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
@@ -50,8 +49,8 @@ def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[Genera
         *_driver(paths, opts, facts),
         *_course(paths, opts),
         *_hub_services(paths, ports, opts),
-        *_prometheus(paths, ports, opts),
-        *_alertmanager(paths, ports, opts),
+        *_prometheus(paths, ports),
+        *_alertmanager(paths, ports),
         *_grafana(paths, ports, opts),
     ]
 
@@ -85,13 +84,11 @@ def _hub_services(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFi
     ]
 
 
-def _prometheus(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
+def _prometheus(paths: Paths, ports: Ports) -> list[GeneratedFile]:
     rules = [
-        GeneratedFile(
-            f"{paths.prometheus_rules_dir}/{os.path.basename(src)}", "prometheus", _read(src),
-            origin=_relative(src, opts.assets),
-        )
-        for src in rule_sources(opts.assets)
+        GeneratedFile(f"{paths.prometheus_rules_dir}/{a.name}", "prometheus", a.text,
+                      origin=a.origin)
+        for a in assets.rules()
     ]  # fmt: skip
     config = templates.prometheus_config(paths, ports, [r.path for r in rules])
     args = templates.default_args(templates.prometheus_args(paths, ports))
@@ -104,13 +101,12 @@ def _prometheus(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile
     ]
 
 
-def _alertmanager(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
-    source = alertmanager_source(opts.assets)
-    if source:
+def _alertmanager(paths: Paths, ports: Ports) -> list[GeneratedFile]:
+    packaged = assets.alertmanager_config()
+    if packaged:
         config = GeneratedFile(
-            paths.alertmanager_config, "alertmanager", _read(source),
-            origin=_relative(source, opts.assets),
-        )  # fmt: skip
+            paths.alertmanager_config, "alertmanager", packaged.text, origin=packaged.origin
+        )
     else:
         default = templates.default_alertmanager_config()
         config = GeneratedFile(paths.alertmanager_config, "alertmanager", default)
@@ -125,11 +121,9 @@ def _grafana(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
     prov = paths.grafana_provisioning
     dropin = templates.grafana_dropin(paths, ports, public_port=opts.grafana_port)
     dashboards = [
-        GeneratedFile(
-            f"{paths.grafana_dashboards_dir}/{os.path.basename(src)}", "grafana", _read(src),
-            origin=_relative(src, opts.assets),
-        )
-        for src in dashboard_sources(opts.assets)
+        GeneratedFile(f"{paths.grafana_dashboards_dir}/{a.name}", "grafana", a.text,
+                      origin=a.origin)
+        for a in assets.dashboards()
     ]  # fmt: skip
     return [
         GeneratedFile(f"{paths.apt_sources_d}/grafana.list", "grafana-apt",
@@ -156,44 +150,3 @@ def digest(files: list[GeneratedFile], parts: tuple[str, ...]) -> str:
         if f.part in parts:
             h.update(repr((f.path, f.mode, f.owner, f.group, f.content)).encode())
     return h.hexdigest()[:16]
-
-
-# -- the packaged assets -----------------------------------------------------------------
-def _walk(assets: str, folder: str, suffixes: tuple[str, ...]) -> list[str]:
-    base = os.path.join(assets, folder)
-    found = []
-    for dirpath, _, names in os.walk(base):
-        found += [os.path.join(dirpath, n) for n in names if n.endswith(suffixes)]
-    return sorted(found)
-
-
-def rule_sources(assets: str) -> list[str]:
-    """Every YAML file under prometheus/ with a top-level ``groups:`` (alerts, recordings)."""
-    return [f for f in _walk(assets, "prometheus", (".yml", ".yaml")) if _is_rule_file(f)]
-
-
-def alertmanager_source(assets: str) -> str | None:
-    found = [
-        f
-        for f in _walk(assets, "prometheus", (".yml", ".yaml"))
-        if os.path.basename(f).startswith("alertmanager.")
-    ]
-    return found[0] if found else None
-
-
-def dashboard_sources(assets: str) -> list[str]:
-    return _walk(assets, "grafana", (".json",))
-
-
-def _is_rule_file(path: str) -> bool:
-    with open(path, encoding="utf-8") as f:
-        return any(line.startswith("groups:") for line in f)
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
-def _relative(path: str, assets: str) -> str:
-    return os.path.relpath(path, assets)

@@ -263,7 +263,7 @@ def _shown(content: str, secret: bool, origin: str) -> str:
     if secret:
         return "(a generated secret; never printed)"
     if origin:
-        return f"(a copy of {origin}, {len(content.splitlines())} lines)"
+        return f"(a copy of {origin} from the dlcourse package)"
     return content
 
 

@@ -28,7 +28,6 @@ class Options:
     grafana_port: int | None = None
     tljh_version: str = DEFAULT_TLJH_VERSION
     source: str = ""  # pip spec (or checkout path) that installs dlcourse
-    assets: str = ""  # checkout holding prometheus/ and grafana/
     torch_spec: tuple[str, ...] = ("torch", "torchvision")
     dry_run: bool = False
     yes: bool = False

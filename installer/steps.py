@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TextIO
 
-from dlcourse_installer import apt, files, generated, preflight, systemd, templates, tljh, users
+from dlcourse_installer import (
+    apt,
+    assets,
+    files,
+    generated,
+    preflight,
+    systemd,
+    templates,
+    tljh,
+    users,
+)
 from dlcourse_installer.generated import Facts, GeneratedFile
 from dlcourse_installer.host import Host
 from dlcourse_installer.options import Options
@@ -344,7 +354,7 @@ def ensure_grafana(ctx: Context) -> bool:
     changed = ensure_part(ctx, "grafana")
     if changed:
         systemd.reload_daemon(host)  # the drop-in
-    ctx.note(f"{len(generated.dashboard_sources(ctx.opts.assets))} dashboards from grafana/")
+    ctx.note(f"{len(assets.dashboards())} dashboards from grafana/dashboards/")
     return changed
 
 
@@ -354,7 +364,7 @@ def ensure_monitoring(ctx: Context) -> None:
     # The hub's metrics token was written root-only before Prometheus's account existed.
     for f in generated.part(ctx.files, "hub-services"):
         files.ensure_owner(host, f)
-    ctx.note(f"{len(generated.rule_sources(ctx.opts.assets))} rule files from prometheus/")
+    ctx.note(f"{len(assets.rules())} rule files from prometheus/rules/")
     changed = {
         unit: ensure_part(ctx, part)
         for unit, part in (
