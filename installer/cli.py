@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help="hub administrator (repeatable; the first login sets the password)",
+        help="hub administrator (repeatable); a generated password is kept in "
+        "/etc/dlcourse/hub-passwords/NAME, readable by root only",
     )
     p.add_argument(
         "--driver",

@@ -47,6 +47,8 @@ def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[Genera
     """Every file, in the order a fresh install writes them."""
     return [
         *_driver(paths, opts, facts),
+        *_hub_accounts(paths, opts),
+        *_user_environment(paths),
         *_course(paths, opts),
         *_hub_services(paths, ports, opts),
         *_prometheus(paths, ports),
@@ -63,6 +65,17 @@ def _driver(paths: Paths, opts: Options, facts: Facts) -> list[GeneratedFile]:
         unit = templates.resume_unit(paths, facts.python)
         files.append(GeneratedFile(paths.unit(templates.RESUME_UNIT), "resume", unit))
     return files
+
+
+def _hub_accounts(paths: Paths, opts: Options) -> list[GeneratedFile]:
+    """Written before TLJH's bootstrap: the admins have a password before the hub listens."""
+    return [GeneratedFile(paths.hub_password(a), "tljh", None, mode=0o600) for a in opts.admins]
+
+
+def _user_environment(paths: Paths) -> list[GeneratedFile]:
+    settings = templates.resource_usage_settings()
+    path = f"{paths.user_jupyter_config_d}/dlcourse-resource-usage.json"
+    return [GeneratedFile(path, "user-environment", settings)]
 
 
 def _course(paths: Paths, opts: Options) -> list[GeneratedFile]:

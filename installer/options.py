@@ -11,7 +11,11 @@ from dataclasses import dataclass
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
 
-DEFAULT_TLJH_VERSION = "1.0.0"
+# The newest TLJH release (tag 2.0.0, 2024-10-21: JupyterHub 5, Ubuntu >= 22.04, a Python 3.12
+# user environment from Miniforge 24.7.1-2; tljh/requirements-hub-env.txt, tljh/installer.py,
+# bootstrap/bootstrap.py of that tag). Its bootstrap flags: --version, then TLJH's installer's
+# --admin NAME[:PASSWORD] and --plugin SPEC.
+DEFAULT_TLJH_VERSION = "2.0.0"
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ from dlcourse_installer.ports import Ports
 from dlcourse_installer.state import State
 
 BASE_PACKAGES = ["python3", "python3-venv", "git", "curl", "build-essential", "dkms"]
-USER_PACKAGES = ["jupyterlab-nvdashboard", "jupyter-resource-usage", "ipywidgets"]
 MONITORING_PACKAGES = ["prometheus", "prometheus-alertmanager", "prometheus-node-exporter"]
 TLJH_BOOTSTRAP_URL = (
     "https://raw.githubusercontent.com/jupyterhub/the-littlest-jupyterhub/{version}"
@@ -225,23 +224,50 @@ PLUGIN_CHECK = "import dlcourse_installer.tljh_plugin"
 
 def ensure_tljh(ctx: Context) -> None:
     host, paths, opts = ctx.host, ctx.paths, ctx.opts
-    if not tljh.is_installed(host, paths):
+    # The admins' passwords exist before TLJH first starts the hub: the plugin writes them
+    # into TLJH's password store from these files (hub_passwords.py), so the hub never
+    # listens with an admin account whoever comes first could claim.
+    if not host.exists(paths.hub_passwords_dir):
+        host.make_dirs(paths.hub_passwords_dir, mode=0o700)
+    ensure_part(ctx, "tljh")
+    fresh = not tljh.is_installed(host, paths)
+    if fresh:
         bootstrap = f"{paths.cache}/tljh-bootstrap-{opts.tljh_version}.py"
         if not host.exists(bootstrap):
             host.make_dirs(paths.cache)
-            url = TLJH_BOOTSTRAP_URL.format(version=opts.tljh_version)
-            host.run(["curl", "-fsSL", "-o", bootstrap, url])
+            download(host, TLJH_BOOTSTRAP_URL.format(version=opts.tljh_version), bootstrap)
         admins = [a for admin in opts.admins for a in ("--admin", admin)]
         host.run(
             ["/usr/bin/python3", bootstrap, "--version", opts.tljh_version, *admins,
              "--plugin", opts.source],
-            env={"TLJH_INSTALL_PREFIX": paths.tljh_prefix},
+            env={"TLJH_INSTALL_PREFIX": paths.tljh_prefix, "DLCOURSE_ETC": paths.etc},
         )  # fmt: skip
-        return
-    if not host.query([f"{paths.hub_env}/bin/python3", "-c", PLUGIN_CHECK]).ok:
+    elif not host.query([f"{paths.hub_env}/bin/python3", "-c", PLUGIN_CHECK]).ok:
         # TLJH was there before dlcourse: add the plugin to its hub environment.
         host.run([f"{paths.hub_env}/bin/python3", "-m", "pip", "install", opts.source])
-        tljh.reload_hub(host, paths)
+        restart_hub(ctx)
+    if not (fresh and opts.dry_run) and tljh.passwords_missing(host, paths):
+        tljh.seed_passwords(host, paths)
+    for admin in opts.admins:
+        ctx.note(f"hub admin {admin}: password in {paths.hub_password(admin)}")
+
+
+def restart_hub(ctx: Context) -> None:
+    """Restart the hub for new configuration and wait for its API, two minutes at most.
+
+    Not `tljh-config reload hub`: it polls until the hub answers, forever if it never does
+    (tljh/config.py reload_component, TLJH 2.0.0).
+    """
+    if not tljh.restart_hub(ctx.host, ctx.ports, wait=not ctx.opts.dry_run):
+        raise StepError(
+            "the hub did not come back within two minutes after a restart: "
+            "see `journalctl -u jupyterhub -n 50`"
+        )
+
+
+def download(host: Host, url: str, dest: str) -> None:
+    """Network downloads are retried: a flaky mirror should not stop the install."""
+    host.run(["curl", "-fsSL", "--retry", "3", "--retry-delay", "5", "-o", dest, url])
 
 
 # -- 5. users' environment -----------------------------------------------------------
@@ -263,7 +289,8 @@ def ensure_user_environment(ctx: Context) -> None:
     host, paths, opts = ctx.host, ctx.paths, ctx.opts
     if not tljh.is_installed(host, paths) and not opts.dry_run:
         raise StepError(f"TLJH's user environment {paths.user_env} is missing: rerun the TLJH step")
-    wanted = USER_PACKAGES + (["tensorflow"] if opts.tensorflow else [])
+    ensure_part(ctx, "user-environment")
+    wanted = templates.USER_PIP_PACKAGES + (["tensorflow"] if opts.tensorflow else [])
     todo = [p for p in wanted if not tljh.user_pip_installed(host, paths, p)]
     if todo:
         specs = [
@@ -315,7 +342,7 @@ def ensure_course(ctx: Context) -> None:
     if opts.roster:
         ctx.note(f"{len(opts.roster)} students in {len(opts.groups())} sections")
     if changed:
-        tljh.reload_hub(host, paths)
+        restart_hub(ctx)
 
 
 # -- 7. exporter ---------------------------------------------------------------------
@@ -335,7 +362,7 @@ def ensure_exporter(ctx: Context) -> None:
     if not host.exists(f"{venv}/bin/dlcourse-exporter"):
         host.run([f"{venv}/bin/python", "-m", "pip", "install", opts.source])
     if ensure_hub_services(ctx):
-        tljh.reload_hub(host, paths)
+        restart_hub(ctx)
     changed = ensure_part(ctx, "exporter")
     if changed:
         systemd.reload_daemon(host)
@@ -348,7 +375,7 @@ def ensure_grafana(ctx: Context) -> bool:
     key = f"{paths.apt_keyrings}/grafana.asc"
     if not host.exists(key):
         host.make_dirs(paths.apt_keyrings)
-        host.run(["curl", "-fsSL", "-o", key, GRAFANA_KEY_URL])
+        download(host, GRAFANA_KEY_URL, key)
     ensure_part(ctx, "grafana-apt")
     apt.ensure_packages(host, ["grafana"])
     changed = ensure_part(ctx, "grafana")
@@ -433,8 +460,8 @@ def ensure_final_check(ctx: Context) -> None:
     )
     ctx.summary += [
         "JupyterHub:  http://<this server>/  (admins: "
-        + ", ".join(opts.admins)
-        + "; the first login sets the password)",
+        + ", ".join(f"{a}, password in {paths.hub_password(a)}" for a in opts.admins)
+        + ")",
         f"Grafana:     {grafana}  (user admin, password in {paths.grafana_password})",
         f"Prometheus:  {prom}/  and Alertmanager http://{ctx.ports.address('alertmanager')}/ "
         "(localhost only: ssh -L 9090:127.0.0.1:9090 <this server>)",
@@ -454,11 +481,12 @@ STEPS = [
     ),
     Step(
         "tljh", "The Littlest JupyterHub", ensure_tljh,
-        lambda o: {"version": o.tljh_version, "admins": o.admins},
+        lambda o: {"version": o.tljh_version, "admins": o.admins}, parts=("tljh",),
     ),
     Step(
         "user-environment", "Users' environment (PyTorch, CUDA)", ensure_user_environment,
         lambda o: {"tensorflow": o.tensorflow, "torch": o.torch_spec, "no_gpu": o.no_gpu},
+        parts=("user-environment",),
     ),
     Step(
         "course", "Course: admins, roster, limits", ensure_course,

@@ -46,10 +46,13 @@ class FakeHost(Host):
         self.secure_boot = secure_boot
         self.tljh_config: dict = {}
         self.plugin_installed = False
+        self.hub_passwords: set[str] = set()  # accounts with an entry in TLJH's password store
+        self.claimable_when_hub_started: list[str] = []  # admins without one at first start
         self.user_pip: set[str] = set()
         self.torch: str | None = None
         self.fail: str | None = None  # a run command containing this text fails
         self.reboots = 0
+        self.restarts: list[str] = []
         self.put("/etc/os-release", os_release)
         self.put("/proc/sys/kernel/random/boot_id", str(uuid.uuid4()))
         os.makedirs(self.local("/run/systemd/system"), exist_ok=True)
@@ -176,6 +179,8 @@ class FakeHost(Host):
         if argv[0] == "/usr/bin/python3" and "tljh-bootstrap" in args[0]:
             return self._tljh_bootstrap(args, env)
         if argv[0].endswith("/hub/bin/python3"):
+            if args[:2] == ["-m", tljh.PASSWORDS]:
+                return self._hub_passwords(args[2:])
             if args[0] == "-c" and args[1] == steps.PLUGIN_CHECK:
                 return ok if self.plugin_installed else out("ModuleNotFoundError", 1)
             if args[0] == "-c":
@@ -204,6 +209,9 @@ class FakeHost(Host):
                 for job, unit in jobs.items()
             ]
             return Result(tuple(argv), 0, json.dumps({"data": {"activeTargets": targets}}))
+        if url.endswith("/hub/api/"):
+            up = "jupyterhub" in self.active
+            return Result(tuple(argv), 0 if up else 7, "", "" if up else "Connection refused")
         if url.endswith("/api/v1/query"):
             series = [{"metric": {"version": "0.1.0"}, "value": [0, "1"]}]
             return Result(tuple(argv), 0, json.dumps({"data": {"result": series}}))
@@ -225,6 +233,7 @@ class FakeHost(Host):
             self.enabled.discard(units[0])
         elif verb == "restart":
             self.active.add(units[0])
+            self.restarts.append(units[0])
         elif verb == "reboot":
             pass  # the test calls reboot_now(): the installer's process would end here
         elif verb != "daemon-reload":
@@ -232,16 +241,35 @@ class FakeHost(Host):
         return ok
 
     def _tljh_bootstrap(self, args, env) -> Result:
+        """TLJH 2.0.0's order: install --plugin, run its tljh_config_post_install hook, set
+        the admins, start the hub (tljh/installer.py main())."""
         prefix = env["TLJH_INSTALL_PREFIX"]
         for path in ("hub/bin/python3", "hub/bin/tljh-config", "user/bin/python"):
             self.put(f"{prefix}/{path}", "")
-        self.tljh_config.setdefault("users", {})["admin"] = [
-            args[i + 1] for i, a in enumerate(args) if a == "--admin"
-        ]
         self.plugin_installed = "--plugin" in args
+        if self.plugin_installed:  # dlcourse's hook seeds the store from DLCOURSE_ETC
+            self._seed(f"{env['DLCOURSE_ETC']}/hub-passwords")
+        admins = [args[i + 1] for i, a in enumerate(args) if a == "--admin"]
+        self.tljh_config.setdefault("users", {})["admin"] = admins
+        self.claimable_when_hub_started = [a for a in admins if a not in self.hub_passwords]
         self.enabled.add("jupyterhub")
         self.active.add("jupyterhub")
         return Result(("bootstrap",), 0)
+
+    def _seed(self, passwords_dir: str) -> list[str]:
+        names = [os.path.basename(p) for p in self.glob(f"{passwords_dir}/*")]
+        new = [n for n in names if n not in self.hub_passwords]
+        self.hub_passwords |= set(new)
+        return new
+
+    def _hub_passwords(self, args) -> Result:
+        passwords_dir, _store, *flags = args
+        if flags == ["--missing"]:
+            names = [os.path.basename(p) for p in self.glob(f"{passwords_dir}/*")]
+            missing = [n for n in names if n not in self.hub_passwords]
+            return Result(tuple(args), 0, "\n".join(missing))
+        self._seed(passwords_dir)
+        return Result(tuple(args), 0)
 
     def _tljh_config(self, args) -> Result:
         verb = args[0]
@@ -255,7 +283,7 @@ class FakeHost(Host):
             else:
                 node.setdefault(leaf, []).append(args[2])
         else:
-            assert args == ["reload", "hub"], args
+            raise AssertionError(f"tljh-config {args}?")
         return Result(("tljh-config", *args), 0)
 
     def _user_python(self, args) -> Result:
