@@ -2,7 +2,7 @@
 
 Every check looks and nothing changes. Problems that make the install fail (not Ubuntu,
 not root, no GPU) are errors and the installer refuses with all of them listed; what a
-person should know first (Secure Boot, 20.04) is a warning.
+person should know first (Secure Boot) is a warning.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from dlcourse_installer.host import Host
 from dlcourse_installer.options import Options
 
-SUPPORTED = {"22.04", "24.04"}
-BEST_EFFORT = {"20.04"}
+# The LTS releases TLJH 2.0.0 accepts (>= 22.04, bootstrap/bootstrap.py) whose Python runs
+# dlcourse (>= 3.10): 22.04 (3.10), 24.04 (3.12), 26.04 (3.14).
+SUPPORTED = ("22.04", "24.04", "26.04")
 MIN_FREE_BYTES = 25 * 1024**3  # driver + TLJH + PyTorch/CUDA wheels + a term of metrics
 NVIDIA_VENDOR = "0x10de"
 
@@ -93,13 +94,11 @@ def check(host: Host, opts: Options) -> Findings:
     release = parse_os_release(host.read_text("/etc/os-release") or "")
     distro, version = release.get("ID", "unknown"), release.get("VERSION_ID", "")
     f.distro = release.get("PRETTY_NAME", f"{distro} {version}".strip())
-    if distro != "ubuntu" or version not in SUPPORTED | BEST_EFFORT:
+    if distro != "ubuntu" or version not in SUPPORTED:
         f.errors.append(
-            f"this is {f.distro}; dlcourse-install supports Ubuntu 22.04 and 24.04 "
-            "(20.04 best effort)"
+            f"this is {f.distro}; dlcourse-install supports Ubuntu {', '.join(SUPPORTED)} LTS "
+            "(older releases lack the Python 3.10 dlcourse and TLJH 2.0.0 need)"
         )
-    elif version in BEST_EFFORT:
-        f.warnings.append(f"Ubuntu {version} is supported on a best-effort basis")
 
     if not host.exists("/run/systemd/system"):
         f.errors.append("systemd is not running (no /run/systemd/system): it runs every service")
