@@ -7,6 +7,8 @@ import io
 import re
 from dataclasses import dataclass
 
+from dlcourse_installer import driver
+
 # What TLJH and JupyterHub accept as a user or group name without escaping.
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
@@ -81,10 +83,19 @@ def validate(opts: Options) -> list[str]:
     if not opts.admins:
         errors.append("--admin NAME is required: the first hub administrator")
     errors += [f"--admin {a!r} is not a valid username" for a in opts.admins if not NAME.match(a)]
-    if opts.driver is not None and not opts.driver.isdigit():
-        errors.append(f"--driver {opts.driver!r}: give the driver branch number, e.g. 550")
+    branch = driver.parse_branch(opts.driver) if opts.driver is not None else None
+    if opts.driver is not None and branch is None:
+        errors.append(
+            f"--driver {opts.driver!r}: give a branch, optionally with -server and/or -open, "
+            "e.g. 580, 580-server, 580-server-open"
+        )
     if opts.no_gpu and (opts.driver or opts.ppa):
         errors.append("--no-gpu cannot be combined with --driver or --ppa")
+    if opts.ppa and (branch is None or branch.server):
+        errors.append(
+            "--ppa needs --driver BRANCH without -server (the graphics-drivers PPA has no "
+            "server builds), e.g. --ppa --driver 580"
+        )
     if opts.mem_limit is not None and not MEMORY.match(opts.mem_limit):
         errors.append(f"--mem-limit {opts.mem_limit!r}: use a size such as 4G or 512M")
     if opts.cpu_limit is not None:

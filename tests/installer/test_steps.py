@@ -13,14 +13,15 @@ ARGV = ["--admin", "teacher", "--yes", "--mem-limit", "4G", "--cpu-limit", "2"]
 
 # The milestones of a fresh install, in the seed guide's order and then the course's.
 MILESTONES = [
-    "apt-get install -y python3-venv build-essential dkms linux-headers-6.8.0-45-generic",
-    "apt-get install -y nvidia-driver-550",
+    "apt-get install -y python3-venv",
+    "ubuntu-drivers install --gpgpu nvidia:580-server",
+    "apt-get install -y nvidia-utils-580-server",
     "write /etc/modprobe.d/blacklist-nouveau.conf",
     "update-initramfs -u",
     "write /etc/dlcourse/hub-passwords/teacher (0600 root:root)",
     "tljh-bootstrap-2.0.0.py --version 2.0.0 --admin teacher --plugin",
     "pip install jupyterlab-nvdashboard jupyter-resource-usage ipywidgets",
-    "--index-url https://download.pytorch.org/whl/cu124 torch torchvision",
+    "--index-url https://download.pytorch.org/whl/cu128 torch torchvision",
     "tljh-config set limits.memory 4G",
     "tljh-config set limits.cpu 2",
     "useradd --system",
@@ -98,8 +99,8 @@ def test_failure_in_a_step_keeps_earlier_steps_and_the_rerun_resumes_there(tmp_p
     assert rc == runner.EXIT_OK, out
     assert out.count("done in an earlier run") == 3
     # The first change of the rerun is step 5's, not a repeat of steps 2-4.
-    assert "--index-url https://download.pytorch.org/whl/cu124" in host.actions[0]
-    assert not any("bootstrap" in a or "nvidia-driver" in a for a in host.actions)
+    assert "--index-url https://download.pytorch.org/whl/cu128" in host.actions[0]
+    assert not any("bootstrap" in a or "ubuntu-drivers" in a for a in host.actions)
 
 
 def test_reboot_then_rerun_resumes(tmp_path):
@@ -116,7 +117,7 @@ def test_reboot_then_rerun_resumes(tmp_path):
     host.reboot_now()
     rc, out = install(host, ARGV)
     assert rc == runner.EXIT_OK, out
-    assert "driver 550.120 answers nvidia-smi and NVML" in out
+    assert "driver 580.65.06 loaded; nvidia-smi and NVML see all 1 GPU(s)" in out
     assert not State.load(host, Paths()).reboot_pending
 
 
@@ -195,7 +196,9 @@ def test_purge_restores_nouveau(tmp_path):
     assert host.exists("/etc/modprobe.d/blacklist-nouveau.conf")
     assert cli.driver(["--purge"], host, Paths()) == 0
     assert not any(p.startswith("nvidia-") for p in host.packages)
-    assert "run apt-get purge -y nvidia-driver-550" in host.actions
+    (purge,) = [a for a in host.actions if a.startswith("run apt-get purge -y ")]
+    assert "nvidia-headless-no-dkms-580-server" in purge
+    assert "linux-modules-nvidia-580-server-6.8.0-45-generic" in purge
     assert not host.exists("/etc/modprobe.d/blacklist-nouveau.conf")
     assert host.runs[-1] == "run update-initramfs -u"
     state = State.load(host, Paths())
