@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dlcourse_installer import cli, preflight, runner, steps
+from dlcourse_installer import cli, preflight, runner
 from dlcourse_installer.options import Options, parse_roster, validate
 from dlcourse_installer.paths import Paths
 
@@ -100,15 +100,6 @@ def test_little_disk_is_refused(tmp_path):
 
     errors = preflight.check(SmallDisk(tmp_path), Options(admins=("t",))).errors
     assert errors and "GiB free" in errors[0]
-
-
-@pytest.mark.parametrize(
-    ("version", "tag"),
-    [("570.86.10", "cu128"), ("550.120", "cu124"), ("535.183.01", "cu121"),
-     ("525.147.05", "cu118"), ("470.256.02", None), ("garbage", None)],
-)  # fmt: skip
-def test_torch_build_matches_the_driver(version, tag):
-    assert steps.torch_build(version) == tag
 
 
 def test_roster_parsing_and_validation():
