@@ -7,6 +7,7 @@ import time
 
 from dlcourse_installer import generated, systemd, templates
 from dlcourse_installer.host import CommandError
+from dlcourse_installer.progress import Progress, elapsed
 from dlcourse_installer.steps import (
     STEPS,
     Context,
@@ -21,18 +22,14 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
 EXIT_REBOOT = 3  # the install stopped for the driver's reboot; rerun (or wait) after it
-
-
-def elapsed(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 
 
 def run(ctx: Context, steps: list[Step] = STEPS) -> int:
     out, host, opts = ctx.out, ctx.host, ctx.opts
     started = time.monotonic()
     refused: PreflightFailed | None = None
+    host.progress = Progress(out)
     for number, step in enumerate(steps, start=1):
         label = f"[{number}/{len(steps)}] {step.title}"
         inputs = {**step.inputs(opts), "files": generated.digest(ctx.files, step.parts)}
@@ -42,8 +39,16 @@ def run(ctx: Context, steps: list[Step] = STEPS) -> int:
         out.write(f"{label} ...\n")
         out.flush()
         t0, before = time.monotonic(), len(host.actions)
+        host.progress.step(number, len(steps), step.title)
         try:
             step.ensure(ctx)
+        except KeyboardInterrupt:
+            _save(ctx)
+            out.write(
+                f"\ndlcourse-install: stopped by Ctrl-C in step '{step.title}'. Run the same "
+                "command again: it resumes at this step.\n"
+            )
+            return EXIT_INTERRUPTED
         except PreflightFailed as exc:
             if not opts.dry_run:
                 out.write(f"\ndlcourse-install: {exc}\nNothing was changed.\n")

@@ -416,7 +416,8 @@ def torch_check(ctx: Context) -> str | None:
     """None if torch computes on every GPU for an ordinary account; else what went wrong."""
     python = f"{ctx.paths.user_env}/bin/python"
     with users.temporary_account(ctx.host) as account:
-        result = ctx.host.query(["runuser", "-u", account, "--", python, "-c", pytorch.CHECK])
+        check = ["runuser", "-u", account, "--", python, "-c", pytorch.CHECK]
+        result = ctx.host.query(check, timeout=900)  # CUDA starts slowly on many GPUs
     if result.ok:
         return None
     lines = (result.stderr or result.stdout).strip().splitlines()

@@ -115,7 +115,7 @@ class FakeHost(Host):
         return [a for a in self.actions if a.startswith("run ")]
 
     # -- Host ----------------------------------------------------------------------
-    def query(self, argv, *, env=None) -> Result:
+    def query(self, argv, *, env=None, timeout=300) -> Result:
         self.commands.append(tuple(argv))
         return self._answer(list(argv), env or {})
 

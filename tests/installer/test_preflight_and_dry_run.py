@@ -70,7 +70,7 @@ def test_secure_boot_says_signed_modules_will_be_used(tmp_path):
 
 def test_secure_boot_from_efivars_without_mokutil(tmp_path):
     class NoMokutil(FakeHost):
-        def query(self, argv, *, env=None):
+        def query(self, argv, *, env=None, timeout=300):
             if argv[0] == "mokutil":
                 return _missing(argv)
             return super().query(argv, env=env)
@@ -89,7 +89,7 @@ def _missing(argv):
 
 def test_little_disk_is_refused(tmp_path):
     class SmallDisk(FakeHost):
-        def query(self, argv, *, env=None):
+        def query(self, argv, *, env=None, timeout=300):
             if argv[0] == "df":
                 from dlcourse_installer.host import Result
 
