@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from dlcourse_installer import __version__, render, runner
@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="serve Grafana on this port instead of under /services/grafana/ on the hub",
     )
+    p.add_argument(
+        "--domain",
+        metavar="NAME",
+        help="the server's DNS name, for Grafana's links and the URLs shown at the end "
+        "(default: hostname --fqdn)",
+    )
     p.add_argument("--tljh-version", default=DEFAULT_TLJH_VERSION, help="TLJH release to install")
     p.add_argument("--source", help="pip spec of dlcourse (default: this checkout)")
     p.add_argument("--prefix", help="dlcourse's folder (default $DLCOURSE_PREFIX or /opt/dlcourse)")
@@ -101,20 +107,16 @@ def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
         admins=tuple(a.lower() for a in args.admin),
         driver=args.driver, ppa=args.ppa, reboot=args.reboot, no_gpu=args.no_gpu,
         tensorflow=args.tensorflow, roster=roster, mem_limit=args.mem_limit,
-        cpu_limit=args.cpu_limit, grafana_port=args.grafana_port,
+        cpu_limit=args.cpu_limit, grafana_port=args.grafana_port, domain=args.domain or "",
         tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
         dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
     )  # fmt: skip
     return opts, errors + validate(opts)
 
 
-def open_log(paths: Paths, dry_run: bool):
-    if dry_run:
-        # A dry run changes nothing (not even /opt) and works without root.
-        fd, name = tempfile.mkstemp(prefix="dlcourse-install-dry-run-", suffix=".log")
-        return os.fdopen(fd, "w", encoding="utf-8"), name
+def open_log(paths: Paths):
     os.makedirs(os.path.dirname(paths.log_file), exist_ok=True)
-    return open(paths.log_file, "a", encoding="utf-8"), paths.log_file
+    return open(paths.log_file, "a", encoding="utf-8")
 
 
 def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = None) -> int:
@@ -123,14 +125,19 @@ def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = 
     if errors:
         for e in errors:
             print(f"dlcourse-install: {e}", file=sys.stderr)
-        return runner.EXIT_REFUSED
+        return runner.EXIT_BAD_OPTIONS
     paths = paths or Paths.from_env(args.prefix)
     log = None
-    if host is None:
-        log, log_path = open_log(paths, opts.dry_run)
-        host = (DryRunHost if opts.dry_run else RealHost)(root="/", log=log)
-        mode = "DRY RUN, " if opts.dry_run else ""
-        print(f"dlcourse-install {__version__}: {mode}log in {log_path}")
+    if host is None and opts.dry_run:
+        # A dry run looks and prints; it writes nothing anywhere, not even a log.
+        host = DryRunHost(root="/")
+        print(f"dlcourse-install {__version__}: DRY RUN, nothing is changed or written")
+    elif host is None:
+        log = open_log(paths)
+        host = RealHost(root="/", log=log)
+        print(f"dlcourse-install {__version__}: full command output in {paths.log_file}")
+    if not opts.domain:
+        opts = replace(opts, domain=server_name(host))
     state = State.load(host, paths)
     state.argv = _absolute(argv)
     ctx = Context(host=host, paths=paths, opts=opts, state=state, facts=facts(host, paths))
@@ -139,6 +146,15 @@ def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = 
     finally:
         if log is not None:
             log.close()
+
+
+def server_name(host: Host) -> str:
+    """The name URLs use unless --domain gives one: the fully qualified host name."""
+    for argv in (["hostname", "--fqdn"], ["hostname"]):
+        name = host.query(argv).stdout.strip()
+        if name and " " not in name:
+            return name
+    return "localhost"
 
 
 def facts(host: Host, paths: Paths) -> Facts:
@@ -158,7 +174,7 @@ def render_files(argv: list[str]) -> int:
     if errors:
         for e in errors:
             print(f"dlcourse-install render: {e}", file=sys.stderr)
-        return runner.EXIT_REFUSED
+        return runner.EXIT_BAD_OPTIONS
     return render.main(args.root, args.relocate, args.port, opts, Paths.from_env(args.prefix))
 
 
@@ -222,7 +238,6 @@ def main(argv: list[str] | None = None) -> int:
     paths = Paths.from_env()
     if command == "status":
         return status(RealHost(), paths)
-    log, _ = open_log(paths, dry_run=False)
-    with log:
+    with open_log(paths) as log:
         host = RealHost(log=log)
         return resume(host, paths) if command == "resume" else driver(rest, host, paths)

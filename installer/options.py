@@ -12,6 +12,9 @@ from dlcourse_installer import driver
 # What TLJH and JupyterHub accept as a user or group name without escaping.
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 
 # The newest TLJH release (tag 2.0.0, 2024-10-21: JupyterHub 5, Ubuntu >= 22.04, a Python 3.12
 # user environment from Miniforge 24.7.1-2; tljh/requirements-hub-env.txt, tljh/installer.py,
@@ -32,6 +35,7 @@ class Options:
     mem_limit: str | None = None
     cpu_limit: str | None = None
     grafana_port: int | None = None
+    domain: str = ""  # the server's name in URLs (Grafana's root_url, the summary)
     tljh_version: str = DEFAULT_TLJH_VERSION
     source: str = ""  # pip spec (or checkout path) that installs dlcourse
     torch_spec: tuple[str, ...] = ("torch", "torchvision")
@@ -104,6 +108,8 @@ def validate(opts: Options) -> list[str]:
                 raise ValueError
         except ValueError:
             errors.append(f"--cpu-limit {opts.cpu_limit!r}: use a positive number of CPUs")
+    if opts.domain and not HOSTNAME.match(opts.domain):
+        errors.append(f"--domain {opts.domain!r}: give the server's DNS name, e.g. gpu.example.edu")
     if opts.grafana_port is not None and not 1 <= opts.grafana_port <= 65535:
         errors.append(f"--grafana-port {opts.grafana_port}: not a TCP port")
     return errors

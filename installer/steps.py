@@ -75,7 +75,6 @@ class Context:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     findings: preflight.Findings | None = None
     driver_branch: driver.Branch | None = None  # chosen by the driver step
-    summary: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
         self.out.write(f"      {text}\n")
@@ -117,7 +116,8 @@ class PreflightFailed(StepError):
 
 
 def ensure_preflight(ctx: Context) -> None:
-    ctx.findings = preflight.check(ctx.host, ctx.opts)
+    if ctx.findings is None:  # a dry run has looked already, to list refusals first
+        ctx.findings = preflight.check(ctx.host, ctx.opts)
     for warning in ctx.findings.warnings:
         ctx.note(f"warning: {warning}")
     if ctx.findings.gpus:
@@ -521,7 +521,7 @@ def _get_json(host: Host, url: str, *params: str) -> dict | None:
 
 
 def ensure_final_check(ctx: Context) -> None:
-    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    host, opts = ctx.host, ctx.opts
     if opts.dry_run:
         ctx.note("after a real run: services active, Prometheus targets up, a sample query")
         return
@@ -558,21 +558,26 @@ def ensure_final_check(ctx: Context) -> None:
         )
     ctx.note(f"{len(active)} Prometheus targets up; a sample query answered")
 
+
+def summary(ctx: Context) -> list[str]:
+    """Where everything is once installed: URLs, and the file of each credential (never its
+    value)."""
+    paths, opts, ports, domain = ctx.paths, ctx.opts, ctx.ports, ctx.opts.domain
     grafana = (
-        f"http://<this server>:{opts.grafana_port}/"
+        f"http://{domain}:{opts.grafana_port}/"
         if opts.grafana_port
-        else f"http://<this server>{templates.GRAFANA_PATH}"
+        else f"http://{domain}{templates.GRAFANA_PATH}"
     )
-    ctx.summary += [
-        "JupyterHub:  http://<this server>/  (admins: "
-        + ", ".join(f"{a}, password in {paths.hub_password(a)}" for a in opts.admins)
-        + ")",
-        f"Grafana:     {grafana}  (user admin, password in {paths.grafana_password})",
-        f"Prometheus:  {prom}/  and Alertmanager http://{ctx.ports.address('alertmanager')}/ "
-        "(localhost only: ssh -L 9090:127.0.0.1:9090 <this server>)",
-        f"Exporter:    http://{ctx.ports.address('exporter')}/metrics",
-        f"Credentials: {paths.hub_token}, {paths.metrics_token} (hub service tokens)",
-        f"Log:         {paths.log_file}",
+    admins = "; ".join(f"admin {a}: password in {paths.hub_password(a)}" for a in opts.admins)
+    return [
+        f"JupyterHub:   http://{domain}/  ({admins})",
+        f"Grafana:      {grafana}  (user admin: password in {paths.grafana_password})",
+        f"Prometheus:   http://{ports.address('prometheus')}/ and Alertmanager "
+        f"http://{ports.address('alertmanager')}/, on the server only "
+        f"(ssh -L {ports.prometheus}:{ports.address('prometheus')} {domain})",
+        f"Exporter:     http://{ports.address('exporter')}/ (the class page, on the server only)",
+        f"Hub tokens:   {paths.hub_token} (exporter), {paths.metrics_token} (Prometheus)",
+        f"Install log:  {paths.log_file}",
     ]
 
 

@@ -153,6 +153,8 @@ class FakeHost(Host):
 
         if cmd == "id":
             return out("0\n")
+        if cmd == "hostname":
+            return out("gpu-server.example.edu\n")
         if cmd == "df":
             return out("Filesystem 1024-blocks Used Available Capacity Mounted on\n"
                        "/dev/sda1 500000000 1000 400000000 1% /\n")  # fmt: skip

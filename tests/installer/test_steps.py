@@ -57,7 +57,7 @@ def test_fresh_host_yields_the_full_plan_in_order(tmp_path):
     for n in range(1, 10):
         assert f"[{n}/9]" in out
     assert "PyTorch cu130 checked on every GPU as an unprivileged account" in out
-    assert "Grafana:     http://<this server>/services/grafana/" in out
+    assert "Grafana:      http://gpu-server.example.edu/services/grafana/" in out
     assert host.active >= {"jupyterhub", "dlcourse-exporter", "prometheus", "grafana-server"}
 
 
@@ -236,7 +236,7 @@ def test_bad_options_are_all_listed_and_nothing_runs(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("username,section\nAda Lovelace,a\nalan\n")
     rc = cli.install(["--mem-limit", "lots", "--roster", str(bad)], host=host, paths=Paths())
-    assert rc == runner.EXIT_REFUSED
+    assert rc == runner.EXIT_BAD_OPTIONS
     err = capsys.readouterr().err
     for text in ("--admin NAME is required", "--mem-limit 'lots'", "bad.csv:2:", "bad.csv:3:"):
         assert text in err
