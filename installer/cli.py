@@ -8,10 +8,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from dlcourse_installer import __version__, render, runner
+from dlcourse_installer import __version__, render, roster, runner
 from dlcourse_installer.generated import Facts
 from dlcourse_installer.host import DryRunHost, Host, RealHost
-from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, parse_roster, validate
+from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, validate
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.state import State
 from dlcourse_installer.steps import STEPS, Context, purge_driver
@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tensorflow", action="store_true", help="also install TensorFlow for all users"
     )
-    p.add_argument("--roster", metavar="CSV", help="students: username,section per line")
+    p.add_argument(
+        "--roster",
+        metavar="CSV",
+        help="the students: a CSV file with the columns username and section (a header "
+        "names them; Excel's CSV UTF-8 is fine)",
+    )
     p.add_argument("--mem-limit", metavar="SIZE", help="memory per user server, e.g. 4G")
     p.add_argument("--cpu-limit", metavar="N", help="CPUs per user server, e.g. 2")
     p.add_argument(
@@ -94,19 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
     errors: list[str] = []
-    roster: tuple = ()
+    students: tuple = ()
     if args.roster:
         try:
-            roster, errors = parse_roster(
-                Path(args.roster).read_text(encoding="utf-8"), args.roster
-            )
+            # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
+            text = Path(args.roster).read_text(encoding="utf-8-sig")
+            students, errors = roster.parse(text, args.roster)
         except OSError as exc:
             errors.append(f"--roster: {exc.strerror}: {args.roster}")
+        except UnicodeDecodeError:
+            errors.append(
+                f"--roster {args.roster}: not UTF-8 text; in Excel, save it as 'CSV UTF-8'"
+            )
     here = checkout()
     opts = Options(
         admins=tuple(a.lower() for a in args.admin),
         driver=args.driver, ppa=args.ppa, reboot=args.reboot, no_gpu=args.no_gpu,
-        tensorflow=args.tensorflow, roster=roster, mem_limit=args.mem_limit,
+        tensorflow=args.tensorflow, roster=students, mem_limit=args.mem_limit,
         cpu_limit=args.cpu_limit, grafana_port=args.grafana_port, domain=args.domain or "",
         tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
         dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,

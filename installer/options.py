@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass
 
 from dlcourse_installer import driver
+from dlcourse_installer.roster import NAME, Student
 
-# What TLJH and JupyterHub accept as a user or group name without escaping.
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
 HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -31,7 +28,7 @@ class Options:
     reboot: bool = False
     no_gpu: bool = False
     tensorflow: bool = False
-    roster: tuple[tuple[str, str], ...] = ()  # (username, section)
+    roster: tuple[Student, ...] = ()
     mem_limit: str | None = None
     cpu_limit: str | None = None
     grafana_port: int | None = None
@@ -45,41 +42,9 @@ class Options:
 
     def groups(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for user, section in self.roster:
-            out.setdefault(section, []).append(user)
+        for student in self.roster:
+            out.setdefault(student.group, []).append(student.username)
         return out
-
-
-def parse_roster(
-    text: str, source: str = "roster"
-) -> tuple[tuple[tuple[str, str], ...], list[str]]:
-    """``username,section`` rows (a header line is allowed). Returns rows and errors."""
-    rows: list[tuple[str, str]] = []
-    errors: list[str] = []
-    seen: set[str] = set()
-    for lineno, record in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not record or not "".join(record).strip() or record[0].lstrip().startswith("#"):
-            continue
-        cells = [c.strip() for c in record]
-        if lineno == 1 and [c.lower() for c in cells[:2]] == ["username", "section"]:
-            continue
-        if len(cells) != 2:
-            errors.append(
-                f"{source}:{lineno}: expected 'username,section', got {len(cells)} fields"
-            )
-            continue
-        user, section = cells[0].lower(), cells[1]
-        group = "section-" + re.sub(r"[^a-z0-9._-]+", "-", section.lower()).strip("-")
-        if not NAME.match(user):
-            errors.append(f"{source}:{lineno}: {cells[0]!r} is not a valid username")
-        elif user in seen:
-            errors.append(f"{source}:{lineno}: {user!r} appears twice")
-        elif group == "section-":
-            errors.append(f"{source}:{lineno}: empty section for {user!r}")
-        else:
-            seen.add(user)
-            rows.append((user, group))
-    return tuple(rows), errors
 
 
 def validate(opts: Options) -> list[str]:

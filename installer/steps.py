@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from functools import cached_property
 from typing import TextIO
 
@@ -431,7 +431,7 @@ def ensure_course(ctx: Context) -> None:
     changed = False
     for key, names in (
         ("users.admin", opts.admins),
-        ("users.allowed", [u for u, _ in opts.roster]),
+        ("users.allowed", [student.username for student in opts.roster]),
     ):
         present = set(tljh.lookup(cfg, key) or [])
         for name in names:
@@ -600,7 +600,8 @@ STEPS = [
     ),
     Step(
         "course", "Course: admins, roster, limits", ensure_course,
-        lambda o: {"admins": o.admins, "roster": o.roster, "mem": o.mem_limit, "cpu": o.cpu_limit},
+        lambda o: {"admins": o.admins, "roster": [astuple(s) for s in o.roster],
+                   "mem": o.mem_limit, "cpu": o.cpu_limit},
         parts=("course",),
     ),
     Step(

@@ -11,7 +11,7 @@ import tempfile
 import pytest
 
 from dlcourse_installer import cli, preflight, runner
-from dlcourse_installer.options import Options, parse_roster, validate
+from dlcourse_installer.options import Options, validate
 from dlcourse_installer.paths import Paths
 
 from .conftest import REPO
@@ -103,10 +103,7 @@ def test_little_disk_is_refused(tmp_path):
     assert errors and "GiB free" in errors[0]
 
 
-def test_roster_parsing_and_validation():
-    rows, errors = parse_roster("username,section\nAda,A\nada,B\nbad name,A\n,\n\n# note\nx,\n")
-    assert rows == (("ada", "section-a"),)
-    assert len(errors) == 3 and "appears twice" in errors[0]
+def test_no_gpu_excludes_driver_choices():
     assert validate(Options(admins=("t",), no_gpu=True, driver="550")) == [
         "--no-gpu cannot be combined with --driver or --ppa"
     ]
