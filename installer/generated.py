@@ -117,12 +117,12 @@ def _prometheus(paths: Paths, ports: Ports) -> list[GeneratedFile]:
 def _alertmanager(paths: Paths, ports: Ports) -> list[GeneratedFile]:
     packaged = assets.alertmanager_config()
     if packaged:
-        config = GeneratedFile(
-            paths.alertmanager_config, "alertmanager", packaged.text, origin=packaged.origin
-        )
+        text, origin = packaged.text, packaged.origin
     else:
-        default = templates.default_alertmanager_config()
-        config = GeneratedFile(paths.alertmanager_config, "alertmanager", default)
+        text, origin = templates.default_alertmanager_config(), ""
+    # Receivers may hold SMTP or webhook credentials: Alertmanager's account reads it, no one else.
+    config = GeneratedFile(paths.alertmanager_config, "alertmanager", text, mode=0o640,
+                           group="prometheus", origin=origin)  # fmt: skip
     args = templates.default_args(templates.alertmanager_args(paths, ports))
     return [
         config,
@@ -132,7 +132,9 @@ def _alertmanager(paths: Paths, ports: Ports) -> list[GeneratedFile]:
 
 def _grafana(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
     prov = paths.grafana_provisioning
-    dropin = templates.grafana_dropin(paths, ports, public_port=opts.grafana_port)
+    dropin = templates.grafana_dropin(
+        paths, ports, domain=opts.domain, public_port=opts.grafana_port
+    )
     dashboards = [
         GeneratedFile(f"{paths.grafana_dashboards_dir}/{a.name}", "grafana", a.text,
                       origin=a.origin)

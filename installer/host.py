@@ -18,6 +18,7 @@ import os
 import pwd
 import shlex
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -97,6 +98,13 @@ class Host:
     def exists(self, path: str) -> bool:
         return os.path.lexists(self.local(path))
 
+    def is_regular_file(self, path: str) -> bool:
+        """A file, not a symlink to one: the installer never writes or chmods through links."""
+        try:
+            return stat.S_ISREG(os.lstat(self.local(path)).st_mode)
+        except OSError:
+            return False
+
     def read_text(self, path: str) -> str | None:
         try:
             with open(self.local(path), encoding="utf-8", errors="replace") as f:
@@ -136,8 +144,13 @@ class Host:
 
     def set_attrs(self, path: str, *, mode: int, owner: str, group: str) -> None:
         self._record(f"chmod {mode:04o} {path}; chown {owner}:{group} {path}")
-        os.chmod(self.local(path), mode)
-        self._chown(self.local(path), owner, group)
+        local = self.local(path)
+        fd = os.open(local, os.O_RDONLY | os.O_NOFOLLOW)  # a symlink here fails (ELOOP)
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        self._chown(local, owner, group)
 
     def make_dirs(self, path: str, *, mode: int = 0o755) -> None:
         self._record(f"mkdir -p -m {mode:04o} {path}")

@@ -68,6 +68,11 @@ ExecStart={paths.exporter_venv}/bin/dlcourse-exporter \\
     --path.procfs=/proc
 Restart=on-failure
 RestartSec=5s
+# Exit status 2 is a bad configuration: restarting cannot fix it (dlcourse-exporter --help).
+RestartPreventExitStatus=2
+# One descriptor per scrape connection and per watched process; systemd's default soft
+# limit (1024) is low for a class of students.
+LimitNOFILE=65536
 
 # Students' processes belong to other accounts: reading their /proc entries takes
 # CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH; the netlink proc connector (process start and
@@ -265,18 +270,24 @@ def node_exporter_args(ports: Ports) -> list[str]:
     return [f"--web.listen-address={ports.address('node_exporter')}"]
 
 
-def grafana_dropin(paths: Paths, ports: Ports, *, public_port: int | None) -> str:
-    """Grafana's settings as GF_* variables; the admin password by credential, never inline."""
+def grafana_dropin(paths: Paths, ports: Ports, *, domain: str, public_port: int | None) -> str:
+    """Grafana's settings as GF_<SECTION>_<KEY> variables (Grafana's documented override of
+    grafana.ini); the admin password by credential, never inline. domain and root_url are
+    the server's real name: Grafana builds every link it sends out from them."""
     if public_port is None:
         listen = [
             "Environment=GF_SERVER_HTTP_ADDR=127.0.0.1",
             f"Environment=GF_SERVER_HTTP_PORT={ports.grafana}",
-            # %% is systemd's escape for the % that Grafana's own interpolation uses.
-            f"Environment=GF_SERVER_ROOT_URL=%%(protocol)s://%%(domain)s{GRAFANA_PATH}",
+            f"Environment=GF_SERVER_DOMAIN={domain}",
+            f"Environment=GF_SERVER_ROOT_URL=http://{domain}{GRAFANA_PATH}",
             "Environment=GF_SERVER_SERVE_FROM_SUB_PATH=true",
         ]
     else:
-        listen = [f"Environment=GF_SERVER_HTTP_PORT={public_port}"]
+        listen = [
+            f"Environment=GF_SERVER_HTTP_PORT={public_port}",
+            f"Environment=GF_SERVER_DOMAIN={domain}",
+            f"Environment=GF_SERVER_ROOT_URL=http://{domain}:{public_port}/",
+        ]
     return (
         "\n".join(
             [
