@@ -131,10 +131,21 @@ def _alertmanager(paths: Paths, ports: Ports) -> list[GeneratedFile]:
 
 
 def _grafana(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
-    prov = paths.grafana_provisioning
     dropin = templates.grafana_dropin(
         paths, ports, domain=opts.domain, public_port=opts.grafana_port
     )
+    # The repository's provisioning, as docker-compose.yml uses it, with this install's
+    # addresses and folders in place of the defaults it names.
+    here = {Ports().address(name): ports.address(name) for name in ("prometheus", "alertmanager")}
+    here[Paths().grafana_dashboards_dir] = paths.grafana_dashboards_dir
+    provisioning = []
+    for a in assets.grafana_provisioning():
+        text = _with(a.text, here)
+        origin = a.origin if text == a.text else f"{a.origin}, with this install's addresses"
+        path = f"{paths.grafana_provisioning}/{a.name}"
+        provisioning.append(
+            GeneratedFile(path, "grafana", text, mode=0o640, group="grafana", origin=origin)
+        )
     dashboards = [
         GeneratedFile(f"{paths.grafana_dashboards_dir}/{a.name}", "grafana", a.text,
                       origin=a.origin)
@@ -146,12 +157,15 @@ def _grafana(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
         # Made before Grafana's first start: Grafana sets the admin password only then.
         GeneratedFile(paths.grafana_password, "grafana", None, mode=0o600),
         GeneratedFile(paths.unit("grafana-server.service.d/dlcourse.conf"), "grafana", dropin),
-        GeneratedFile(f"{prov}/datasources/dlcourse.yml", "grafana",
-                      templates.grafana_datasource(ports), mode=0o640, group="grafana"),
-        GeneratedFile(f"{prov}/dashboards/dlcourse.yml", "grafana",
-                      templates.grafana_dashboard_provider(paths), mode=0o640, group="grafana"),
+        *provisioning,
         *dashboards,
     ]  # fmt: skip
+
+
+def _with(text: str, replacements: dict[str, str]) -> str:
+    for default, value in replacements.items():
+        text = text.replace(default, value)
+    return text
 
 
 def part(files: list[GeneratedFile], name: str) -> list[GeneratedFile]:

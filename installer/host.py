@@ -71,6 +71,8 @@ class Host:
     apt_lists_fresh: bool = False
     # The live line of the running step; None: nothing but the log sees command output.
     progress: Progress | None = None
+    # What a dry run would have made by now: later steps see it as there, as they would.
+    planned: set[str] = field(default_factory=set)
 
     # -- commands --------------------------------------------------------------
     def query(
@@ -250,6 +252,10 @@ class _Watcher:
 class DryRunHost(RealHost):
     """Looks at the real machine, prints what it would change, changes nothing."""
 
+    def exists(self, path):
+        made = any(p == path or p.startswith(path.rstrip("/") + "/") for p in self.planned)
+        return made or Host.exists(self, path)  # (the fake dry-run host borrows this method)
+
     def run(
         self, argv: list[str], *, env: dict[str, str] | None = None, input: str | None = None
     ) -> Result:
@@ -261,6 +267,7 @@ class DryRunHost(RealHost):
         self, path, content, *, mode=0o644, owner="root", group="root", secret=False, origin=""
     ):
         self._plan(f"write {path} (mode {mode:04o}, {owner}:{group})")
+        self.planned.add(path)
         if secret or origin:
             sys.stdout.write(f"      {_shown(content, secret, origin)}\n")
             return
@@ -275,6 +282,7 @@ class DryRunHost(RealHost):
 
     def make_dirs(self, path, *, mode=0o755):
         self._plan(f"mkdir -p -m {mode:04o} {path}")
+        self.planned.add(path)
 
     def remove(self, path):
         self._plan(f"rm -rf {path}")

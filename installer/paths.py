@@ -118,7 +118,8 @@ class Paths:
     alertmanager_config: str = "/etc/prometheus/alertmanager.yml"
     alertmanager_data: str = "/var/lib/prometheus/alertmanager"
     grafana_provisioning: str = "/etc/grafana/provisioning"
-    grafana_dashboards_dir: str = "/var/lib/grafana/dashboards/dlcourse"
+    # Where grafana/provisioning/dashboards/dlcourse.yml looks, as in docker-compose.yml.
+    grafana_dashboards_dir: str = "/etc/grafana/dashboards/dlcourse"
     apt_keyrings: str = "/etc/apt/keyrings"
     apt_sources_d: str = "/etc/apt/sources.list.d"
     etc_default: str = "/etc/default"

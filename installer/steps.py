@@ -165,7 +165,8 @@ def ensure_nvidia_driver(ctx: Context) -> None:
                 "server: choose one with --driver BRANCH (e.g. 580-server)"
             )
         branch = driver.Branch("<recommended by ubuntu-drivers>", server=True)
-    ctx.note(f"driver {branch}" + ("" if opts.driver else " (ubuntu-drivers' choice for servers)"))
+    chosen = "as given (--driver)" if opts.driver else "ubuntu-drivers' choice for servers"
+    ctx.note(f"driver {branch}, {chosen}")
     ctx.driver_branch = branch
     if driver.installed(host) is None:
         install_driver(ctx, branch, kernel)
@@ -483,10 +484,10 @@ def ensure_grafana(ctx: Context) -> bool:
     if ensure_part(ctx, "grafana-apt"):
         host.apt_lists_fresh = False  # a new source
     apt.ensure_packages(host, ["grafana"])
+    ctx.note(f"{len(assets.dashboards())} dashboards from grafana/dashboards/")
     changed = ensure_part(ctx, "grafana")
     if changed:
         systemd.reload_daemon(host)  # the drop-in
-    ctx.note(f"{len(assets.dashboards())} dashboards from grafana/dashboards/")
     return changed
 
 

@@ -33,7 +33,7 @@ def test_default_is_ubuntus_compute_path_with_signed_prebuilt_modules(tmp_path):
     # Nothing is built on the server: no DKMS, no headers (the old path installed both).
     assert not any(p.startswith(("nvidia-dkms", "linux-headers", "dkms")) for p in host.packages)
     assert f"linux-modules-nvidia-580-server-{KERNEL}" in host.packages
-    assert "driver 580-server (ubuntu-drivers' choice for servers)" in out
+    assert "driver 580-server, ubuntu-drivers' choice for servers" in out
     assert "driver 580.65.06 loaded; nvidia-smi and NVML see all 1 GPU(s)" in out
 
 

@@ -105,12 +105,26 @@ def test_alertmanager_config_passes_amtool(site, tmp_path):
 
 
 def test_grafana_provisioning_points_at_the_stack(site):
+    """The repository's provisioning (shared with docker-compose.yml), with this install's
+    addresses and folder; relocated, the folder is in the site and has the dashboards."""
     datasources = yaml.safe_load(site.read("/etc/grafana/provisioning/datasources/dlcourse.yml"))
-    assert datasources["datasources"][0]["url"] == "http://127.0.0.1:9090"
+    urls = {d["type"]: d["url"] for d in datasources["datasources"]}
+    assert urls == {"prometheus": "http://127.0.0.1:9090", "alertmanager": "http://127.0.0.1:9093"}
     provider = yaml.safe_load(site.read("/etc/grafana/provisioning/dashboards/dlcourse.yml"))
     folder = provider["providers"][0]["options"]["path"]
-    dashboards = sorted(os.listdir(folder))  # relocated: the folder is in the site
+    assert folder.startswith(str(site.root))
+    dashboards = sorted(os.listdir(folder))
     assert "class-overview.json" in dashboards and len(dashboards) >= 4
+    home = f"GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH={folder}/class-overview.json"
+    assert home in site.read(GRAFANA_DROPIN)
+
+
+def test_grafana_provisioning_follows_moved_ports(tmp_path):
+    site = render_site(tmp_path / "site", "--admin", "t", ports={"prometheus": 19090,
+                       "alertmanager": 19093})  # fmt: skip
+    text = site.read("/etc/grafana/provisioning/datasources/dlcourse.yml")
+    assert "url: http://127.0.0.1:19090" in text and "url: http://127.0.0.1:19093" in text
+    assert ":9090" not in text and ":9093" not in text
 
 
 TLJH_LIKE_CONFIG = """
