@@ -12,9 +12,11 @@ import yaml
 from jupyterhub.app import JupyterHub
 from rendered import render_site
 
-from dlcourse_installer import hub_passwords, templates, tljh_plugin
+from dlcourse_installer import cli, hub_passwords, options, templates, tljh_plugin
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
+
+from .conftest import UPSTREAM_TLJH
 
 EXPORTER_UNIT = f"/etc/systemd/system/{templates.EXPORTER_SERVICE}.service"
 RESUME_UNIT = f"/etc/systemd/system/{templates.RESUME_UNIT}"
@@ -212,6 +214,9 @@ def test_tljh_plugin_registers_through_the_tljh_entry_point(tmp_path, monkeypatc
     pm.load_setuptools_entrypoints("tljh")
     assert pm.get_plugin("dlcourse") is tljh_plugin
     pm.check_pending()  # every hookimpl of ours matches a TLJH hook
+    # The plugin writes no file itself (its old tljh_post_install wrote JSON in place): the
+    # installer's registry has the settings file, written atomically.
+    assert not pm.hook.tljh_post_install.get_hookimpls()
 
     assert pm.hook.tljh_extra_user_pip_packages() == [
         ["jupyterlab-nvdashboard", "jupyter-resource-usage", "ipywidgets"]
@@ -247,3 +252,25 @@ def test_secret_files_are_created_root_only(tmp_path):
     st = os.stat(tmp_path / "etc/dlcourse/hub-token")
     assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
     assert not files.ensure_secret(host, "/etc/dlcourse/hub-token")  # made once, kept
+
+
+def test_the_pinned_tljh_and_the_tested_jupyterhub_agree():
+    """TLJH 2.0.0 is pinned (1.0.0 was: JupyterHub 4, Python 3.10, a Mambaforge download
+    upstream stopped); the tests run the JupyterHub major that TLJH release installs."""
+    import jupyterhub
+
+    assert options.DEFAULT_TLJH_VERSION == "2.0.0"
+    requirements = os.path.join(UPSTREAM_TLJH, "tljh", "requirements-hub-env.txt")
+    if not os.path.exists(requirements):
+        pytest.skip("no ../shared/upstream copy of TLJH 2.0.0")
+    with open(requirements) as f:
+        (spec,) = [line for line in f if line.startswith("jupyterhub>=")]
+    assert spec.strip() == "jupyterhub>=5.2.0,<6"
+    assert jupyterhub.__version__.split(".")[0] == "5"
+
+
+def test_docker_stack_option_is_gone(capsys):
+    """--stack docker could not start (no Dockerfile, sources, secrets or NVIDIA toolkit)."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser().parse_args(["--admin", "t", "--stack", "docker"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --stack" in capsys.readouterr().err

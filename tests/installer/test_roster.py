@@ -11,11 +11,8 @@ import pytest
 from dlcourse_installer import cli, roster, runner
 from dlcourse_installer.roster import Student
 
-from .conftest import REPO
+from .conftest import UPSTREAM_TLJH
 from .fakehost import FakeHost
-
-UPSTREAM_TLJH = os.path.join(os.path.dirname(REPO), "shared", "upstream",
-                             "the-littlest-jupyterhub-2.0.0")  # fmt: skip
 
 
 def test_the_header_is_found_after_comments_and_blank_lines():
