@@ -45,10 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--driver",
-        metavar="N",
-        help="NVIDIA driver branch (default: ubuntu-drivers' recommendation)",
+        metavar="BRANCH",
+        help="NVIDIA driver branch, optionally -server and/or -open, e.g. 580-server "
+        "(default: what `ubuntu-drivers list --gpgpu` recommends for a compute server)",
     )
-    p.add_argument("--ppa", action="store_true", help="use the graphics-drivers PPA")
+    p.add_argument(
+        "--ppa",
+        action="store_true",
+        help="the graphics-drivers PPA instead of Ubuntu's archive (DKMS; needs --driver "
+        "BRANCH; refused with Secure Boot on)",
+    )
     p.add_argument(
         "--reboot",
         action="store_true",
@@ -80,7 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the server's DNS name, for Grafana's links and the URLs shown at the end "
         "(default: hostname --fqdn)",
     )
-    p.add_argument("--tljh-version", default=DEFAULT_TLJH_VERSION, help="TLJH release to install")
+    p.add_argument(
+        "--tljh-version",
+        default=DEFAULT_TLJH_VERSION,
+        metavar="VERSION",
+        help=f"The Littlest JupyterHub release (default {DEFAULT_TLJH_VERSION}, tested)",
+    )
     p.add_argument("--source", help="pip spec of dlcourse (default: this checkout)")
     p.add_argument("--prefix", help="dlcourse's folder (default $DLCOURSE_PREFIX or /opt/dlcourse)")
     p.add_argument(
