@@ -26,8 +26,8 @@ class GeneratedFile:
     mode: int = 0o644
     owner: str = "root"
     group: str = "root"
-    # A packaged asset copied as it is (rules, dashboards): the dry run names it, and
-    # does not print it.
+    # The packaged asset it comes from (rules, dashboards, provisioning): the dry run names
+    # it instead of printing it.
     origin: str = ""
 
     @property

@@ -157,7 +157,13 @@ def ensure_nvidia_driver(ctx: Context) -> None:
         ctx.note("skipped: --no-gpu")
         return
     kernel = host.query(["uname", "-r"]).stdout.strip()
-    branch = driver.installed(host) or chosen_branch(ctx)
+    present = driver.installed(host)
+    if present and opts.driver and str(present) != opts.driver:
+        raise StepError(
+            f"driver {present} is installed, not {opts.driver}: to switch, run "
+            "`dlcourse-install driver --purge`, reboot, and run this command again"
+        )
+    branch = present or chosen_branch(ctx)
     if branch is None:
         if not opts.dry_run:
             raise StepError(
@@ -168,7 +174,7 @@ def ensure_nvidia_driver(ctx: Context) -> None:
     chosen = "as given (--driver)" if opts.driver else "ubuntu-drivers' choice for servers"
     ctx.note(f"driver {branch}, {chosen}")
     ctx.driver_branch = branch
-    if driver.installed(host) is None:
+    if present is None:
         install_driver(ctx, branch, kernel)
     gpus = preflight.nvidia_gpus(host)
     switches = preflight.nvswitches(host)

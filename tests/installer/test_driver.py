@@ -146,6 +146,15 @@ def test_a_module_that_does_not_load_after_the_reboot_is_reported(tmp_path):
     assert "the nvidia module did not load after the reboot (no /sys/module/nvidia)" in out
 
 
+def test_a_different_installed_driver_is_not_switched_silently(tmp_path):
+    host = FakeHost(tmp_path)
+    host.packages |= {"nvidia-driver-535", "linux-modules-nvidia-535-generic"}
+    rc, out = install(host, [*ARGV, "--driver", "580-server"])
+    assert rc == runner.EXIT_FAILED
+    assert "driver 535 is installed, not 580-server: to switch, run `dlcourse-install " in out
+    assert not any("ubuntu-drivers install" in a for a in host.runs)
+
+
 def test_branch_names():
     assert str(driver.parse_branch("580-server-open")) == "580-server-open"
     assert driver.parse_branch("580").utils_package == "nvidia-utils-580"
