@@ -2,4 +2,4 @@
 .PHONY: installer-plan
 
 installer-plan: venv  ## what dlcourse-install would do on this machine (changes nothing)
-	$(VENV)/bin/dlcourse-install --dry-run --admin teacher || true
+	$(VENV)/bin/dlcourse-install --dry-run --admin teacher --driver 580 || true

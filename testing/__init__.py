@@ -4,7 +4,8 @@
 - ``alerting``: real Prometheus and Alertmanager with the shipped configuration;
 - ``exporter``: ``dlcourse-exporter`` as a subprocess (``RunningExporter``) and scrape helpers;
   ``exporter_run``: the same by URL, labels matched exactly;
-- ``hostile_hub``: an HTTP server that answers as a broken or lying hub would.
+- ``hostile_hub``: an HTTP server that answers as a broken or lying hub would;
+- ``rendered``: the installer's files as ``dlcourse-install render`` writes them.
 
 Only the GPU is simulated (``fakenvml``). Installed with the project (``make setup``), so
 everything imports it by name.

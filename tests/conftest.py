@@ -37,6 +37,8 @@ LIVE_FIXTURES = frozenset(
         "promtool",  # tests/prometheus/conftest.py, tests/helm/conftest.py
         "amtool",
         "node_exporter_bin",
+        "site",  # tests/installer/test_generated_files.py: dlcourse-install render
+        "wheel_venv",  # tests/installer/test_wheel.py: pip builds and installs the wheel
     }
 )
 
