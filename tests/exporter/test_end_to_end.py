@@ -268,7 +268,25 @@ def test_openmetrics_when_asked(run_exporter, scenario_path):
     Scenario(gpus=[Gpu()]).write(scenario_path)
     exporter = run_exporter()
     text = exporter.scrape_text({"Accept": "application/openmetrics-text; version=1.0.0"})
-    assert text.rstrip().endswith("# EOF")
+    assert text.rstrip().endswith("# EOF") and text.count("# EOF") == 1
+
+
+def test_gzip_when_asked(run_exporter, scenario_path):
+    import gzip
+
+    import httpx
+
+    Scenario(gpus=[Gpu()]).write(scenario_path)
+    exporter = run_exporter()
+    url = f"{exporter.url}/metrics"
+    with httpx.Client() as client:  # as Prometheus asks
+        with client.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as zipped:
+            compressed = b"".join(zipped.iter_raw())
+        plain = client.get(url, headers={"Accept-Encoding": "identity"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain.headers
+    assert gzip.decompress(compressed).startswith(b"# HELP dlcourse_exporter_build_info")
+    assert plain.content.startswith(b"# HELP dlcourse_exporter_build_info")
 
 
 def test_metrics_token(run_exporter, scenario_path, tmp_path):
