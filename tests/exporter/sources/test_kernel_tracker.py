@@ -17,6 +17,7 @@ from dlcourse_exporter.sources.kernels import KernelTracker
 from dlcourse_exporter.sources.owners import Owners
 from dlcourse_exporter.sources.procfs import CLOCK_TICKS
 from dlcourse_exporter.sources.proctable import MAY_STILL_EXEC_SECONDS, ProcessTableSource
+from dlcourse_testing import procfs as fixture
 
 UPTIME = 1000.0
 DRIVER_ARGV = ["python", "-c", "from jupyter_client import KernelManager ..."]
@@ -25,16 +26,15 @@ ME = os.getuid()
 
 
 def write_process(procfs: Path, pid: int, started: float, argv: list[str]) -> None:
-    """pid, started `started` seconds after boot, owned by hub user ada, running argv."""
-    d = procfs / str(pid)
-    d.mkdir(parents=True, exist_ok=True)
-    start_ticks = int(started * CLOCK_TICKS)
-    fields = ["S", "1", str(pid), "0", "0", "-1", "0"] + ["0"] * 12 + [str(start_ticks), "0", "0"]
-    (d / "stat").write_text(f"{pid} (python) {' '.join(fields)}\n")
-    (d / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
-    (d / "environ").write_bytes(b"JUPYTERHUB_USER=ada\0")
-    (d / "cgroup").write_text("0::/user.slice\n")
-    (d / "status").write_text(f"Name:\tpython\nUid:\t{ME}\t{ME}\t{ME}\t{ME}\n")
+    """pid, started `started` seconds after boot, claiming hub user ada, running argv."""
+    fixture.write_process(
+        procfs,
+        pid,
+        environ=b"JUPYTERHUB_USER=ada\0",
+        argv=argv,
+        cgroup="0::/user.slice\n",
+        start_ticks=int(started * CLOCK_TICKS),
+    )
 
 
 class Machine:
@@ -42,7 +42,7 @@ class Machine:
     spawner, so her JUPYTERHUB_USER counts."""
 
     def __init__(self, procfs: Path) -> None:
-        (procfs / "uptime").write_text(f"{UPTIME:.2f} 0.00\n")
+        fixture.write_uptime(procfs, UPTIME)
         owners = Owners(spawner_account=pwd.getpwuid(ME).pw_name)
         self.table = ProcessTableSource(owners, procfs)
         self.tracker = KernelTracker(owners, procfs, exit_events="poll")

@@ -1,7 +1,6 @@
 import os
 import pwd
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -23,6 +22,7 @@ from dlcourse_exporter.sources.roster import (
     keep_user,
     system_account,
 )
+from dlcourse_testing.procfs import write_process
 
 CGROUP_V2_TLJH = "0::/system.slice/jupyter-alice.service\n"
 CGROUP_V1_TLJH = (
@@ -147,27 +147,16 @@ def test_users_drop_out_when_no_longer_counted():
     assert not keep_user("alice", 0.0, 1.0, True, None)
 
 
-def write_proc(root: Path, pid: int, cgroup: str, environ: bytes, uid: int) -> None:
-    """A /proc/<pid> of a fixture tree, with the files the process table reads."""
-    d = root / str(pid)
-    d.mkdir(parents=True)
-    (d / "stat").write_text(f"{pid} (python) S 1 " + "0 " * 47 + "\n")
-    (d / "cgroup").write_text(cgroup)
-    (d / "environ").write_bytes(environ)
-    (d / "cmdline").write_bytes(b"python\0")
-    (d / "status").write_text(f"Name:\tx\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
-
-
 def owners_in(table: ProcessTable) -> dict[int, str | None]:
     return {e.pid: e.owner.user if e.owner else None for e in table}
 
 
 def test_owners_in_a_fixture_tree(tmp_path):
     me = pwd.getpwuid(os.getuid()).pw_name
-    write_proc(tmp_path, 10, CGROUP_V2_TLJH, b"JUPYTERHUB_USER=zed\0", os.getuid())
-    write_proc(tmp_path, 11, "0::/\n", b"JUPYTERHUB_USER=zed\0", os.getuid())
-    write_proc(tmp_path, 12, "0::/\n", b"", os.getuid())
-    write_proc(tmp_path, 13, "0::/\n", b"", 4_000_000)  # no such account
+    write_process(tmp_path, 10, cgroup=CGROUP_V2_TLJH, environ=b"JUPYTERHUB_USER=zed\0")
+    write_process(tmp_path, 11, environ=b"JUPYTERHUB_USER=zed\0")
+    write_process(tmp_path, 12)
+    write_process(tmp_path, 13, uid=4_000_000)  # no such account
     table = ProcessTableSource(Owners("jupyter-", spawner_account=me), tmp_path).poll()
     # The unit wins; then JUPYTERHUB_USER under the spawner's account; without a hub the
     # account stands in; a uid without an account is nobody's.
@@ -191,7 +180,7 @@ def test_a_student_without_processes_drops_out_after_the_retention(tmp_path):
     """Why 4: 500 made-up names stayed on /metrics for good; now they go after an hour."""
     me = os.getuid()
     for pid, name in ((20, "ghost"), (21, "alice")):
-        write_proc(tmp_path, pid, "0::/\n", f"JUPYTERHUB_USER={name}\0".encode(), me)
+        write_process(tmp_path, pid, environ=f"JUPYTERHUB_USER={name}\0".encode(), uid=me)
     owners = Owners("jupyter-", spawner_account=pwd.getpwuid(me).pw_name)
     table = ProcessTableSource(owners, tmp_path)
     now = [0.0]

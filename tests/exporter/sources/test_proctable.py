@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import pwd
-from pathlib import Path
 
 from dlcourse_exporter.sources import proctable
 from dlcourse_exporter.sources.owners import Owners
 from dlcourse_exporter.sources.proctable import ProcessTableSource, environ_variables
+from dlcourse_testing.procfs import write_process
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 V1_CGROUP = (
@@ -16,19 +16,6 @@ V1_CGROUP = (
     "1:name=systemd:/kubepods/burstable/pod1234/abcd\n"
     "0::/system.slice/jupyter-bob.service\n"
 )
-
-
-def write_proc(root: Path, pid: int, comm: str = "python", environ: bytes = b"", **files) -> None:
-    d = root / str(pid)
-    d.mkdir(parents=True, exist_ok=True)
-    # state R, parent 1, utime 250 and stime 50 ticks, start time 7000, 10 pages resident
-    fields = ["R", "1"] + ["0"] * 9 + ["250", "50"] + ["0"] * 6 + ["7000", "0", "10"]
-    (d / "stat").write_text(f"{pid} ({comm}) {' '.join(fields + ['0'] * 28)}\n")
-    (d / "cgroup").write_text(files.get("cgroup", "0::/\n"))
-    (d / "environ").write_bytes(environ)
-    (d / "cmdline").write_bytes(files.get("cmdline", b"python\0-m\0train\0"))
-    uid = os.getuid()
-    (d / "status").write_text(f"Name:\t{comm}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
 
 
 class CountingReads:
@@ -46,11 +33,17 @@ class CountingReads:
 
 
 def test_an_entry_carries_what_every_rule_needs(tmp_path):
-    write_proc(
+    write_process(
         tmp_path,
         42,
         environ=b"PATH=/x\0JUPYTERHUB_USER=bob\0SECRET=hunter2\0",
         cgroup=V1_CGROUP,
+        argv=("python", "-m", "train"),
+        state="R",
+        utime=250,
+        stime=50,
+        start_ticks=7000,
+        rss_pages=10,
     )
     entry = ProcessTableSource(Owners(), tmp_path).poll().get(42)
     assert (entry.pid, entry.ppid, entry.state, entry.start_ticks) == (42, 1, "R", 7000)
@@ -64,13 +57,13 @@ def test_an_entry_carries_what_every_rule_needs(tmp_path):
 
 def test_identity_is_read_once_per_process_and_again_after_an_exec(tmp_path, monkeypatch):
     reads = CountingReads(monkeypatch)
-    write_proc(tmp_path, 7)
-    write_proc(tmp_path, 8)
+    write_process(tmp_path, 7)
+    write_process(tmp_path, 8)
     source = ProcessTableSource(Owners(), tmp_path)
     for _ in range(3):
         table = source.poll()
     assert sorted(reads.pids) == [7, 8] and len(table) == 2
-    write_proc(tmp_path, 8, comm="sudo")  # the same process runs another program
+    write_process(tmp_path, 8, comm="sudo")  # the same process runs another program
     source.poll()
     assert sorted(reads.pids) == [7, 8, 8]
     os.remove(tmp_path / "7" / "stat")  # gone
@@ -79,7 +72,7 @@ def test_identity_is_read_once_per_process_and_again_after_an_exec(tmp_path, mon
 
 def test_what_a_process_writes_is_read_bounded(tmp_path):
     huge = b"JUNK=" + b"x" * (2 * proctable.LIMITS["environ"]) + b"\0JUPYTERHUB_USER=late\0"
-    write_proc(tmp_path, 9, environ=huge, cmdline=b"a\0" * 100_000)
+    write_process(tmp_path, 9, environ=huge, argv=["a"] * 100_000)
     entry = ProcessTableSource(Owners(), tmp_path).poll().get(9)
     assert entry.identity.environ == {}  # past the bound: not read, so no claim
     assert len(entry.identity.argv) == proctable.LIMITS["cmdline"] // 2
@@ -88,7 +81,7 @@ def test_what_a_process_writes_is_read_bounded(tmp_path):
 
 
 def test_a_process_without_its_files_is_left_out(tmp_path):
-    write_proc(tmp_path, 5)
+    write_process(tmp_path, 5)
     os.remove(tmp_path / "5" / "cgroup")  # as when it exits between two reads
     (tmp_path / "self").mkdir()  # not a process directory
     assert len(ProcessTableSource(Owners(), tmp_path).poll()) == 0
