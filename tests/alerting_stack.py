@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 from exporter_process import free_port
+from leftovers import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "prometheus"
@@ -122,7 +123,9 @@ class Process:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
-        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.popen = subprocess.Popen(
+            die_with_parent(argv), stdout=self._log, stderr=subprocess.STDOUT, env=env
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
+from leftovers import die_with_parent
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -52,13 +53,15 @@ class RunningExporter:
         self.log_path = log_path
         self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dlcourse_exporter",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                *args,
-            ],
+            die_with_parent(
+                [
+                    sys.executable,
+                    "-m",
+                    "dlcourse_exporter",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    *args,
+                ]
+            ),
             env=environ,
             stdout=self._log,
             stderr=subprocess.STDOUT,

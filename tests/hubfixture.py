@@ -44,6 +44,14 @@ from typing import Any
 
 import httpx
 from exporter_process import free_port
+from leftovers import (
+    AccountError,
+    create_account,
+    die_with_parent,
+    kill,
+    pids,
+    remove_account,
+)
 
 # The role of docs/hub.md: keep the two in step.
 EXPORTER_SCOPES = (
@@ -110,23 +118,28 @@ class HubError(AssertionError):
 
 
 class LinuxAccounts:
-    """Real accounts for hub users (root only), removed with every process they own."""
+    """Real accounts for hub users (root only), marked as this process's (tests/leftovers.py)
+    and removed with every process they own."""
 
     def __init__(self) -> None:
         self.created: list[str] = []
 
     def create(self, name: str) -> pwd.struct_passwd:
-        args = ["useradd", "--shell", "/bin/bash", "--user-group", "--create-home", name]
-        subprocess.run(args, check=True, capture_output=True)
+        entry = create_account(name)
         self.created.append(name)
-        return pwd.getpwnam(name)
+        return entry
 
     def remove_all(self) -> None:
+        """Removes every account, then raises the first failure (if any)."""
+        errors = []
         for name in self.created:
-            subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
-            subprocess.run(["userdel", "--remove", name], capture_output=True)
-            shutil.rmtree(f"/home/{name}", ignore_errors=True)
+            try:
+                remove_account(name)
+            except AccountError as exc:
+                errors.append(exc)
         self.created.clear()
+        if errors:
+            raise errors[0]
 
 
 class LiveHub:
@@ -208,7 +221,7 @@ class LiveHub:
         env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "jupyterhub", "-f", "jupyterhub_config.py"],
+                die_with_parent([sys.executable, "-m", "jupyterhub", "-f", "jupyterhub_config.py"]),
                 cwd=self.dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -265,19 +278,19 @@ class LiveHub:
             pid = int(text) if text.isdigit() else 0
             try:  # only if the pid still is our proxy, not a recycled number
                 if b"configurable-http-proxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    _kill(pid)
+                    kill(pid)
             except OSError:
                 pass
             pid_file.unlink(missing_ok=True)
         # Servers and kernels whose hub is gone: they carry its API URL in their environment.
         marker = f"JUPYTERHUB_API_URL=http://127.0.0.1:{self.hub_port}/hub/api".encode()
-        for pid in _pids():
+        for pid in pids():
             try:
                 environ = Path(f"/proc/{pid}/environ").read_bytes()
             except OSError:
                 continue
             if marker in environ.split(b"\0"):
-                _kill(pid)
+                kill(pid)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -403,7 +416,7 @@ class LiveHub:
         connection_file = f"kernel-{kernel_id}.json"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for pid in _pids():
+            for pid in pids():
                 try:
                     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
                 except OSError:
@@ -422,14 +435,3 @@ class LiveHub:
             "Accept": "application/jupyterhub-pagination+json",
         }
         return json.loads(httpx.get(f"{self.api_url}/users", headers=headers).text)["items"]
-
-
-def _pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _kill(pid: int) -> None:
-    if pid <= 1:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)
