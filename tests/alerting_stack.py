@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -43,14 +44,17 @@ def find_tool(*names: str) -> str | None:
     return None
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+def wait_until(predicate, timeout: float, what: str | Callable[[], str], interval: float = 0.2):
+    """predicate()'s first true result; `what` (or what() at the deadline: a log tail, say)
+    names the condition when it never came."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            described = what() if callable(what) else what
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {described}")
         time.sleep(interval)
 
 
@@ -102,7 +106,7 @@ class Webhook:
         return wait_until(
             lambda: self.alerts(alertname, path, status),
             timeout,
-            f"{alertname} ({status}) at webhook path {path}; received: {self.summary()}",
+            lambda: f"{alertname} ({status}) at webhook path {path}; received: {self.summary()}",
         )
 
     def summary(self) -> list[str]:
@@ -281,7 +285,7 @@ class AlertingStack:
                 raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
             return http_ok(url)
 
-        wait_until(ready, 30, f"{process.name} to be ready")
+        wait_until(ready, 60, lambda: f"{process.name} to be ready\n{process.log_tail()}")
 
     def query(self, promql: str) -> list[dict]:
         url = self.prometheus_url + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})

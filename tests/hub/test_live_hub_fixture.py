@@ -54,8 +54,7 @@ def test_kernels_start_restart_and_shut_down_as_the_user(live_hub: LiveHub):
 def test_held_spawn_stays_pending_until_released(live_hub: LiveHub):
     user = live_hub.add_user()
     try:
-        live_hub.hold_spawn(user)
-        time.sleep(1)
+        live_hub.hold_spawn(user)  # returns once the hub's pre-spawn hook holds it
         server = live_hub.user_model(user)["servers"][""]
         assert (server["pending"], server["ready"]) == ("spawn", False)
         assert live_hub.release_spawn(user)["ready"] is True
