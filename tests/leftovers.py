@@ -120,7 +120,7 @@ def remove_account(name: str, timeout: float = 30) -> None:
         result = subprocess.run(
             ["userdel", "--remove", name], capture_output=True, text=True, start_new_session=True
         )
-        # A killed process counts as "logged in" until its parent has reaped it.
+        # userdel refuses an account that still runs something: killed ones take a moment.
         if result.returncode != USERDEL_BUSY or time.monotonic() > deadline:
             break
         time.sleep(0.2)
