@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass
 
-# What TLJH and JupyterHub accept as a user or group name without escaping.
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
-MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
+from dlcourse_installer import driver
+from dlcourse_installer.roster import NAME, Student
 
-DEFAULT_TLJH_VERSION = "1.0.0"
+MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+# The newest TLJH release (tag 2.0.0, 2024-10-21: JupyterHub 5, Ubuntu >= 22.04, a Python 3.12
+# user environment from Miniforge 24.7.1-2; tljh/requirements-hub-env.txt, tljh/installer.py,
+# bootstrap/bootstrap.py of that tag). Its bootstrap flags: --version, then TLJH's installer's
+# --admin NAME[:PASSWORD] and --plugin SPEC.
+DEFAULT_TLJH_VERSION = "2.0.0"
 
 
 @dataclass(frozen=True)
@@ -22,14 +28,13 @@ class Options:
     reboot: bool = False
     no_gpu: bool = False
     tensorflow: bool = False
-    roster: tuple[tuple[str, str], ...] = ()  # (username, section)
+    roster: tuple[Student, ...] = ()
     mem_limit: str | None = None
     cpu_limit: str | None = None
-    stack: str = "apt"
     grafana_port: int | None = None
+    domain: str = ""  # the server's name in URLs (Grafana's root_url, the summary)
     tljh_version: str = DEFAULT_TLJH_VERSION
     source: str = ""  # pip spec (or checkout path) that installs dlcourse
-    assets: str = ""  # checkout holding prometheus/, grafana/, docker-compose.yml
     torch_spec: tuple[str, ...] = ("torch", "torchvision")
     dry_run: bool = False
     yes: bool = False
@@ -37,41 +42,9 @@ class Options:
 
     def groups(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for user, section in self.roster:
-            out.setdefault(section, []).append(user)
+        for student in self.roster:
+            out.setdefault(student.group, []).append(student.username)
         return out
-
-
-def parse_roster(
-    text: str, source: str = "roster"
-) -> tuple[tuple[tuple[str, str], ...], list[str]]:
-    """``username,section`` rows (a header line is allowed). Returns rows and errors."""
-    rows: list[tuple[str, str]] = []
-    errors: list[str] = []
-    seen: set[str] = set()
-    for lineno, record in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not record or not "".join(record).strip() or record[0].lstrip().startswith("#"):
-            continue
-        cells = [c.strip() for c in record]
-        if lineno == 1 and [c.lower() for c in cells[:2]] == ["username", "section"]:
-            continue
-        if len(cells) != 2:
-            errors.append(
-                f"{source}:{lineno}: expected 'username,section', got {len(cells)} fields"
-            )
-            continue
-        user, section = cells[0].lower(), cells[1]
-        group = "section-" + re.sub(r"[^a-z0-9._-]+", "-", section.lower()).strip("-")
-        if not NAME.match(user):
-            errors.append(f"{source}:{lineno}: {cells[0]!r} is not a valid username")
-        elif user in seen:
-            errors.append(f"{source}:{lineno}: {user!r} appears twice")
-        elif group == "section-":
-            errors.append(f"{source}:{lineno}: empty section for {user!r}")
-        else:
-            seen.add(user)
-            rows.append((user, group))
-    return tuple(rows), errors
 
 
 def validate(opts: Options) -> list[str]:
@@ -79,10 +52,19 @@ def validate(opts: Options) -> list[str]:
     if not opts.admins:
         errors.append("--admin NAME is required: the first hub administrator")
     errors += [f"--admin {a!r} is not a valid username" for a in opts.admins if not NAME.match(a)]
-    if opts.driver is not None and not opts.driver.isdigit():
-        errors.append(f"--driver {opts.driver!r}: give the driver branch number, e.g. 550")
+    branch = driver.parse_branch(opts.driver) if opts.driver is not None else None
+    if opts.driver is not None and branch is None:
+        errors.append(
+            f"--driver {opts.driver!r}: give a branch, optionally with -server and/or -open, "
+            "e.g. 580, 580-server, 580-server-open"
+        )
     if opts.no_gpu and (opts.driver or opts.ppa):
         errors.append("--no-gpu cannot be combined with --driver or --ppa")
+    if opts.ppa and (branch is None or branch.server):
+        errors.append(
+            "--ppa needs --driver BRANCH without -server (the graphics-drivers PPA has no "
+            "server builds), e.g. --ppa --driver 580"
+        )
     if opts.mem_limit is not None and not MEMORY.match(opts.mem_limit):
         errors.append(f"--mem-limit {opts.mem_limit!r}: use a size such as 4G or 512M")
     if opts.cpu_limit is not None:
@@ -91,6 +73,8 @@ def validate(opts: Options) -> list[str]:
                 raise ValueError
         except ValueError:
             errors.append(f"--cpu-limit {opts.cpu_limit!r}: use a positive number of CPUs")
+    if opts.domain and not HOSTNAME.match(opts.domain):
+        errors.append(f"--domain {opts.domain!r}: give the server's DNS name, e.g. gpu.example.edu")
     if opts.grafana_port is not None and not 1 <= opts.grafana_port <= 65535:
         errors.append(f"--grafana-port {opts.grafana_port}: not a TCP port")
     return errors

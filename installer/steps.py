@@ -7,33 +7,41 @@ the course, the exporter and monitoring after it.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
+from functools import cached_property
 from typing import TextIO
 
-from dlcourse_installer import apt, files, preflight, systemd, templates, tljh, users
+from dlcourse_installer import (
+    apt,
+    assets,
+    driver,
+    files,
+    generated,
+    preflight,
+    pytorch,
+    systemd,
+    templates,
+    tljh,
+    users,
+)
+from dlcourse_installer.generated import Facts, GeneratedFile
 from dlcourse_installer.host import Host
 from dlcourse_installer.options import Options
 from dlcourse_installer.paths import Paths
+from dlcourse_installer.ports import Ports
 from dlcourse_installer.state import State
 
-BASE_PACKAGES = ["python3", "python3-venv", "git", "curl", "build-essential", "dkms"]
-USER_PACKAGES = ["jupyterlab-nvdashboard", "jupyter-resource-usage", "ipywidgets"]
+# What the steps run before TLJH's bootstrap installs its own (git: it resolves --version).
+BASE_PACKAGES = ["python3", "python3-venv", "git", "curl"]
 MONITORING_PACKAGES = ["prometheus", "prometheus-alertmanager", "prometheus-node-exporter"]
 TLJH_BOOTSTRAP_URL = (
     "https://raw.githubusercontent.com/jupyterhub/the-littlest-jupyterhub/{version}"
     "/bootstrap/bootstrap.py"
 )
 GRAFANA_KEY_URL = "https://apt.grafana.com/gpg.key"
-PYTORCH_INDEX = "https://download.pytorch.org/whl/{tag}"
-# The minimum driver for each CUDA build of PyTorch (NVIDIA's CUDA release notes, Linux).
-CUDA_BUILDS = [((570, 26), "cu128"), ((560, 28), "cu126"), ((550, 54), "cu124"),
-               ((530, 30), "cu121"), ((520, 61), "cu118")]  # fmt: skip
-
 # NVML through ctypes: proves the library the exporter uses answers, without any package.
 NVML_CHECK = (
     "import ctypes, sys\n"
@@ -46,8 +54,6 @@ NVML_CHECK = (
     "print(buf.value.decode(), count.value)\n"
     "nvml.nvmlShutdown()\n"
 )
-TORCH_VERSION = "import torch; print(torch.__version__)"
-TORCH_CUDA = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"
 
 
 class StepError(Exception):
@@ -64,12 +70,27 @@ class Context:
     paths: Paths
     opts: Options
     state: State
+    facts: Facts = field(default_factory=lambda: Facts(python=sys.executable))
+    ports: Ports = field(default_factory=Ports)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     findings: preflight.Findings | None = None
-    summary: list[str] = field(default_factory=list)
+    driver_branch: driver.Branch | None = None  # chosen by the driver step
 
     def note(self, text: str) -> None:
         self.out.write(f"      {text}\n")
+
+    @cached_property
+    def files(self) -> list[GeneratedFile]:
+        """Every file this install writes (generated.plan, the one registry)."""
+        return generated.plan(self.paths, self.ports, self.opts, self.facts)
+
+
+def ensure_part(ctx: Context, part: str) -> bool:
+    """Write this part of the registry's files where they differ. True if any changed."""
+    changed = False
+    for f in generated.part(ctx.files, part):
+        changed |= files.ensure_generated(ctx.host, f, planning=ctx.opts.dry_run)
+    return changed
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,9 @@ class Step:
     # The options a step depends on: when they change, a finished step runs again.
     inputs: Callable[[Options], dict] = lambda o: {}
     always: bool = False  # looks only; runs every time
+    # The parts of generated.plan() it writes: when their contents change (a new
+    # dlcourse, new rules or dashboards), a finished step runs again too.
+    parts: tuple[str, ...] = ()
 
 
 # -- 1. preflight --------------------------------------------------------------------
@@ -92,7 +116,8 @@ class PreflightFailed(StepError):
 
 
 def ensure_preflight(ctx: Context) -> None:
-    ctx.findings = preflight.check(ctx.host, ctx.opts)
+    if ctx.findings is None:  # a dry run has looked already, to list refusals first
+        ctx.findings = preflight.check(ctx.host, ctx.opts)
     for warning in ctx.findings.warnings:
         ctx.note(f"warning: {warning}")
     if ctx.findings.gpus:
@@ -103,24 +128,12 @@ def ensure_preflight(ctx: Context) -> None:
 
 # -- 2. base packages ----------------------------------------------------------------
 def ensure_base_packages(ctx: Context) -> None:
-    kernel = ctx.host.query(["uname", "-r"]).stdout.strip()
-    # DKMS builds the NVIDIA module against the running kernel's headers.
-    packages = BASE_PACKAGES + ([f"linux-headers-{kernel}"] if kernel else [])
-    installed = apt.ensure_packages(ctx.host, packages)
+    installed = apt.ensure_packages(ctx.host, BASE_PACKAGES)
     if installed:
         ctx.note(f"new packages: {' '.join(installed)}")
 
 
 # -- 3. NVIDIA driver ----------------------------------------------------------------
-def parse_recommended(ubuntu_drivers_output: str) -> str | None:
-    """``driver   : nvidia-driver-550 - distro non-free recommended`` -> nvidia-driver-550."""
-    for line in ubuntu_drivers_output.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "driver" and value.strip().endswith("recommended"):
-            return value.split()[0]
-    return None
-
-
 def driver_version(host: Host) -> str | None:
     r = host.query(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
     return r.stdout.splitlines()[0].strip() if r.ok and r.stdout.strip() else None
@@ -130,57 +143,130 @@ def boot_id(host: Host) -> str:
     return (host.read_text("/proc/sys/kernel/random/boot_id") or "").strip()
 
 
+def chosen_branch(ctx: Context) -> driver.Branch | None:
+    """--driver as given, else what ubuntu-drivers recommends for a compute server."""
+    if ctx.opts.driver:
+        return driver.parse_branch(ctx.opts.driver)
+    apt.ensure_packages(ctx.host, ["ubuntu-drivers-common"])
+    return driver.recommended(ctx.host)
+
+
 def ensure_nvidia_driver(ctx: Context) -> None:
     host, opts = ctx.host, ctx.opts
     if opts.no_gpu:
         ctx.note("skipped: --no-gpu")
         return
-    if opts.ppa and not host.glob(f"{ctx.paths.apt_sources_d}/graphics-drivers-*"):
-        apt.add_ppa(host, "graphics-drivers/ppa")  # refreshes the package lists itself
-    if opts.driver:
-        package = f"nvidia-driver-{opts.driver}"
-    else:
-        apt.ensure_packages(host, ["ubuntu-drivers-common"])
-        package = parse_recommended(host.query(["ubuntu-drivers", "devices"]).stdout)
-        if package is None:
-            if not ctx.opts.dry_run:
-                raise StepError(
-                    "`ubuntu-drivers devices` recommends no NVIDIA driver: "
-                    "choose one with --driver N"
-                )
-            package = "nvidia-driver-<recommended by ubuntu-drivers>"
-    installed = apt.ensure_packages(host, [package])
-    if installed:
-        ctx.note(f"new driver package: {package}")
-    if files.ensure_file(host, ctx.paths.modprobe_blacklist, templates.nouveau_blacklist()):
+    kernel = host.query(["uname", "-r"]).stdout.strip()
+    present = driver.installed(host)
+    if present and opts.driver and str(present) != opts.driver:
+        raise StepError(
+            f"driver {present} is installed, not {opts.driver}: to switch, run "
+            "`dlcourse-install driver --purge`, reboot, and run this command again"
+        )
+    branch = present or chosen_branch(ctx)
+    if branch is None:
+        if not opts.dry_run:
+            raise StepError(
+                "`ubuntu-drivers list --gpgpu --recommended` names no NVIDIA driver for this "
+                "server: choose one with --driver BRANCH (e.g. 580-server)"
+            )
+        branch = driver.Branch("<recommended by ubuntu-drivers>", server=True)
+    chosen = "as given (--driver)" if opts.driver else "ubuntu-drivers' choice for servers"
+    ctx.note(f"driver {branch}, {chosen}")
+    ctx.driver_branch = branch
+    if present is None:
+        install_driver(ctx, branch, kernel)
+    gpus = preflight.nvidia_gpus(host)
+    switches = preflight.nvswitches(host)
+    if switches:  # NVSwitch systems: no CUDA without Fabric Manager of the same branch
+        apt.ensure_packages(host, branch.fabric_manager_packages)
+    if ensure_part(ctx, "driver"):
         host.run(["update-initramfs", "-u"])  # nouveau is loaded from the initramfs
 
     version = driver_version(host)
     if version is None:
         if ctx.state.reboot_pending and ctx.state.boot_id != boot_id(host):
-            raise StepError(
-                "the driver is installed and the machine rebooted, but nvidia-smi fails. "
-                "Check `dkms status`, `lsmod | grep -e nvidia -e nouveau` and, with Secure "
-                "Boot on, `mokutil --list-enrolled` (the MOK must be enrolled at boot)"
-            )
+            raise StepError(driver_not_loaded(host, branch))
         ctx.state.reboot_pending = True
         ctx.state.boot_id = boot_id(host)
-        raise RebootRequired(f"{package} is installed; the kernel must boot with it")
-
-    nvml = host.query(["/usr/bin/python3", "-c", NVML_CHECK])
-    if not nvml.ok and not ctx.opts.dry_run:
-        raise StepError(f"nvidia-smi works but NVML does not answer Python: {nvml.stderr.strip()}")
-    ctx.note(f"driver {version} answers nvidia-smi and NVML")
+        ctx.note(
+            f"after the reboot: the nvidia module is loaded, nvidia-smi lists all {len(gpus)} "
+            f"GPU(s) ({', '.join(gpus)}), and the running driver is the installed {branch}"
+            + ("; then Fabric Manager starts" if switches else "")
+        )
+        raise RebootRequired(f"driver {branch} is installed; the kernel must boot with it")
+    verify_driver(ctx, branch, version, gpus)
+    if switches:
+        systemd.ensure_running(host, "nvidia-fabricmanager")
     ctx.state.reboot_pending = False
     if files.ensure_absent(host, ctx.paths.unit(templates.RESUME_UNIT)):
         systemd.disable(host, templates.RESUME_UNIT)
         systemd.reload_daemon(host)
 
 
+def install_driver(ctx: Context, branch: driver.Branch, kernel: str) -> None:
+    """Signed prebuilt modules when Ubuntu has them; DKMS only where Secure Boot allows it."""
+    host, opts = ctx.host, ctx.opts
+    secure_boot = bool(ctx.findings and ctx.findings.secure_boot)
+    if opts.ppa:  # DKMS sources only (refused with Secure Boot by the preflight)
+        if not host.glob(f"{ctx.paths.apt_sources_d}/graphics-drivers-*"):
+            apt.add_ppa(host, "graphics-drivers/ppa")  # refreshes the package lists itself
+        apt.ensure_packages(host, [f"linux-headers-{kernel}", f"nvidia-driver-{branch.number}"])
+        return
+    prebuilt = driver.prebuilt_available(host, branch, kernel)
+    if not prebuilt and secure_boot:
+        raise StepError(driver.secure_boot_instructions(branch, kernel, ppa=False))
+    if not prebuilt:
+        ctx.note(f"no prebuilt modules for kernel {kernel}: DKMS builds them (Secure Boot is off)")
+        apt.ensure_packages(host, [f"linux-headers-{kernel}"])
+    apt.refresh(host)
+    host.run(driver.install_command(branch, dkms=not prebuilt), env=apt.APT_ENV)
+    apt.ensure_packages(host, [branch.utils_package])  # nvidia-smi, left out by --gpgpu
+    if driver.installed(host) is None and not opts.dry_run:
+        raise StepError(
+            f"`{' '.join(driver.install_command(branch, dkms=not prebuilt))}` installed no "
+            "driver: see `ubuntu-drivers list --gpgpu` for the branches this GPU can use"
+        )
+
+
+def verify_driver(ctx: Context, branch: driver.Branch, version: str, gpus: list[str]) -> None:
+    """After the reboot: every GPU is there, on the driver that was installed."""
+    host = ctx.host
+    listed = host.query(["nvidia-smi", "--query-gpu=pci.bus_id", "--format=csv,noheader"])
+    seen = {line.strip().lower()[-12:] for line in listed.stdout.splitlines() if line.strip()}
+    missing = [g for g in gpus if g.lower()[-12:] not in seen]
+    if missing and not ctx.opts.dry_run:
+        raise StepError(
+            f"nvidia-smi lists {len(seen)} of the {len(gpus)} NVIDIA GPUs; missing: "
+            f"{', '.join(missing)} (see `sudo dmesg | grep -i -e nvrm -e xid`)"
+        )
+    installed = driver.package_version(host, branch.utils_package)
+    if installed and installed != version and not ctx.opts.dry_run:
+        raise StepError(
+            f"the running driver is {version} but {installed} is installed: the old module "
+            "is still loaded; reboot and run the same command again"
+        )
+    nvml = host.query(["/usr/bin/python3", "-c", NVML_CHECK])
+    if not nvml.ok and not ctx.opts.dry_run:
+        raise StepError(f"nvidia-smi works but NVML does not answer Python: {nvml.stderr.strip()}")
+    ctx.note(f"driver {version} loaded; nvidia-smi and NVML see all {len(gpus)} GPU(s)")
+
+
+def driver_not_loaded(host: Host, branch: driver.Branch) -> str:
+    reason = "the nvidia module did not load after the reboot"
+    if not host.exists("/sys/module/nvidia"):
+        reason += " (no /sys/module/nvidia)"
+    return (
+        f"driver {branch} is installed and the machine rebooted, but {reason}. Check "
+        "`sudo dmesg | grep -i -e nvidia -e nouveau`, `lsmod | grep nouveau` and, with "
+        "Secure Boot on, `mokutil --sb-state` and `dkms status`"
+    )
+
+
 def purge_driver(ctx: Context) -> None:
     """``dlcourse-install driver --purge``: back to nouveau, as the seed's `apt purge nvidia*`."""
     host = ctx.host
-    packages = apt.installed_matching(host, ["nvidia-*", "libnvidia-*"])
+    packages = apt.installed_matching(host, ["nvidia-*", "libnvidia-*", "linux-modules-nvidia-*"])
     if packages:
         apt.purge(host, packages)
     if files.ensure_absent(host, ctx.paths.modprobe_blacklist):
@@ -196,72 +282,153 @@ PLUGIN_CHECK = "import dlcourse_installer.tljh_plugin"
 
 def ensure_tljh(ctx: Context) -> None:
     host, paths, opts = ctx.host, ctx.paths, ctx.opts
-    if not tljh.is_installed(host, paths):
+    # The admins' passwords exist before TLJH first starts the hub: the plugin writes them
+    # into TLJH's password store from these files (hub_passwords.py), so the hub never
+    # listens with an admin account whoever comes first could claim.
+    if not host.exists(paths.hub_passwords_dir):
+        host.make_dirs(paths.hub_passwords_dir, mode=0o700)
+    ensure_part(ctx, "tljh")
+    fresh = not tljh.is_installed(host, paths)
+    if fresh:
         bootstrap = f"{paths.cache}/tljh-bootstrap-{opts.tljh_version}.py"
         if not host.exists(bootstrap):
             host.make_dirs(paths.cache)
-            url = TLJH_BOOTSTRAP_URL.format(version=opts.tljh_version)
-            host.run(["curl", "-fsSL", "-o", bootstrap, url])
+            download(host, TLJH_BOOTSTRAP_URL.format(version=opts.tljh_version), bootstrap)
         admins = [a for admin in opts.admins for a in ("--admin", admin)]
         host.run(
             ["/usr/bin/python3", bootstrap, "--version", opts.tljh_version, *admins,
              "--plugin", opts.source],
-            env={"TLJH_INSTALL_PREFIX": paths.tljh_prefix},
+            env={"TLJH_INSTALL_PREFIX": paths.tljh_prefix, "DLCOURSE_ETC": paths.etc},
         )  # fmt: skip
-        return
-    if not host.query([f"{paths.hub_env}/bin/python3", "-c", PLUGIN_CHECK]).ok:
+    elif not host.query([f"{paths.hub_env}/bin/python3", "-c", PLUGIN_CHECK]).ok:
         # TLJH was there before dlcourse: add the plugin to its hub environment.
         host.run([f"{paths.hub_env}/bin/python3", "-m", "pip", "install", opts.source])
-        tljh.reload_hub(host, paths)
+        restart_hub(ctx)
+    if not (fresh and opts.dry_run) and tljh.passwords_missing(host, paths):
+        tljh.seed_passwords(host, paths)
+    for admin in opts.admins:
+        ctx.note(f"hub admin {admin}: password in {paths.hub_password(admin)}")
+
+
+def restart_hub(ctx: Context) -> None:
+    """Restart the hub for new configuration and wait for its API, two minutes at most.
+
+    Not `tljh-config reload hub`: it polls until the hub answers, forever if it never does
+    (tljh/config.py reload_component, TLJH 2.0.0).
+    """
+    if not tljh.restart_hub(ctx.host, ctx.ports, wait=not ctx.opts.dry_run):
+        raise StepError(
+            "the hub did not come back within two minutes after a restart: "
+            "see `journalctl -u jupyterhub -n 50`"
+        )
+
+
+def download(host: Host, url: str, dest: str) -> None:
+    """Network downloads are retried: a flaky mirror should not stop the install."""
+    host.run(["curl", "-fsSL", "--retry", "3", "--retry-delay", "5", "-o", dest, url])
 
 
 # -- 5. users' environment -----------------------------------------------------------
-def torch_build(version: str | None) -> str | None:
-    """The newest CUDA build of PyTorch the driver runs (``550.54.15`` -> ``cu124``)."""
-    if version is None:
-        return None
-    try:
-        major_minor = tuple(int(x) for x in version.split(".")[:2])
-    except ValueError:
-        return None
-    for minimum, tag in CUDA_BUILDS:
-        if major_minor >= minimum:
-            return tag
-    return None
-
-
 def ensure_user_environment(ctx: Context) -> None:
     host, paths, opts = ctx.host, ctx.paths, ctx.opts
     if not tljh.is_installed(host, paths) and not opts.dry_run:
         raise StepError(f"TLJH's user environment {paths.user_env} is missing: rerun the TLJH step")
-    wanted = USER_PACKAGES + (["tensorflow"] if opts.tensorflow else [])
+    ensure_part(ctx, "user-environment")
+    wanted = templates.USER_PIP_PACKAGES + (["tensorflow"] if opts.tensorflow else [])
     todo = [p for p in wanted if not tljh.user_pip_installed(host, paths, p)]
     if todo:
         specs = [
             "tensorflow[and-cuda]" if p == "tensorflow" and not opts.no_gpu else p for p in todo
         ]
         tljh.user_pip_install(host, paths, specs)
+    if opts.no_gpu:
+        install_torch(ctx, pytorch.CPU)
+        ctx.note("no GPU check: --no-gpu (the CPU build of PyTorch)")
+        return
+    ensure_torch_on_the_gpus(ctx)
 
-    tag = "cpu" if opts.no_gpu else torch_build(driver_version(host))
-    if tag is None:
+
+def ensure_torch_on_the_gpus(ctx: Context) -> None:
+    """The newest build the driver runs, proven on every GPU, or the fallback, said so."""
+    host, opts = ctx.host, ctx.opts
+    branch = ctx.driver_branch
+    running = driver_version(host) or (branch.number if branch else "")
+    build = pytorch.first_choice(running)
+    if build is None:
         if not opts.dry_run:
-            raise StepError("no PyTorch CUDA build matches the driver (need 520.61 or newer)")
-        tag = "cu<matching the driver>"
-    current = host.query([f"{paths.user_env}/bin/python", "-c", TORCH_VERSION])
-    if not (current.ok and current.stdout.strip().endswith(f"+{tag}")):
-        # --index-url: PyTorch's own index carries each CUDA build; PyPI's has one.
-        tljh.user_pip_install(
-            host, paths, list(opts.torch_spec), "--force-reinstall",
-            "--index-url", PYTORCH_INDEX.format(tag=tag),
-        )  # fmt: skip
-        ctx.note(f"PyTorch build {tag} for all users")
-    if not opts.no_gpu and not opts.dry_run:
-        if not host.query([f"{paths.user_env}/bin/python", "-c", TORCH_CUDA]).ok:
             raise StepError(
-                f"torch.cuda.is_available() is False in {paths.user_env}: "
-                "check nvidia-smi and the PyTorch build"
+                f"driver {running or '(none answers)'} is too old for any PyTorch CUDA build "
+                "(CUDA 12 needs 525 or newer): reinstall with --driver 580-server"
             )
-        ctx.note("torch.cuda.is_available() is True in the users' environment")
+        ctx.note("PyTorch: the newest CUDA build the driver chosen by ubuntu-drivers runs")
+        return
+    installed = torch_tag(ctx)
+    fallback = pytorch.fallback(running, tried=(build.tag,))
+    if installed == build.tag or (fallback and installed == fallback.tag and installed_ok(ctx)):
+        return  # a fallback chosen by an earlier run stays
+    ctx.note(f"PyTorch {build.describe()}, the newest build that driver {running} runs")
+    install_torch(ctx, build)
+    if opts.dry_run:
+        ctx.note(
+            "then, as a temporary unprivileged account: torch.cuda.is_available() and a "
+            "matrix product on each GPU; on failure, the build whose full-feature minimum "
+            "driver this one meets"
+        )
+        return
+    error = torch_check(ctx)
+    if error is None:
+        ctx.note(f"PyTorch {build.tag} checked on every GPU as an unprivileged account")
+        return
+    if fallback is None:
+        raise StepError(f"PyTorch {build.tag} does not run on this server's GPUs: {error}")
+    minimum = ".".join(str(n) for n in fallback.full_feature_driver)
+    ctx.note(
+        f"PyTorch {build.tag} failed on this server ({error}); falling back to "
+        f"{fallback.describe()}, whose full feature set needs driver {minimum}, which "
+        f"{running} meets"
+    )
+    install_torch(ctx, fallback)
+    error = torch_check(ctx)
+    if error is not None:
+        raise StepError(
+            f"PyTorch {fallback.tag} does not run on this server's GPUs either: {error}"
+        )
+    ctx.note(f"PyTorch {fallback.tag} checked on every GPU as an unprivileged account")
+
+
+def torch_tag(ctx: Context) -> str | None:
+    """The CUDA build of the installed torch (``2.13.0+cu130`` -> ``cu130``)."""
+    current = ctx.host.query([f"{ctx.paths.user_env}/bin/python", "-c", pytorch.VERSION])
+    if not current.ok:
+        return None
+    return current.stdout.strip().partition("+")[2] or None
+
+
+def installed_ok(ctx: Context) -> bool:
+    return ctx.opts.dry_run or torch_check(ctx) is None
+
+
+def install_torch(ctx: Context, build: pytorch.CudaBuild) -> None:
+    if torch_tag(ctx) == build.tag:
+        return
+    # --index-url: PyTorch's own index carries each CUDA build; PyPI's has one.
+    # --force-reinstall: the same torch version of another build counts as installed.
+    tljh.user_pip_install(
+        ctx.host, ctx.paths, list(ctx.opts.torch_spec), "--force-reinstall",
+        "--index-url", build.index,
+    )  # fmt: skip
+
+
+def torch_check(ctx: Context) -> str | None:
+    """None if torch computes on every GPU for an ordinary account; else what went wrong."""
+    python = f"{ctx.paths.user_env}/bin/python"
+    with users.temporary_account(ctx.host) as account:
+        check = ["runuser", "-u", account, "--", python, "-c", pytorch.CHECK]
+        result = ctx.host.query(check, timeout=900)  # CUDA starts slowly on many GPUs
+    if result.ok:
+        return None
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exit {result.rc}"
 
 
 # -- 6. course -----------------------------------------------------------------------
@@ -271,7 +438,7 @@ def ensure_course(ctx: Context) -> None:
     changed = False
     for key, names in (
         ("users.admin", opts.admins),
-        ("users.allowed", [u for u, _ in opts.roster]),
+        ("users.allowed", [student.username for student in opts.roster]),
     ):
         present = set(tljh.lookup(cfg, key) or [])
         for name in names:
@@ -282,12 +449,11 @@ def ensure_course(ctx: Context) -> None:
         if value is not None and str(tljh.lookup(cfg, key)) != value:
             tljh.config_set(host, paths, key, value)
             changed = True
-    snippet = f"{paths.tljh_config_d}/dlcourse-course.py"
+    changed |= ensure_part(ctx, "course")
     if opts.roster:
-        changed |= files.ensure_file(host, snippet, templates.course_snippet(opts.groups()))
         ctx.note(f"{len(opts.roster)} students in {len(opts.groups())} sections")
     if changed:
-        tljh.reload_hub(host, paths)
+        restart_hub(ctx)
 
 
 # -- 7. exporter ---------------------------------------------------------------------
@@ -295,15 +461,7 @@ def ensure_hub_services(ctx: Context) -> bool:
     host, paths = ctx.host, ctx.paths
     if not host.exists(paths.etc):
         host.make_dirs(paths.etc, mode=0o755)
-    changed = files.ensure_secret(host, paths.hub_token)
-    # Prometheus (once installed) reads the hub's metrics token; nobody else may.
-    reader = "prometheus" if users.group_exists(host, "prometheus") else "root"
-    mode = 0o640 if reader != "root" else 0o600
-    changed |= files.ensure_secret(host, paths.metrics_token, mode=mode, group=reader)
-    grafana_route = ctx.opts.stack == "apt" and ctx.opts.grafana_port is None
-    snippet = templates.hub_services_snippet(paths, grafana_route=grafana_route)
-    changed |= files.ensure_file(host, f"{paths.tljh_config_d}/dlcourse-services.py", snippet)
-    return changed
+    return ensure_part(ctx, "hub-services")
 
 
 def ensure_exporter(ctx: Context) -> None:
@@ -315,131 +473,48 @@ def ensure_exporter(ctx: Context) -> None:
     if not host.exists(f"{venv}/bin/dlcourse-exporter"):
         host.run([f"{venv}/bin/python", "-m", "pip", "install", opts.source])
     if ensure_hub_services(ctx):
-        tljh.reload_hub(host, paths)
-    unit = templates.EXPORTER_SERVICE + ".service"
-    changed = systemd.install_unit(host, paths, unit, templates.exporter_unit(paths))
-    systemd.ensure_running(host, unit, restart_needed=changed)
+        restart_hub(ctx)
+    changed = ensure_part(ctx, "exporter")
+    if changed:
+        systemd.reload_daemon(host)
+    systemd.ensure_running(host, f"{templates.EXPORTER_SERVICE}.service", restart_needed=changed)
 
 
 # -- 8. monitoring -------------------------------------------------------------------
-def repo_files(assets: str, folder: str, suffixes: tuple[str, ...]) -> list[str]:
-    """Files of the checkout's prometheus/ or grafana/ folder (written by others), sorted."""
-    base = os.path.join(assets, folder)
-    found = []
-    for dirpath, _, names in os.walk(base):
-        found += [os.path.join(dirpath, n) for n in names if n.endswith(suffixes)]
-    return sorted(found)
-
-
-def assets_digest(assets: str) -> str:
-    """Changes when the checkout's rules or dashboards change, so monitoring runs again."""
-    digest = hashlib.sha256()
-    for folder in ("prometheus", "grafana"):
-        for path in repo_files(assets, folder, (".yml", ".yaml", ".json")):
-            digest.update(path.encode() + b"\0" + _read(path).encode())
-    return digest.hexdigest()[:16]
-
-
-def is_rule_file(path: str) -> bool:
-    with open(path, encoding="utf-8") as f:
-        return any(line.startswith("groups:") for line in f)
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
-def ensure_prometheus(ctx: Context) -> dict[str, bool]:
-    host, paths, opts = ctx.host, ctx.paths, ctx.opts
-    changed = {"prometheus": False, "prometheus-alertmanager": False}
-    rules_dir = f"{paths.prometheus_rules_dir}/rules"
-    rule_files, alertmanager = [], None
-    for src in repo_files(opts.assets, "prometheus", (".yml", ".yaml")):
-        rel = os.path.relpath(src, os.path.join(opts.assets, "prometheus"))
-        if os.path.basename(src) in ("alertmanager.yml", "alertmanager.yaml"):
-            alertmanager = src
-        elif is_rule_file(src):
-            dest = f"{rules_dir}/{rel}"
-            rule_files.append(dest)
-            changed["prometheus"] |= files.ensure_file(host, dest, _read(src))
-    ctx.note(f"{len(rule_files)} rule files from prometheus/")
-    config = templates.prometheus_config(paths, rule_files)
-    changed["prometheus"] |= files.ensure_file(host, paths.prometheus_config, config)
-    am = _read(alertmanager) if alertmanager else templates.default_alertmanager_config()
-    changed["prometheus-alertmanager"] |= files.ensure_file(host, paths.alertmanager_config, am)
-    # Prometheus reads the hub's metrics token; nobody else may.
-    if host.exists(paths.metrics_token) or not opts.dry_run:
-        files.ensure_attrs(host, paths.metrics_token, mode=0o640, owner="root", group="prometheus")
-    return changed
-
-
 def ensure_grafana(ctx: Context) -> bool:
-    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    host, paths = ctx.host, ctx.paths
     key = f"{paths.apt_keyrings}/grafana.asc"
     if not host.exists(key):
         host.make_dirs(paths.apt_keyrings)
-        host.run(["curl", "-fsSL", "-o", key, GRAFANA_KEY_URL])
-    files.ensure_file(
-        host, f"{paths.apt_sources_d}/grafana.list", templates.grafana_apt_source(paths)
-    )
+        download(host, GRAFANA_KEY_URL, key)
+    if ensure_part(ctx, "grafana-apt"):
+        host.apt_lists_fresh = False  # a new source
     apt.ensure_packages(host, ["grafana"])
-    # Made before Grafana's first start: Grafana sets the admin password only then.
-    changed = files.ensure_secret(host, paths.grafana_password)
-    changed |= systemd.install_unit(
-        host, paths, "grafana-server.service.d/dlcourse.conf",
-        templates.grafana_dropin(paths, port=opts.grafana_port),
-    )  # fmt: skip
-    prov = paths.grafana_provisioning
-    for path, content in (
-        (f"{prov}/datasources/dlcourse.yml", templates.grafana_datasource()),
-        (f"{prov}/dashboards/dlcourse.yml", templates.grafana_dashboard_provider(paths)),
-    ):
-        changed |= files.ensure_file(host, path, content, group="grafana", mode=0o640)
-    base = os.path.join(opts.assets, "grafana")
-    dashboards = repo_files(opts.assets, "grafana", (".json",))
-    for src in dashboards:
-        dest = f"{paths.grafana_dashboards_dir}/{os.path.relpath(src, base)}"
-        changed |= files.ensure_file(host, dest, _read(src))
-    ctx.note(f"{len(dashboards)} dashboards from grafana/")
+    ctx.note(f"{len(assets.dashboards())} dashboards from grafana/dashboards/")
+    changed = ensure_part(ctx, "grafana")
+    if changed:
+        systemd.reload_daemon(host)  # the drop-in
     return changed
 
 
 def ensure_monitoring(ctx: Context) -> None:
-    if ctx.opts.stack == "docker":
-        ensure_docker_stack(ctx)
-        return
-    host, paths = ctx.host, ctx.paths
+    host = ctx.host
     apt.ensure_packages(host, MONITORING_PACKAGES)
-    changed = ensure_prometheus(ctx)
-    for package, args in (
-        ("prometheus", templates.PROMETHEUS_ARGS),
-        ("prometheus-alertmanager", templates.ALERTMANAGER_ARGS),
-        ("prometheus-node-exporter", templates.NODE_EXPORTER_ARGS),
-    ):
-        changed[package] = changed.get(package, False) | files.ensure_file(
-            host, paths.default_file(package), templates.default_args(args)
+    # The hub's metrics token was written root-only before Prometheus's account existed.
+    for f in generated.part(ctx.files, "hub-services"):
+        files.ensure_owner(host, f)
+    ctx.note(f"{len(assets.rules())} rule files from prometheus/rules/")
+    changed = {
+        unit: ensure_part(ctx, part)
+        for unit, part in (
+            ("prometheus", "prometheus"),
+            ("prometheus-alertmanager", "alertmanager"),
+            ("prometheus-node-exporter", "node-exporter"),
         )
+    }
     changed["grafana-server"] = ensure_grafana(ctx)
     for unit, restart_needed in changed.items():
         systemd.ensure_running(host, unit, restart_needed=restart_needed)
-
-
-def ensure_docker_stack(ctx: Context) -> None:
-    host, paths, opts = ctx.host, ctx.paths, ctx.opts
-    compose = os.path.join(opts.assets, "docker-compose.yml")
-    if not os.path.exists(compose):
-        raise StepError(f"--stack docker needs {compose}, which this checkout lacks")
-    apt.ensure_packages(host, ["docker.io", "docker-compose-v2"])
-    changed = files.ensure_file(host, f"{paths.stack_dir}/docker-compose.yml", _read(compose))
-    for folder in ("prometheus", "grafana"):
-        for src in repo_files(opts.assets, folder, (".yml", ".yaml", ".json")):
-            rel = os.path.relpath(src, opts.assets)
-            changed |= files.ensure_file(host, f"{paths.stack_dir}/{rel}", _read(src))
-    compose_cmd = ["docker", "compose", "--project-directory", paths.stack_dir]
-    running = host.query([*compose_cmd, "ps", "--quiet"]).stdout.strip()
-    if changed or not running:
-        host.run([*compose_cmd, "up", "--detach", "--remove-orphans"])
 
 
 # -- 9. final check ------------------------------------------------------------------
@@ -453,23 +528,23 @@ def _get_json(host: Host, url: str, *params: str) -> dict | None:
 
 
 def ensure_final_check(ctx: Context) -> None:
-    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    host, opts = ctx.host, ctx.opts
     if opts.dry_run:
         ctx.note("after a real run: services active, Prometheus targets up, a sample query")
         return
-    units = ["jupyterhub", templates.EXPORTER_SERVICE]
-    if opts.stack == "apt":
-        units += [
-            "prometheus",
-            "prometheus-alertmanager",
-            "prometheus-node-exporter",
-            "grafana-server",
-        ]
+    units = [
+        "jupyterhub",
+        templates.EXPORTER_SERVICE,
+        "prometheus",
+        "prometheus-alertmanager",
+        "prometheus-node-exporter",
+        "grafana-server",
+    ]
     inactive = [u for u in units if not systemd.is_active(host, u)]
     if inactive:
         raise StepError(f"not running: {', '.join(inactive)} (see `journalctl -u {inactive[0]}`)")
 
-    prom = f"http://{templates.PROMETHEUS_ADDRESS}"
+    prom = f"http://{ctx.ports.address('prometheus')}"
     active: list[dict] = []
     down: list[str] = ["(no answer from Prometheus)"]
     for _ in range(12):  # targets turn up after their first scrape (15 s)
@@ -490,21 +565,26 @@ def ensure_final_check(ctx: Context) -> None:
         )
     ctx.note(f"{len(active)} Prometheus targets up; a sample query answered")
 
+
+def summary(ctx: Context) -> list[str]:
+    """Where everything is once installed: URLs, and the file of each credential (never its
+    value)."""
+    paths, opts, ports, domain = ctx.paths, ctx.opts, ctx.ports, ctx.opts.domain
     grafana = (
-        f"http://<this server>:{opts.grafana_port}/"
+        f"http://{domain}:{opts.grafana_port}/"
         if opts.grafana_port
-        else f"http://<this server>{templates.GRAFANA_PATH}"
+        else f"http://{domain}{templates.GRAFANA_PATH}"
     )
-    ctx.summary += [
-        "JupyterHub:  http://<this server>/  (admins: "
-        + ", ".join(opts.admins)
-        + "; the first login sets the password)",
-        f"Grafana:     {grafana}  (user admin, password in {paths.grafana_password})",
-        f"Prometheus:  {prom}/  and Alertmanager http://{templates.ALERTMANAGER_ADDRESS}/ "
-        "(localhost only: ssh -L 9090:127.0.0.1:9090 <this server>)",
-        f"Exporter:    http://{templates.EXPORTER_ADDRESS}/metrics",
-        f"Credentials: {paths.hub_token}, {paths.metrics_token} (hub service tokens)",
-        f"Log:         {paths.log_file}",
+    admins = "; ".join(f"admin {a}: password in {paths.hub_password(a)}" for a in opts.admins)
+    return [
+        f"JupyterHub:   http://{domain}/  ({admins})",
+        f"Grafana:      {grafana}  (user admin: password in {paths.grafana_password})",
+        f"Prometheus:   http://{ports.address('prometheus')}/ and Alertmanager "
+        f"http://{ports.address('alertmanager')}/, on the server only "
+        f"(ssh -L {ports.prometheus}:{ports.address('prometheus')} {domain})",
+        f"Exporter:     http://{ports.address('exporter')}/ (the class page, on the server only)",
+        f"Hub tokens:   {paths.hub_token} (exporter), {paths.metrics_token} (Prometheus)",
+        f"Install log:  {paths.log_file}",
     ]
 
 
@@ -514,27 +594,30 @@ STEPS = [
     Step("base-packages", "Base packages", ensure_base_packages),
     Step(
         "nvidia-driver", "NVIDIA driver", ensure_nvidia_driver,
-        lambda o: {"driver": o.driver, "ppa": o.ppa, "no_gpu": o.no_gpu},
+        lambda o: {"driver": o.driver, "ppa": o.ppa, "no_gpu": o.no_gpu}, parts=("driver",),
     ),
     Step(
         "tljh", "The Littlest JupyterHub", ensure_tljh,
-        lambda o: {"version": o.tljh_version, "admins": o.admins},
+        lambda o: {"version": o.tljh_version, "admins": o.admins}, parts=("tljh",),
     ),
     Step(
         "user-environment", "Users' environment (PyTorch, CUDA)", ensure_user_environment,
         lambda o: {"tensorflow": o.tensorflow, "torch": o.torch_spec, "no_gpu": o.no_gpu},
+        parts=("user-environment",),
     ),
     Step(
         "course", "Course: admins, roster, limits", ensure_course,
-        lambda o: {"admins": o.admins, "roster": o.roster, "mem": o.mem_limit, "cpu": o.cpu_limit},
+        lambda o: {"admins": o.admins, "roster": [astuple(s) for s in o.roster],
+                   "mem": o.mem_limit, "cpu": o.cpu_limit},
+        parts=("course",),
     ),
     Step(
         "exporter", "dlcourse exporter", ensure_exporter,
-        lambda o: {"source": o.source, "stack": o.stack, "grafana_port": o.grafana_port},
+        lambda o: {"source": o.source}, parts=("hub-services", "exporter"),
     ),
     Step(
         "monitoring", "Monitoring stack", ensure_monitoring,
-        lambda o: {"stack": o.stack, "port": o.grafana_port, "assets": assets_digest(o.assets)},
+        parts=("prometheus", "alertmanager", "node-exporter", "grafana-apt", "grafana"),
     ),
     Step("final-check", "Final check", ensure_final_check, always=True),
 ]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -23,6 +24,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def limit_open_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+
+
 def parse_samples(text: str) -> Samples:
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
@@ -39,7 +44,9 @@ class RunningExporter:
         scenario: Path | None = None,
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        open_files: int | None = None,
     ) -> None:
+        """open_files: soft and hard RLIMIT_NOFILE both, so the exporter cannot raise it."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environ = {
@@ -65,6 +72,7 @@ class RunningExporter:
             env=environ,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else lambda: limit_open_files(open_files),
         )
         self.wait_ready()
 

@@ -24,8 +24,7 @@ def write_process(procfs: Path, pid: int, started: float, argv: list[str]) -> No
     fields = ["S", "1", str(pid), "0", "0", "-1", "0"] + ["0"] * 12 + [str(start_ticks), "0", "0"]
     (d / "stat").write_text(f"{pid} (python) {' '.join(fields)}\n")
     (d / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
-    (d / "environ").write_bytes(b"JUPYTERHUB_USER=ada\0")
-    (d / "cgroup").write_text("0::/user.slice\n")
+    (d / "cgroup").write_text("0::/system.slice/jupyter-ada.service\n")  # TLJH's unit
 
 
 def scan(watcher: KernelWatcher) -> dict[str, int]:

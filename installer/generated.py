@@ -1,0 +1,181 @@
+"""Every file the installer writes, in one list.
+
+``plan()`` is the registry: each install step writes its own part of it
+(``steps.ensure_part``), and ``dlcourse-install render`` writes all of it under a folder for
+tests and reviewers. A new generated file is one more entry in ``plan()`` with the part
+(the step) that writes it; the steps, render, the dry run and the tests then know it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from dlcourse_installer import assets, templates
+from dlcourse_installer.options import Options
+from dlcourse_installer.paths import Paths
+from dlcourse_installer.ports import Ports
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    path: str  # on the server
+    part: str  # which step writes it, and when (see steps.ensure_part)
+    # The text; None for a secret: a fresh random token, made once, never printed or logged.
+    content: str | None
+    mode: int = 0o644
+    owner: str = "root"
+    group: str = "root"
+    # The packaged asset it comes from (rules, dashboards, provisioning): the dry run names
+    # it instead of printing it.
+    origin: str = ""
+
+    @property
+    def is_secret(self) -> bool:
+        return self.content is None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What file contents depend on besides the options: learned from the server by an
+    install, fixed (a fresh Ubuntu 24.04 GPU server) for render."""
+
+    python: str  # the Python that resumes the install after the driver's reboot
+
+
+def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[GeneratedFile]:
+    """Every file, in the order a fresh install writes them."""
+    return [
+        *_driver(paths, opts, facts),
+        *_hub_accounts(paths, opts),
+        *_user_environment(paths),
+        *_course(paths, opts),
+        *_hub_services(paths, ports, opts),
+        *_prometheus(paths, ports),
+        *_alertmanager(paths, ports),
+        *_grafana(paths, ports, opts),
+    ]
+
+
+def _driver(paths: Paths, opts: Options, facts: Facts) -> list[GeneratedFile]:
+    if opts.no_gpu:
+        return []
+    files = [GeneratedFile(paths.modprobe_blacklist, "driver", templates.nouveau_blacklist())]
+    if opts.reboot:
+        unit = templates.resume_unit(paths, facts.python)
+        files.append(GeneratedFile(paths.unit(templates.RESUME_UNIT), "resume", unit))
+    return files
+
+
+def _hub_accounts(paths: Paths, opts: Options) -> list[GeneratedFile]:
+    """Written before TLJH's bootstrap: the admins have a password before the hub listens."""
+    return [GeneratedFile(paths.hub_password(a), "tljh", None, mode=0o600) for a in opts.admins]
+
+
+def _user_environment(paths: Paths) -> list[GeneratedFile]:
+    settings = templates.resource_usage_settings()
+    path = f"{paths.user_jupyter_config_d}/dlcourse-resource-usage.json"
+    return [GeneratedFile(path, "user-environment", settings)]
+
+
+def _course(paths: Paths, opts: Options) -> list[GeneratedFile]:
+    if not opts.roster:
+        return []
+    snippet = templates.course_snippet(opts.groups())
+    return [GeneratedFile(f"{paths.tljh_config_d}/dlcourse-course.py", "course", snippet)]
+
+
+def _hub_services(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
+    snippet = templates.hub_services_snippet(paths, ports, grafana_route=opts.grafana_port is None)
+    unit = templates.exporter_unit(paths, ports)
+    return [
+        GeneratedFile(paths.hub_token, "hub-services", None, mode=0o600),
+        # Prometheus scrapes the hub's /hub/metrics with this token; nobody else may read it.
+        GeneratedFile(paths.metrics_token, "hub-services", None, mode=0o640, group="prometheus"),
+        GeneratedFile(f"{paths.tljh_config_d}/dlcourse-services.py", "hub-services", snippet),
+        GeneratedFile(paths.unit(f"{templates.EXPORTER_SERVICE}.service"), "exporter", unit),
+    ]
+
+
+def _prometheus(paths: Paths, ports: Ports) -> list[GeneratedFile]:
+    rules = [
+        GeneratedFile(f"{paths.prometheus_rules_dir}/{a.name}", "prometheus", a.text,
+                      origin=a.origin)
+        for a in assets.rules()
+    ]  # fmt: skip
+    config = templates.prometheus_config(paths, ports, [r.path for r in rules])
+    args = templates.default_args(templates.prometheus_args(paths, ports))
+    node_args = templates.default_args(templates.node_exporter_args(ports))
+    return [
+        *rules,
+        GeneratedFile(paths.prometheus_config, "prometheus", config),
+        GeneratedFile(paths.default_file("prometheus"), "prometheus", args),
+        GeneratedFile(paths.default_file("prometheus-node-exporter"), "node-exporter", node_args),
+    ]
+
+
+def _alertmanager(paths: Paths, ports: Ports) -> list[GeneratedFile]:
+    packaged = assets.alertmanager_config()
+    if packaged:
+        text, origin = packaged.text, packaged.origin
+    else:
+        text, origin = templates.default_alertmanager_config(), ""
+    # Receivers may hold SMTP or webhook credentials: Alertmanager's account reads it, no one else.
+    config = GeneratedFile(paths.alertmanager_config, "alertmanager", text, mode=0o640,
+                           group="prometheus", origin=origin)  # fmt: skip
+    args = templates.default_args(templates.alertmanager_args(paths, ports))
+    return [
+        config,
+        GeneratedFile(paths.default_file("prometheus-alertmanager"), "alertmanager", args),
+    ]
+
+
+def _grafana(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
+    dropin = templates.grafana_dropin(
+        paths, ports, domain=opts.domain, public_port=opts.grafana_port
+    )
+    # The repository's provisioning, as docker-compose.yml uses it, with this install's
+    # addresses and folders in place of the defaults it names.
+    here = {Ports().address(name): ports.address(name) for name in ("prometheus", "alertmanager")}
+    here[Paths().grafana_dashboards_dir] = paths.grafana_dashboards_dir
+    provisioning = []
+    for a in assets.grafana_provisioning():
+        text = _with(a.text, here)
+        origin = a.origin if text == a.text else f"{a.origin}, with this install's addresses"
+        path = f"{paths.grafana_provisioning}/{a.name}"
+        provisioning.append(
+            GeneratedFile(path, "grafana", text, mode=0o640, group="grafana", origin=origin)
+        )
+    dashboards = [
+        GeneratedFile(f"{paths.grafana_dashboards_dir}/{a.name}", "grafana", a.text,
+                      origin=a.origin)
+        for a in assets.dashboards()
+    ]  # fmt: skip
+    return [
+        GeneratedFile(f"{paths.apt_sources_d}/grafana.list", "grafana-apt",
+                      templates.grafana_apt_source(paths)),
+        # Made before Grafana's first start: Grafana sets the admin password only then.
+        GeneratedFile(paths.grafana_password, "grafana", None, mode=0o600),
+        GeneratedFile(paths.unit("grafana-server.service.d/dlcourse.conf"), "grafana", dropin),
+        *provisioning,
+        *dashboards,
+    ]  # fmt: skip
+
+
+def _with(text: str, replacements: dict[str, str]) -> str:
+    for default, value in replacements.items():
+        text = text.replace(default, value)
+    return text
+
+
+def part(files: list[GeneratedFile], name: str) -> list[GeneratedFile]:
+    return [f for f in files if f.part == name]
+
+
+def digest(files: list[GeneratedFile], parts: tuple[str, ...]) -> str:
+    """Changes when any file of these parts would change (a secret by its place only)."""
+    h = hashlib.sha256()
+    for f in files:
+        if f.part in parts:
+            h.update(repr((f.path, f.mode, f.owner, f.group, f.content)).encode())
+    return h.hexdigest()[:16]
