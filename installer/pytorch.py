@@ -57,6 +57,12 @@ BUILDS = [  # newest CUDA first
 CPU = CudaBuild("cpu", "none", 0, (0,), current=True)
 
 
+def index_of(pin: str) -> str | None:
+    """The index a pinned build came from: ``torch==2.13.0+cu130`` -> .../whl/cu130."""
+    label = pin.partition("+")[2]
+    return INDEX.format(tag=label) if label else None
+
+
 def parse_version(text: str) -> tuple[int, ...] | None:
     """``580.65.06`` or a branch ``580`` -> (580, 65, 6); None if it is not a version."""
     try:
