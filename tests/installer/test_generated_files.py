@@ -83,7 +83,7 @@ def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
     assert f"CapabilityBoundingSet={caps}" in unit and f"AmbientCapabilities={caps}" in unit
     # A bad configuration exits 2 and must not restart forever; connections need descriptors.
     assert "RestartPreventExitStatus=2" in unit.splitlines()
-    assert "LimitNOFILE=8192" in unit.splitlines()
+    assert "LimitNOFILE=65536" in unit.splitlines()
 
 
 def test_prometheus_config_and_its_rules_pass_promtool(site):
