@@ -236,7 +236,8 @@ def status(host: Host, paths: Paths) -> int:
     for number, step in enumerate(STEPS, start=1):
         entry = state.done.get(step.name)
         mark = f"done {entry['at']}" if entry else ("checked every run" if step.always else "to do")
-        print(f"  [{number}/{len(STEPS)}] {step.title:<38} {mark}")
+        label = f"[{number}/{len(STEPS)}]"
+        print(f"  {label:<7} {step.title:<38} {mark}")
     if state.reboot_pending:
         print("  A reboot is pending for the NVIDIA driver; run the installer again after it.")
     for line in packages_status(host, paths):
