@@ -84,11 +84,6 @@ class Paths:
         return f"{self.etc}/course-packages"
 
     @property
-    def pytorch_constraints(self) -> str:
-        """pip constraints: PyTorch exactly as the installer chose it (world-readable)."""
-        return f"{self.etc}/pytorch-constraints.txt"
-
-    @property
     def package_snapshots(self) -> str:
         """`pip list --format=freeze` before each course packages install, for rollback."""
         return f"{self.prefix}/state/packages"
@@ -101,6 +96,12 @@ class Paths:
     @property
     def user_env(self) -> str:
         return f"{self.tljh_prefix}/user"
+
+    @property
+    def pytorch_constraints(self) -> str:
+        """pip constraints: PyTorch exactly as the installer chose it. In the environment, which
+        every student reads: their own `pip install --user` reads these pins too."""
+        return f"{self.user_env}/pytorch-constraints.txt"
 
     @property
     def user_pip_conf(self) -> str:

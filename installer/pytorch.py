@@ -14,7 +14,7 @@ Sources, read 2026-08:
   with 12.8, 2.7 with 11.8, 2.6 with 12.4, 2.5 with 12.1. Each build has its own index,
   download.pytorch.org/whl/cu<NNN>, whose newest torch is the newest release built for it.
 
-Checked again 2026-12-01, because the pins (/etc/dlcourse/pytorch-constraints.txt) name the
+Checked again 2026-12-01, because the pins (/opt/tljh/user/pytorch-constraints.txt) name the
 build this table chooses: PyPI's newest torch is 2.15.0 (`pip index versions torch`). The
 pytorch/pytorch RELEASE.md that could be read here is older (its matrix ends before 2.4); a
 third-party copy of the newer matrix lists 2.14 (2026-09-02) with CUDA 12.6, 13.0 and 13.2 as

@@ -56,7 +56,7 @@ def test_install_time_packages_after_pytorch_pinned_with_the_build_kept(server, 
     # PyTorch is pinned before any course package goes in; conda first, then pip.
     pinned = index_of(a, "write /opt/tljh/user/pip.conf")
     assert pinned < index_of(a, "write /opt/dlcourse/state/packages/pip-list-")
-    pip = "pip install --constraint /etc/dlcourse/pytorch-constraints.txt"
+    pip = "pip install --constraint /opt/tljh/user/pytorch-constraints.txt"
     conda = index_of(a, "conda install --yes --prefix /opt/tljh/user --override-channels "
                         "-c conda-forge gdal=3.9")  # fmt: skip
     audio = index_of(a, f"{pip} --index-url https://download.pytorch.org/whl/cu130 torchaudio")
@@ -64,7 +64,7 @@ def test_install_time_packages_after_pytorch_pinned_with_the_build_kept(server, 
     assert pinned < conda < audio < pypi < index_of(a, "useradd --system --user-group")
     assert server.torch == "2.13.0+cu130"  # the build the installer chose and checked
     assert server.user_pip["torchaudio"] == "2.13.0+cu130"  # from the same index
-    constraints = server.read_text("/etc/dlcourse/pytorch-constraints.txt")
+    constraints = server.read_text("/opt/tljh/user/pytorch-constraints.txt")
     assert "torch==2.13.0+cu130\n" in constraints and "torchaudio==2.13.0+cu130\n" in constraints
     assert "pytorch ==2.13.0+cu130\n" in server.read_text("/opt/tljh/user/conda-meta/pinned")
     assert server.read_text("/etc/dlcourse/course-packages") == COURSE
@@ -96,7 +96,7 @@ def test_mid_term_packages_installs_only_what_is_new_and_keeps_the_list(server, 
     assert rc == runner.EXIT_OK, out
     installs = [a for a in server.actions if "pip install" in a or "conda install" in a]
     assert installs == ["run /opt/tljh/user/bin/python -m pip install --constraint "
-                        "/etc/dlcourse/pytorch-constraints.txt datasets"]  # fmt: skip
+                        "/opt/tljh/user/pytorch-constraints.txt datasets"]  # fmt: skip
     assert server.read_text("/etc/dlcourse/course-packages").count("datasets") == 1
     assert "[1/1] Course packages" in out and "the environment before this change" in out
     assert server.torch == "2.13.0+cu130"

@@ -23,7 +23,7 @@ MILESTONES = [
     "pip install jupyterlab-nvdashboard==0.15.0 jupyter-resource-usage==1.3.0 ipywidgets==8.1.9",
     "--index-url https://download.pytorch.org/whl/cu130 torch torchvision",
     "useradd --system --no-create-home",  # the GPU check's temporary account
-    "write /etc/dlcourse/pytorch-constraints.txt",
+    "write /opt/tljh/user/pytorch-constraints.txt",
     "write /opt/tljh/user/pip.conf",
     "write /opt/tljh/user/conda-meta/pinned",
     "tljh-config set limits.memory 4G",
