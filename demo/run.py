@@ -5,7 +5,9 @@ sections, their servers and notebook kernels running for real (as root: as real 
 accounts, as on TLJH), two stand-in GPUs whose processes are those kernels, the exporter
 attributing them to the students, Prometheus with the course's recording and alert rules,
 Alertmanager, and node_exporter. One student's kernel crashes every few minutes, so the crash
-metrics and alerts have something to show. Ctrl-C stops it all and removes what it created.
+metrics and alerts have something to show. Ctrl-C (or SIGTERM, or closing the terminal) stops
+it all and removes what it created; a demo that could not (killed, crashed) is cleaned up by the
+next one (demo/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 
+from lifecycle import Refusal, claim_workdir, shield_cleanup, stop_like_ctrl_c  # demo/
+
 from dlcourse_testing.alerting import AlertingStack, find_tool
 from dlcourse_testing.alerting import Process as StackProcess
 from dlcourse_testing.exporter import RunningExporter, free_port
 from dlcourse_testing.hub import DEFAULT_SERVICES, LiveHub
+from dlcourse_testing.leftovers import Ledger
 from fakenvml import Gpu, Process, Scenario, build_library
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,9 +39,11 @@ DEMO_OVERRIDES = Path(__file__).with_name("alert-overrides.json")
 
 
 class Demo:
-    def __init__(self, workdir: Path, user_env: Path) -> None:
+    def __init__(self, workdir: Path, user_env: Path, ledger: Ledger, prefix: str = "") -> None:
         self.dir = workdir
         self.user_env = user_env
+        self.ledger = ledger  # what this demo started, for the next one if this one is killed
+        self.prefix = prefix  # of account names: tests run demos beside each other
         self.hub: LiveHub | None = None
         self.stack: AlertingStack | None = None
         self.node: StackProcess | None = None
@@ -51,17 +57,22 @@ class Demo:
         services = {**DEFAULT_SERVICES, "prometheus": ("read:metrics",)}
         self.hub = LiveHub(self.dir / "hub", self.user_env, services=services)
         self.hub.start()
+        self.ledger.record(self.hub.process.pid, "jupyterhub")
+        self.ledger.record(int((self.hub.dir / "proxy.pid").read_text()), "proxy")
         for name, section in STUDENTS.items():
-            self.hub.add_user(name, groups=[section])
-        self.hub.add_user("teacher", admin=True)
+            self.hub.add_user(self.prefix + name, groups=[section])
+        self.hub.add_user(self.prefix + "teacher", admin=True)
         for name in STUDENTS:
-            self.hub.start_server(name)
+            server = self.hub.start_server(self.prefix + name)
+            self.ledger.record(server["state"]["pid"], f"server of {self.prefix + name}")
             self.start_kernel(name)
         self.start_kernel("ada")  # ada has two notebooks open
 
     def start_kernel(self, user: str) -> None:
-        kernel_id = self.hub.start_kernel(user)
-        self.kernels.setdefault(user, []).append(self.hub.kernel_pid(user, kernel_id))
+        kernel_id = self.hub.start_kernel(self.prefix + user)
+        pid = self.hub.kernel_pid(self.prefix + user, kernel_id)
+        self.ledger.record(pid, f"kernel of {self.prefix + user}")
+        self.kernels.setdefault(user, []).append(pid)
 
     def scenario(self, t: float) -> Scenario:
         """GPU 0: ada and grace train in waves; GPU 1: alan hogs memory idle, katherine trains."""
@@ -123,6 +134,7 @@ class Demo:
             scenario=scenario,
             log_path=self.dir / "exporter.log",
         )
+        self.ledger.record(self.exporter.process.pid, "exporter")
 
     def start_monitoring(self) -> None:
         """node_exporter, then Prometheus and Alertmanager with the shipped configuration and
@@ -148,6 +160,8 @@ class Demo:
             hub_token_file=self.hub.token_file("prometheus"),
             interval="5s",
         ).__enter__()
+        for process in [self.node, *self.stack.processes]:
+            self.ledger.record(process.popen.pid, process.name)
 
     def new_alerts(self) -> list[str]:
         """Alerts the webhook received since the last call, one line each."""
@@ -181,15 +195,24 @@ def main() -> int:
     parser.add_argument(
         "--duration", type=float, default=0, help="stop after N seconds (0: until Ctrl-C)"
     )
+    parser.add_argument(
+        "--account-prefix",
+        default="",
+        help="put before the demo's user names (tests use a random one: runs share machines)",
+    )
     args = parser.parse_args()
     if not (args.user_env / "bin" / "jupyterhub-singleuser").exists():
         args.user_env = Path(sys.prefix)
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    args.workdir.mkdir(parents=True)
-    args.workdir.chmod(0o755)  # students' servers read the scenario and their own folders
+    users = [args.account_prefix + name for name in [*STUDENTS, "teacher"]]
+    try:
+        # As root the users are Linux accounts: those names must be free, or leftovers.
+        ledger = claim_workdir(args.workdir, users if os.geteuid() == 0 else None)
+    except Refusal as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
 
-    demo = Demo(args.workdir, args.user_env)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    demo = Demo(args.workdir, args.user_env, ledger, args.account_prefix)
+    stop_like_ctrl_c(args.workdir)
     try:
         nvml_dir = build_library(args.workdir / "nvml")
         print("demo: starting JupyterHub and four students' servers and kernels ...")
@@ -204,7 +227,7 @@ def main() -> int:
 dlcourse demo is running (Ctrl-C to stop). Open:
   class status page   {demo.exporter.url}/
   exporter metrics    {demo.exporter.url}/metrics
-  JupyterHub          {demo.hub.public_url}/  (users: {", ".join(STUDENTS)}, teacher; any password)
+  JupyterHub          {demo.hub.public_url}/  (users: {", ".join(users)}; any password)
   Prometheus          {demo.stack.prometheus_url}/graph
   firing alerts       {demo.stack.prometheus_url}/alerts
   Alertmanager        {demo.stack.alertmanager_url}/#/alerts
@@ -224,8 +247,10 @@ Alerts that Alertmanager sends are printed here as they arrive. Logs: {args.work
     except KeyboardInterrupt:
         pass
     finally:
-        print("demo: stopping ...")
+        shield_cleanup(args.workdir)
+        print("demo: stopping ...", flush=True)
         demo.close()
+        print("demo: stopped, accounts and processes removed", flush=True)
     return 0
 
 

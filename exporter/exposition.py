@@ -16,8 +16,10 @@ Sample of the health series::
 A collector counts as failed when one of its sources failed, or when its part cannot be
 rendered: ``render()`` raised, a label value UTF-8 cannot encode (prometheus_client fails
 as it encodes), or it has more than ``MAX_SERIES_PER_COLLECTOR`` series. Its metrics are
-then left out; the others are served. Its duration is the sum of its sources' last polls,
-its last success the oldest of theirs.
+then left out; the others are served. Its duration runs from the start of the reading its
+data comes from (the walk of /proc for the kernels and host collectors) to the end of its
+last source's poll, when it last succeeded, so that its last success less its duration is
+when that reading began.
 """
 
 from __future__ import annotations
@@ -200,12 +202,16 @@ class Exposition:
         build.add_metric([__version__], 1)
         for collector in self.collectors:
             states = [self.scheduler.states[name] for name in collector.sources]
-            ok = all(state.success for state in states) and collector.name not in failed
+            read = all(state.success for state in states)
+            ok = read and collector.name not in failed
             success.add_metric([collector.name], 1.0 if ok else 0.0)
-            duration.add_metric([collector.name], sum(s.duration_seconds for s in states))
+            took = max(s.ended for s in states) - min(s.began for s in states)
+            duration.add_metric([collector.name], max(took, 0.0))
             stamps = [state.last_success_timestamp for state in states]
             if None not in stamps:
-                last.add_metric([collector.name], min(stamps))  # type: ignore[type-var]
+                # Complete when its last source ended; else, at best, its oldest success.
+                when = max(stamps) if read else min(stamps)  # type: ignore[type-var]
+                last.add_metric([collector.name], when)
         yield from (build, success, duration, last)
 
     def families(self) -> Iterator[Metric]:

@@ -32,11 +32,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SourceState:
-    """What the last poll of one source left behind."""
+    """What the last poll of one source left behind. ``began`` and ``ended`` are
+    ``time.perf_counter()`` values; ``began`` is when the reading behind the snapshot began,
+    its inputs' included (the walk of /proc before the kernels source's poll)."""
 
     snapshot: Any | None = None
     success: bool = False
-    duration_seconds: float = 0.0
+    began: float = 0.0
+    ended: float = 0.0
     last_success_timestamp: float | None = None
     polled: bool = False
     error: str | None = None
@@ -88,10 +91,11 @@ class Scheduler:
         self.generation += 1
 
     async def _poll_once(self, source: Source, fresh: dict[str, SourceState]) -> SourceState:
-        started = time.perf_counter()
+        began = time.perf_counter()
         previous = self.states[source.name]
         try:
             inputs = [self._input(need, fresh) for need in source.needs]
+            began = min([began, *(self._state(need, fresh).began for need in source.needs)])
             snapshot = await asyncio.wait_for(self._poll(source, inputs), source.deadline)
         except Exception as exc:  # any source failure only degrades this source
             if isinstance(exc, asyncio.TimeoutError):
@@ -103,7 +107,8 @@ class Scheduler:
             return SourceState(
                 snapshot=None,
                 success=False,
-                duration_seconds=time.perf_counter() - started,
+                began=began,
+                ended=time.perf_counter(),
                 last_success_timestamp=previous.last_success_timestamp,
                 polled=True,
                 error=error,
@@ -113,13 +118,17 @@ class Scheduler:
         return SourceState(
             snapshot=snapshot,
             success=True,
-            duration_seconds=time.perf_counter() - started,
+            began=began,
+            ended=time.perf_counter(),
             last_success_timestamp=time.time(),
             polled=True,
         )
 
+    def _state(self, name: str, fresh: dict[str, SourceState]) -> SourceState:
+        return fresh.get(name) or self.states[name]
+
     def _input(self, name: str, fresh: dict[str, SourceState]) -> Any:
-        state = fresh.get(name) or self.states[name]
+        state = self._state(name, fresh)
         if not state.success:
             raise InputFailed(f"its input {name} failed")
         return state.snapshot

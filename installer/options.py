@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from dlcourse_installer import driver
+from dlcourse_installer.course_packages import CoursePackages
 from dlcourse_installer.roster import NAME, Student
 
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
@@ -29,6 +30,7 @@ class Options:
     no_gpu: bool = False
     tensorflow: bool = False
     roster: tuple[Student, ...] = ()
+    packages: CoursePackages | None = None  # --packages FILE
     mem_limit: str | None = None
     cpu_limit: str | None = None
     grafana_port: int | None = None

@@ -20,12 +20,14 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
 
 from .exporter import free_port
+from .leftovers import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "prometheus"
@@ -43,14 +45,17 @@ def find_tool(*names: str) -> str | None:
     return None
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+def wait_until(predicate, timeout: float, what: str | Callable[[], str], interval: float = 0.2):
+    """predicate()'s first true result; `what` (or what() at the deadline: a log tail, say)
+    names the condition when it never came."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            described = what() if callable(what) else what
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {described}")
         time.sleep(interval)
 
 
@@ -102,7 +107,7 @@ class Webhook:
         return wait_until(
             lambda: self.alerts(alertname, path, status),
             timeout,
-            f"{alertname} ({status}) at webhook path {path}; received: {self.summary()}",
+            lambda: f"{alertname} ({status}) at webhook path {path}; received: {self.summary()}",
         )
 
     def summary(self) -> list[str]:
@@ -123,7 +128,9 @@ class Process:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
-        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.popen = subprocess.Popen(
+            die_with_parent(argv), stdout=self._log, stderr=subprocess.STDOUT, env=env
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()
@@ -279,7 +286,7 @@ class AlertingStack:
                 raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
             return http_ok(url)
 
-        wait_until(ready, 30, f"{process.name} to be ready")
+        wait_until(ready, 60, lambda: f"{process.name} to be ready\n{process.log_tail()}")
 
     def query(self, promql: str) -> list[dict]:
         url = self.prometheus_url + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})

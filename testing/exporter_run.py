@@ -15,7 +15,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .exporter import RunningExporter
+from .exporter import RunningExporter, Samples, parse_samples, poll_ended, poll_started
 
 
 @contextmanager
@@ -54,3 +54,19 @@ def wait_for(check: Callable[[], object], timeout: float, message: str) -> objec
         if time.monotonic() > deadline:
             raise AssertionError(message)
         time.sleep(0.25)
+
+
+def wait_poll_after(url: str, collector: str, seconds: float, timeout: float = 60) -> None:
+    """Waits until a poll of the collector that began `seconds` after the last one so far
+    ended has succeeded: it saw all that happened before now, `seconds` later."""
+
+    def scrape() -> Samples:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return parse_samples(response.read().decode())
+
+    moment = poll_ended(scrape(), collector) + seconds
+    wait_for(
+        lambda: poll_started(scrape(), collector) >= moment,
+        timeout,
+        f"no {collector} poll began after {moment:.1f}",
+    )

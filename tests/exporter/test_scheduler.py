@@ -82,6 +82,9 @@ def test_a_source_gets_what_it_needs_from_the_same_cycle_or_fails_with_it():
     asyncio.run(scheduler.tick())
     asyncio.run(scheduler.tick())
     assert kernels.polls == [(1,), (2,)]  # the table of its own cycle, not the last one
+    # Its data began with the table's reading: that is when its collection began.
+    assert scheduler.states["kernels"].began == scheduler.states["table"].began
+    assert scheduler.states["kernels"].ended >= scheduler.states["table"].ended
     table.broken = True
     asyncio.run(scheduler.tick())
     assert len(kernels.polls) == 2  # not polled without its input
