@@ -7,14 +7,14 @@ zero-filled per-signal series need.
 from __future__ import annotations
 
 import tempfile
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from .alerting import wait_until as wait_for  # one waiting loop for every helper
 from .exporter import RunningExporter, Samples, parse_samples, poll_ended, poll_started
 
 
@@ -43,17 +43,6 @@ def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def value(url: str, name: str, **labels: str) -> float | None:
     return samples(url).get((name, tuple(sorted(labels.items()))))
-
-
-def wait_for(check: Callable[[], object], timeout: float, message: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.25)
 
 
 def wait_poll_after(url: str, collector: str, seconds: float, timeout: float = 60) -> None:
