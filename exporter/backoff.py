@@ -1,7 +1,7 @@
 """Waiting longer after each failure, so a source that is down is not hammered.
 
-Used wherever a source retries by itself: NVML's initialisation (1 s doubling to 60 s) and
-the hub API (one poll interval doubling to four).
+Used wherever a source retries by itself: NVML's initialisation (1 s doubling to 60 s),
+the hub API (one poll interval doubling to four) and the Kubernetes API (1 s to 30 s).
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ class Backoff:
 
     def ready(self) -> bool:
         return self.failures == 0 or self.clock() >= self._retry_at
+
+    def remaining(self) -> float:
+        """Seconds until ready() (0 when it is)."""
+        return 0.0 if self.ready() else self._retry_at - self.clock()
 
     def failed(self) -> None:
         self.failures += 1

@@ -111,6 +111,13 @@ OPTIONS = (
         "only its processes are believed when JUPYTERHUB_USER names a user",
     ),
     Option(
+        "attribution",
+        "whose a process is: host (systemd unit, JUPYTERHUB_USER, Linux account) or "
+        "kubernetes (the student of the KubeSpawner pod whose cgroup it is in)",
+        "host",
+        one_of("host", "kubernetes"),
+    ),
+    Option(
         "log.level",
         "debug, info, warning or error",
         "info",
@@ -250,6 +257,8 @@ def _value(
         (f"config file {option.key}", file_values.get(option.key)),
         *((name, environ.get(name)) for name in option.fallback_env),
     ]
+    if option.env_default is not None:
+        places.append((option.env_default_text, option.env_default(environ)))
     found = next(((place, raw) for place, raw in places if raw is not None), None)
     if found is None:
         return option.default if option.default is None else option.parse(str(option.default))

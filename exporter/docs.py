@@ -41,10 +41,15 @@ def metrics_md() -> str:
     for collector in COLLECTORS:
         default = "" if collector.on_by_default else " Off by default."
         title = f"Collector `{collector.name}`: {collector.description}.{default}"
+        if not collector.metrics:
+            title += ' Only its health series (`collector="' + collector.name + '"`).'
         sections.append((title, collector.metrics))
     lines = [METRICS_HEADER]
     for title, metrics in sections:
-        lines.append(f"## {title}\n\n| metric | type | labels | meaning |\n|---|---|---|---|\n")
+        lines.append(f"## {title}\n\n")
+        if not metrics:
+            continue
+        lines.append("| metric | type | labels | meaning |\n|---|---|---|---|\n")
         for metric in metrics:
             labels = ", ".join(metric.labels) or "-"
             lines.append(
@@ -68,6 +73,8 @@ def settings_table() -> str:
     def add(options: tuple[Option, ...], owner: str) -> None:
         for option in options:
             default = "none" if option.default in (None, "") else f"`{option.default}`"
+            if option.env_default_text:
+                default = option.env_default_text
             meaning = f"{owner}{option.help}"
             rows.append(f"| `{option.flag}` | {environment(option)} | {default} | {meaning} |")
 

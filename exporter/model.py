@@ -12,6 +12,7 @@ exposition knows it may reuse a collector's rendered part (``exposition.py``).
   (``Attribution``).
 - What the kernels and host sources make of the table: ``KernelsSnapshot``, ``HostSnapshot``.
 - The hub's users: ``HubSnapshot`` of ``HubUser`` with their ``HubServer``s.
+- On Kubernetes, the students' pods on this node: ``StudentPods``.
 """
 
 from __future__ import annotations
@@ -83,12 +84,14 @@ class Evidence:
     unit_user: str | None = None  # X of /system.slice/<prefix>X.service
     account: str | None = None  # the account of the real uid; None: a uid without one
     environ_user: str | None = None  # JUPYTERHUB_USER, which anyone can set
+    pod_uid: str | None = None  # the Kubernetes pod whose cgroup the process is in
 
 
 @dataclass(frozen=True)
 class Attribution:
     """The owner of a process and the rule that named it: "unit", "account", "environ",
-    or "linux-account" (no hub: the account stands in; root, daemons, the lecturer)."""
+    "pod" (Kubernetes: the student of the process's pod), or "linux-account" (no hub: the
+    account stands in; root, daemons, the lecturer)."""
 
     user: str
     via: str
@@ -197,3 +200,14 @@ class HubUser:
 class HubSnapshot:
     users: tuple[HubUser, ...]
     truncated: bool = False  # the hub has more users than the exporter reads
+
+
+# --- Kubernetes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudentPods:
+    """The students' pods on this node, as the Kubernetes API last said: pod UID -> hub
+    user (only pods KubeSpawner made for a student; see ``sources.kubepods``)."""
+
+    students: Mapping[str, str] = field(default_factory=dict)

@@ -8,7 +8,7 @@ in its module); ``config.py`` turns them into flags, reads and checks them, and
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,10 @@ class Option:
     parse: Callable[[str], Any] = str  # raises ValueError with a short reason
     # Read after the TOML file, when nothing else set it (e.g. JupyterHub's own variables).
     fallback_env: tuple[str, ...] = ()
+    # Last of all, a default made from the environment (the in-cluster API server), and
+    # what docs/exporter.md says of it.
+    env_default: Callable[[Mapping[str, str]], str | None] | None = None
+    env_default_text: str = ""
     # A "-file" option that names a file holding a secret (never the secret itself, which
     # would show in argv): the secret is kept under the key without "-file", read from the
     # file, else from one of secret_env.

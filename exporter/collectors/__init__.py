@@ -12,6 +12,7 @@ from .gpu import GpuCollector
 from .host import HostCollector
 from .hub import HubCollector
 from .kernels import KernelsCollector
+from .kubernetes import KubernetesCollector
 from .processes import ProcessesCollector
 
 COLLECTORS: tuple[Collector, ...] = (
@@ -20,4 +21,5 @@ COLLECTORS: tuple[Collector, ...] = (
     KernelsCollector(),
     HostCollector(),
     HubCollector(),
+    KubernetesCollector(),
 )

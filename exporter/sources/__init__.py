@@ -16,15 +16,17 @@ from .base import Source
 from .host import HostTracker
 from .hub import HubClient, HubSource
 from .kernels import KernelTracker
+from .kubepods import PodDirectory
+from .kubernetes import KubernetesClient, KubernetesSource
 from .nvml_source import NvmlSource
-from .owners import Owners
+from .owners import OwnerRules, Owners, PodOwners
 from .proctable import ProcessTableSource
 from .roster import SharedRoster
 
 
 class Shared:
-    """What several sources use, made on first use: the hub's roster and the attribution
-    rules that read it."""
+    """What several sources use, made on first use: the hub's roster, the pods on this node
+    (Kubernetes), and the attribution rules that read them."""
 
     def __init__(self, values: Mapping[str, Any], hub: bool) -> None:
         self.values = values
@@ -35,7 +37,13 @@ class Shared:
         return SharedRoster(self.hub, self.values["user.prefix"])
 
     @cached_property
-    def owners(self) -> Owners:
+    def pods(self) -> PodDirectory:
+        return PodDirectory()
+
+    @cached_property
+    def owners(self) -> OwnerRules:
+        if self.values["attribution"] == "kubernetes":
+            return PodOwners(self.pods)
         return Owners(self.values["user.prefix"], self.values["user.spawner-account"], self.roster)
 
 
@@ -43,6 +51,17 @@ Factory = Callable[[Mapping[str, Any], Shared], Source]
 
 # In dependency order: every source after those it needs.
 SOURCES: dict[str, Factory] = {
+    "kubernetes": lambda values, shared: KubernetesSource(
+        KubernetesClient(
+            values["kubernetes.api-url"],
+            values["kubernetes.node-name"],
+            values["kubernetes.namespace"] or None,
+            values["kubernetes.token-file"],
+            values["kubernetes.ca-file"],
+        ),
+        shared.pods,
+        values["collection.interval"],
+    ),
     "nvml": lambda values, _: NvmlSource(values["collection.interval"]),
     "proc": lambda values, shared: ProcessTableSource(
         shared.owners, values["path.procfs"], values["collection.interval"]

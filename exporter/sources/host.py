@@ -27,7 +27,7 @@ from ..untrusted import log_text
 from .base import Source
 from .cgroups import CgroupReader, CgroupUsage, UnitCgroup
 from .kmsg import KmsgWatcher
-from .owners import Owners, account_evidence
+from .owners import OwnerRules, account_evidence
 from .procfs import cgroup_paths
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class HostTracker(Source):
 
     def __init__(
         self,
-        owners: Owners,
+        owners: OwnerRules,
         cgroupfs: Path = Path("/sys/fs/cgroup"),
         kmsg: Path | None = Path("/dev/kmsg"),
         interval: float = 5.0,

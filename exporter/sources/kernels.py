@@ -42,7 +42,7 @@ from ..model import Evidence, KernelsSnapshot, ProcessEntry, ProcessIdentity, Pr
 from ..untrusted import log_text
 from . import procfs as parse
 from .base import Source
-from .owners import Owners
+from .owners import OwnerRules
 from .proc_events import ProcEventListener
 from .proctable import LIMITS, Vanished, read_bounded, read_identity, read_stat
 
@@ -104,7 +104,7 @@ class KernelTracker(Source):
 
     def __init__(
         self,
-        owners: Owners,
+        owners: OwnerRules,
         procfs: Path = Path("/proc"),
         exit_events: str = "auto",
         interval: float = 5.0,

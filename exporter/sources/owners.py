@@ -17,6 +17,12 @@ With a hub configured only its users count; everything else is unattributed. Wit
 hub a process no rule names still has its Linux account, shown as a user (v1 behaviour)
 but not counted as a student by the kernels and host collectors.
 
+On Kubernetes (``--attribution=kubernetes``, ``PodOwners``) none of these rules hold: every
+student's processes run as uid 1000 and a student sets their pod's environment. There a
+process counts for X only when its cgroup names a pod that KubeSpawner made for X
+(``sources.kubepods``), as the API server last listed them; while the API is unreachable,
+nothing is attributed.
+
 The evidence is read from /proc by ``sources.proctable`` (one walk per cycle); here it
 is parsed (``unit_user``, ``environ_user``, ``status_uid``) and judged (``attribute``, pure;
 ``Owners``, with the hub's current roster). Garbage in a file gives no evidence or partial
@@ -34,6 +40,7 @@ from functools import lru_cache
 
 from ..model import Attribution, Evidence
 from ..untrusted import label_value
+from .kubepods import PodDirectory
 from .procfs import cgroup_paths
 from .roster import Roster, SharedRoster, keep_user, system_account
 
@@ -151,3 +158,23 @@ class Owners:
 def account_evidence(uid: int | None) -> Evidence:
     """The evidence of a process known only by its uid (a kernel log line)."""
     return Evidence(account=account_name(uid) if uid is not None else None)
+
+
+class PodOwners:
+    """``Owners`` on Kubernetes: the student of the pod a process's cgroup names, nobody else."""
+
+    prefix = ""  # no systemd units per user in a pod
+
+    def __init__(self, pods: PodDirectory) -> None:
+        self.pods = pods
+
+    def judge(self, evidence: Evidence) -> Attribution | None:
+        student = self.pods.student(evidence.pod_uid)
+        return Attribution(student, "pod") if student is not None else None
+
+    def keep(self, user: str, last_seen: float, now: float) -> bool:
+        return keep_user(user, last_seen, now, hub_configured=False, roster=None)
+
+
+# Whichever rules this exporter runs by (``--attribution``): what the sources judge with.
+OwnerRules = Owners | PodOwners

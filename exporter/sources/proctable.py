@@ -24,7 +24,15 @@ from pathlib import Path
 from ..model import Evidence, ProcessEntry, ProcessIdentity, ProcessTable
 from ..untrusted import valid_text
 from .base import Source
-from .owners import HUB_USER_VARIABLE, Owners, account_name, environ_user, status_uid, unit_user
+from .kubepods import pod_uid
+from .owners import (
+    HUB_USER_VARIABLE,
+    OwnerRules,
+    account_name,
+    environ_user,
+    status_uid,
+    unit_user,
+)
 from .procfs import CLOCK_TICKS, ProcStat, parse_stat, parse_uptime, split_cmdline
 
 # Bytes read at most from each file; the parts the exporter uses come first in each.
@@ -105,7 +113,7 @@ def read_identity(procfs: Path, pid: int, prefix: str) -> ProcessIdentity:
     environ = environ_variables(read("environ", optional=True))
     argv = tuple(split_cmdline(read("cmdline", optional=True)))
     account = account_name(uid) if uid is not None else None
-    evidence = Evidence(unit_user(cgroup, prefix), account, environ_user(environ))
+    evidence = Evidence(unit_user(cgroup, prefix), account, environ_user(environ), pod_uid(cgroup))
     return ProcessIdentity(uid, cgroup, environ, argv, evidence)
 
 
@@ -114,7 +122,7 @@ class ProcessTableSource(Source):
 
     name = "proc"
 
-    def __init__(self, owners: Owners, procfs: Path = Path("/proc"), interval: float = 5.0):
+    def __init__(self, owners: OwnerRules, procfs: Path = Path("/proc"), interval: float = 5.0):
         self.owners = owners
         self.procfs = procfs
         self.interval = interval
