@@ -161,3 +161,53 @@ def test_toml_numbers_are_checked_too(tmp_path):
     toml.write_text("[collection]\ninterval = nan\n")
     with pytest.raises(ConfigError, match="config file collection.interval"):
         load(["--config.file", str(toml)], {})
+
+
+KUBERNETES = ["--attribution=kubernetes", "--kubernetes.api-url=http://127.0.0.1:6443"]
+
+
+def test_kubernetes_attribution_takes_the_chart_s_flags(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("t")
+    config, _ = load(
+        [*KUBERNETES, f"--kubernetes.token-file={token}", "--kubernetes.namespace=jhub"],
+        environ={"NODE_NAME": "gpu-node-3"},
+    )
+    assert "kubernetes" in config.collectors
+    assert config["kubernetes.node-name"] == "gpu-node-3"
+    assert config["kubernetes.namespace"] == "jhub"
+    assert config["kubernetes.token-file"] == token  # a path: read again for every request
+
+
+def test_in_a_pod_the_api_server_is_found_the_standard_way(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("t")
+    (tmp_path / "ca.crt").write_text("")
+    environ = {
+        "NODE_NAME": "n",
+        "KUBERNETES_SERVICE_HOST": "fd00::1",
+        "KUBERNETES_SERVICE_PORT": "443",
+    }
+    argv = ["--attribution=kubernetes", f"--kubernetes.token-file={token}"]
+    config, _ = load([*argv, f"--kubernetes.ca-file={tmp_path / 'ca.crt'}"], environ)
+    assert config["kubernetes.api-url"] == "https://[fd00::1]:443"
+
+
+def test_kubernetes_settings_are_checked_at_start():
+    with pytest.raises(ConfigError) as error:
+        load(["--attribution=kubernetes", "--kubernetes.namespace=Not_A_Name"], environ={})
+    message = str(error.value)
+    assert "\n" not in message
+    for part in (
+        "namespace",
+        "needs --kubernetes.node-name",
+        "needs --kubernetes.api-url outside a pod",
+        "--kubernetes.token-file /var/run/secrets/kubernetes.io/serviceaccount/token is no file",
+    ):
+        assert part in message
+    with pytest.raises(ConfigError, match="go together"):
+        load(["--collector.kubernetes"], environ={})
+    with pytest.raises(ConfigError, match="go together"):
+        load([*KUBERNETES, "--no-collector.kubernetes"], environ={"NODE_NAME": "n"})
+    with pytest.raises(ConfigError, match="attribution"):
+        load(["--attribution=pods"], environ={})
