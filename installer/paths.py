@@ -65,6 +65,17 @@ class Paths:
     def grafana_password(self) -> str:
         return f"{self.etc}/grafana-admin-password"
 
+    # -- who may read the monitoring stack (docs/security.md) --------------------
+    @property
+    def exporter_token(self) -> str:
+        """The exporter's bearer token: Prometheus, the exporter and the status page."""
+        return f"{self.etc}/exporter-token"
+
+    @property
+    def grafana_oauth_secret(self) -> str:
+        """Grafana's client secret at the hub (the grafana service's token)."""
+        return f"{self.etc}/grafana-oauth-secret"
+
     # -- TLJH --------------------------------------------------------------------
     @property
     def hub_env(self) -> str:
