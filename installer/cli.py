@@ -8,14 +8,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dlcourse_installer import __version__, runner
+from dlcourse_installer import __version__, render, runner
+from dlcourse_installer.generated import Facts
 from dlcourse_installer.host import DryRunHost, Host, RealHost
 from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, parse_roster, validate
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.state import State
 from dlcourse_installer.steps import STEPS, Context, purge_driver
 
-COMMANDS = ("install", "status", "resume", "driver")
+COMMANDS = ("install", "render", "status", "resume", "driver")
 
 
 def checkout() -> str:
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "The Littlest JupyterHub, PyTorch with CUDA for all users, the exporter, Prometheus, "
         "Alertmanager and Grafana. Safe to rerun: finished steps are kept.",
         epilog="Other commands: `dlcourse-install status`, `dlcourse-install resume`, "
-        "`dlcourse-install driver --purge`.",
+        "`dlcourse-install driver --purge`, `dlcourse-install render --root DIR [options]`.",
     )
     p.add_argument("--version", action="version", version=f"dlcourse-install {__version__}")
     p.add_argument(
@@ -61,12 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roster", metavar="CSV", help="students: username,section per line")
     p.add_argument("--mem-limit", metavar="SIZE", help="memory per user server, e.g. 4G")
     p.add_argument("--cpu-limit", metavar="N", help="CPUs per user server, e.g. 2")
-    p.add_argument(
-        "--stack",
-        choices=("apt", "docker"),
-        default="apt",
-        help="monitoring from Ubuntu/Grafana packages (default) or docker-compose.yml",
-    )
     p.add_argument(
         "--grafana-port",
         type=int,
@@ -106,7 +101,7 @@ def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
         admins=tuple(a.lower() for a in args.admin),
         driver=args.driver, ppa=args.ppa, reboot=args.reboot, no_gpu=args.no_gpu,
         tensorflow=args.tensorflow, roster=roster, mem_limit=args.mem_limit,
-        cpu_limit=args.cpu_limit, stack=args.stack, grafana_port=args.grafana_port,
+        cpu_limit=args.cpu_limit, grafana_port=args.grafana_port,
         tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
         assets=args.assets or here, dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
     )  # fmt: skip
@@ -138,12 +133,33 @@ def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = 
         print(f"dlcourse-install {__version__}: {mode}log in {log_path}")
     state = State.load(host, paths)
     state.argv = _absolute(argv)
-    ctx = Context(host=host, paths=paths, opts=opts, state=state)
+    ctx = Context(host=host, paths=paths, opts=opts, state=state, facts=facts(host, paths))
     try:
         return runner.run(ctx)
     finally:
         if log is not None:
             log.close()
+
+
+def facts(host: Host, paths: Paths) -> Facts:
+    # The resume unit runs the installer with the Python running it now: bootstrap.py's venv.
+    python = paths.installer_python if host.exists(paths.installer_python) else sys.executable
+    return Facts(python=python)
+
+
+def render_files(argv: list[str]) -> int:
+    """``dlcourse-install render``: the install's files under a folder (installer/render.py)."""
+    parser = build_parser()
+    parser.prog = "dlcourse-install render"
+    parser.description = render.__doc__.split("\n\n")[1].replace("\n", " ")
+    render.add_arguments(parser)
+    args = parser.parse_args(argv)
+    opts, errors = options_from(args)
+    if errors:
+        for e in errors:
+            print(f"dlcourse-install render: {e}", file=sys.stderr)
+        return runner.EXIT_REFUSED
+    return render.main(args.root, args.relocate, args.port, opts, Paths.from_env(args.prefix))
 
 
 def _absolute(argv: list[str]) -> list[str]:
@@ -201,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     rest = argv[1:] if argv and argv[0] in COMMANDS else argv
     if command == "install":
         return install(rest)
+    if command == "render":
+        return render_files(rest)
     paths = Paths.from_env()
     if command == "status":
         return status(RealHost(), paths)

@@ -4,7 +4,39 @@ from __future__ import annotations
 
 import secrets
 
+from dlcourse_installer import users
+from dlcourse_installer.generated import GeneratedFile
 from dlcourse_installer.host import FileMeta, Host
+
+
+def ensure_generated(host: Host, f: GeneratedFile, *, planning: bool = False) -> bool:
+    """One entry of the registry in place. True if anything changed.
+
+    A file for a service account that does not exist yet (its package comes in a later
+    step) is written root-only for now; that step hands it over (``ensure_owner``). A dry
+    run (``planning``) shows the final owner.
+    """
+    owner, group, mode = f.owner, f.group, f.mode
+    accounts = _account_exists(host, "passwd", owner) and _account_exists(host, "group", group)
+    if not (accounts or planning):
+        owner, group, mode = "root", "root", mode & 0o700
+    if f.is_secret:
+        return ensure_secret(host, f.path, mode=mode, owner=owner, group=group)
+    return ensure_file(host, f.path, f.content, mode=mode, owner=owner, group=group,
+                       origin=f.origin)  # fmt: skip
+
+
+def ensure_owner(host: Host, f: GeneratedFile) -> bool:
+    """The owner and mode of the registry, for a file written before its account existed."""
+    if not host.exists(f.path):
+        return False
+    return ensure_attrs(host, f.path, mode=f.mode, owner=f.owner, group=f.group)
+
+
+def _account_exists(host: Host, database: str, name: str) -> bool:
+    if name == "root":
+        return True
+    return users.user_exists(host, name) if database == "passwd" else users.group_exists(host, name)
 
 
 def ensure_file(
@@ -15,11 +47,12 @@ def ensure_file(
     mode: int = 0o644,
     owner: str = "root",
     group: str = "root",
+    origin: str = "",
 ) -> bool:
     """Write ``content`` unless it is already there, as it should be. True if it changed."""
     if host.read_text(path) == content:
         return ensure_attrs(host, path, mode=mode, owner=owner, group=group)
-    host.write_file(path, content, mode=mode, owner=owner, group=group)
+    host.write_file(path, content, mode=mode, owner=owner, group=group, origin=origin)
     return True
 
 
@@ -36,10 +69,13 @@ def ensure_secret(
     """A random token, made once: rerunning the installer never rotates a credential."""
     if host.exists(path):
         return ensure_attrs(host, path, mode=mode, owner=owner, group=group)
-    host.write_file(
-        path, secrets.token_hex(32) + "\n", mode=mode, owner=owner, group=group, secret=True
-    )
+    host.write_file(path, new_secret(), mode=mode, owner=owner, group=group, secret=True)
     return True
+
+
+def new_secret() -> str:
+    """256 random bits, hex: fits a token header, a password field and a URL alike."""
+    return secrets.token_hex(32) + "\n"
 
 
 def ensure_absent(host: Host, path: str) -> bool:

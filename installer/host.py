@@ -11,6 +11,7 @@ Commands come in two kinds, and the difference is what makes ``--dry-run`` hones
 
 from __future__ import annotations
 
+import contextlib
 import glob as globlib
 import grp
 import os
@@ -19,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -113,17 +115,13 @@ class Host:
         owner: str = "root",
         group: str = "root",
         secret: bool = False,
+        origin: str = "",
     ) -> None:
-        self._record(f"write {path} ({mode:04o} {owner}:{group})", content, secret)
+        """``origin``: the packaged asset this is a copy of; logs name it, not its text."""
+        self._record(f"write {path} ({mode:04o} {owner}:{group})", content, secret, origin)
         local = self.local(path)
         os.makedirs(os.path.dirname(local), exist_ok=True)
-        # Create with the final mode so a secret is never readable, even for a moment.
-        tmp = f"{local}.dlcourse-tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-        os.chmod(tmp, mode)
-        os.replace(tmp, local)
+        write_atomically(local, content, mode)
         self._chown(local, owner, group)
 
     def set_attrs(self, path: str, *, mode: int, owner: str, group: str) -> None:
@@ -145,13 +143,16 @@ class Host:
 
     # -- bookkeeping -------------------------------------------------------------
     def _chown(self, local: str, owner: str, group: str) -> None:
-        shutil.chown(local, owner, group)
+        # Not through a symlink: one swapped in at this path would hand its target over.
+        os.chown(local, _uid(owner), _gid(group), follow_symlinks=False)
 
-    def _record(self, action: str, content: str | None = None, secret: bool = False) -> None:
+    def _record(
+        self, action: str, content: str | None = None, secret: bool = False, origin: str = ""
+    ) -> None:
         self.actions.append(action)
         self._log(f"+ {action}")
         if content is not None and self.log is not None:
-            self._log("  (secret, not logged)" if secret else _indent(content))
+            self._log(_indent(_shown(content, secret, origin)))
 
     def _log(self, text: str) -> None:
         if self.log is not None:
@@ -200,10 +201,12 @@ class DryRunHost(RealHost):
         self._plan(f"$ {prefix + ' ' if prefix else ''}{shlex.join(argv)}")
         return Result(tuple(argv), 0, "", "")
 
-    def write_file(self, path, content, *, mode=0o644, owner="root", group="root", secret=False):
+    def write_file(
+        self, path, content, *, mode=0o644, owner="root", group="root", secret=False, origin=""
+    ):
         self._plan(f"write {path} (mode {mode:04o}, {owner}:{group})")
-        if secret:
-            sys.stdout.write("      (a generated secret; never printed)\n")
+        if secret or origin:
+            sys.stdout.write(f"      {_shown(content, secret, origin)}\n")
             return
         lines = content.splitlines()
         shown = lines[:12]
@@ -226,6 +229,42 @@ class DryRunHost(RealHost):
     def _plan(self, line: str) -> None:
         self.actions.append(line)
         sys.stdout.write(f"    {line}\n")
+
+
+def write_atomically(local: str, content: str, mode: int) -> None:
+    """Readers see the old file or the new one, never half of it.
+
+    The temporary file has an unpredictable name in the target's folder and is created
+    exclusively with mode 0600, so a symlink planted there is never followed and a secret
+    is never readable, even for a moment; the rename then replaces the target itself.
+    """
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(local), prefix=".dlcourse-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+            os.fchmod(f.fileno(), mode)
+        os.replace(tmp, local)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _uid(owner: str) -> int:
+    return pwd.getpwnam(owner).pw_uid
+
+
+def _gid(group: str) -> int:
+    return grp.getgrnam(group).gr_gid
+
+
+def _shown(content: str, secret: bool, origin: str) -> str:
+    """What a log or the dry run shows of a file's content."""
+    if secret:
+        return "(a generated secret; never printed)"
+    if origin:
+        return f"(a copy of {origin}, {len(content.splitlines())} lines)"
+    return content
 
 
 def _indent(text: str) -> str:

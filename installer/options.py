@@ -25,11 +25,10 @@ class Options:
     roster: tuple[tuple[str, str], ...] = ()  # (username, section)
     mem_limit: str | None = None
     cpu_limit: str | None = None
-    stack: str = "apt"
     grafana_port: int | None = None
     tljh_version: str = DEFAULT_TLJH_VERSION
     source: str = ""  # pip spec (or checkout path) that installs dlcourse
-    assets: str = ""  # checkout holding prometheus/, grafana/, docker-compose.yml
+    assets: str = ""  # checkout holding prometheus/ and grafana/
     torch_spec: tuple[str, ...] = ("torch", "torchvision")
     dry_run: bool = False
     yes: bool = False

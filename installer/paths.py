@@ -9,7 +9,7 @@ the ``Host`` maps them under its root, which is how the tests install into a tem
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,12 @@ class Paths:
             tljh_prefix=os.environ.get("TLJH_INSTALL_PREFIX", cls.tljh_prefix),
         )
 
+    def under(self, root: str) -> Paths:
+        """The same layout with every path under ``root``: ``render --relocate`` writes files
+        whose paths point there, so tests can run the real daemons from that folder."""
+        root = root.rstrip("/")
+        return Paths(**{f.name: root + getattr(self, f.name) for f in fields(self)})
+
     # -- dlcourse ---------------------------------------------------------------
     @property
     def state_file(self) -> str:
@@ -41,17 +47,16 @@ class Paths:
         return f"{self.prefix}/venv"
 
     @property
+    def installer_python(self) -> str:
+        return f"{self.installer_venv}/bin/python3"
+
+    @property
     def exporter_venv(self) -> str:
         return f"{self.prefix}/exporter"
 
     @property
     def cache(self) -> str:
         return f"{self.prefix}/cache"
-
-    @property
-    def stack_dir(self) -> str:
-        """The docker stack's compose project (``--stack docker``)."""
-        return f"{self.prefix}/stack"
 
     @property
     def hub_token(self) -> str:
@@ -102,7 +107,9 @@ class Paths:
     modprobe_blacklist: str = "/etc/modprobe.d/blacklist-nouveau.conf"
     prometheus_config: str = "/etc/prometheus/prometheus.yml"
     prometheus_rules_dir: str = "/etc/prometheus/dlcourse"
+    prometheus_data: str = "/var/lib/prometheus/metrics2"
     alertmanager_config: str = "/etc/prometheus/alertmanager.yml"
+    alertmanager_data: str = "/var/lib/prometheus/alertmanager"
     grafana_provisioning: str = "/etc/grafana/provisioning"
     grafana_dashboards_dir: str = "/var/lib/grafana/dashboards/dlcourse"
     apt_keyrings: str = "/etc/apt/keyrings"

@@ -22,8 +22,8 @@ SOURCES = {
     "PyPI": "https://pypi.org/simple/",
     "PyTorch's wheels": "https://download.pytorch.org/whl/",
     "GitHub (TLJH's bootstrap)": "https://raw.githubusercontent.com/",
+    "Grafana's APT repository": "https://apt.grafana.com/",
 }
-GRAFANA_SOURCE = ("Grafana's APT repository", "https://apt.grafana.com/")
 
 MOK_EXPLANATION = (
     "Secure Boot is on: the kernel only loads signed modules. Ubuntu's prebuilt NVIDIA modules "
@@ -122,10 +122,7 @@ def check(host: Host, opts: Options) -> Findings:
     if f.secure_boot and not opts.no_gpu:
         f.warnings.append(MOK_EXPLANATION)
 
-    sources = dict(SOURCES)
-    if opts.stack == "apt":
-        sources[GRAFANA_SOURCE[0]] = GRAFANA_SOURCE[1]
-    for name, url in sources.items():
+    for name, url in SOURCES.items():
         r = host.query(["curl", "-fsS", "-o", "/dev/null", "-I", "--max-time", "10", url])
         if r.rc == 127:
             f.warnings.append("curl is missing: the package sources were not checked")

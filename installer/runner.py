@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from dlcourse_installer import files, systemd, templates
+from dlcourse_installer import generated, systemd, templates
 from dlcourse_installer.host import CommandError
 from dlcourse_installer.steps import (
     STEPS,
@@ -14,6 +14,7 @@ from dlcourse_installer.steps import (
     RebootRequired,
     Step,
     StepError,
+    ensure_part,
 )
 
 EXIT_OK = 0
@@ -34,7 +35,7 @@ def run(ctx: Context, steps: list[Step] = STEPS) -> int:
     refused: PreflightFailed | None = None
     for number, step in enumerate(steps, start=1):
         label = f"[{number}/{len(steps)}] {step.title}"
-        inputs = step.inputs(opts)
+        inputs = {**step.inputs(opts), "files": generated.digest(ctx.files, step.parts)}
         if not step.always and not opts.recheck and ctx.state.is_done(step.name, inputs):
             out.write(f"{label} ... done in an earlier run\n")
             continue
@@ -105,14 +106,11 @@ def _save(ctx: Context) -> None:
 
 
 def _stop_for_reboot(ctx: Context, reason: str) -> int:
-    out, host, paths = ctx.out, ctx.host, ctx.paths
+    out, host = ctx.out, ctx.host
     if ctx.opts.reboot:
         # Resume by itself: a one-shot unit runs `dlcourse-install resume` at the next boot.
-        python = f"{paths.installer_venv}/bin/python"
-        if not host.exists(python):
-            python = sys.executable
         unit = templates.RESUME_UNIT
-        if files.ensure_file(host, paths.unit(unit), templates.resume_unit(paths, python)):
+        if ensure_part(ctx, "resume"):
             systemd.reload_daemon(host)
         if not systemd.is_enabled(host, unit):
             host.run(["systemctl", "enable", unit])

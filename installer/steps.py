@@ -7,18 +7,19 @@ the course, the exporter and monitoring after it.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TextIO
 
-from dlcourse_installer import apt, files, preflight, systemd, templates, tljh, users
+from dlcourse_installer import apt, files, generated, preflight, systemd, templates, tljh, users
+from dlcourse_installer.generated import Facts, GeneratedFile
 from dlcourse_installer.host import Host
 from dlcourse_installer.options import Options
 from dlcourse_installer.paths import Paths
+from dlcourse_installer.ports import Ports
 from dlcourse_installer.state import State
 
 BASE_PACKAGES = ["python3", "python3-venv", "git", "curl", "build-essential", "dkms"]
@@ -64,12 +65,27 @@ class Context:
     paths: Paths
     opts: Options
     state: State
+    facts: Facts = field(default_factory=lambda: Facts(python=sys.executable))
+    ports: Ports = field(default_factory=Ports)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     findings: preflight.Findings | None = None
     summary: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
         self.out.write(f"      {text}\n")
+
+    @cached_property
+    def files(self) -> list[GeneratedFile]:
+        """Every file this install writes (generated.plan, the one registry)."""
+        return generated.plan(self.paths, self.ports, self.opts, self.facts)
+
+
+def ensure_part(ctx: Context, part: str) -> bool:
+    """Write this part of the registry's files where they differ. True if any changed."""
+    changed = False
+    for f in generated.part(ctx.files, part):
+        changed |= files.ensure_generated(ctx.host, f, planning=ctx.opts.dry_run)
+    return changed
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,9 @@ class Step:
     # The options a step depends on: when they change, a finished step runs again.
     inputs: Callable[[Options], dict] = lambda o: {}
     always: bool = False  # looks only; runs every time
+    # The parts of generated.plan() it writes: when their contents change (a new
+    # dlcourse, new rules or dashboards), a finished step runs again too.
+    parts: tuple[str, ...] = ()
 
 
 # -- 1. preflight --------------------------------------------------------------------
@@ -152,7 +171,7 @@ def ensure_nvidia_driver(ctx: Context) -> None:
     installed = apt.ensure_packages(host, [package])
     if installed:
         ctx.note(f"new driver package: {package}")
-    if files.ensure_file(host, ctx.paths.modprobe_blacklist, templates.nouveau_blacklist()):
+    if ensure_part(ctx, "driver"):
         host.run(["update-initramfs", "-u"])  # nouveau is loaded from the initramfs
 
     version = driver_version(host)
@@ -282,9 +301,8 @@ def ensure_course(ctx: Context) -> None:
         if value is not None and str(tljh.lookup(cfg, key)) != value:
             tljh.config_set(host, paths, key, value)
             changed = True
-    snippet = f"{paths.tljh_config_d}/dlcourse-course.py"
+    changed |= ensure_part(ctx, "course")
     if opts.roster:
-        changed |= files.ensure_file(host, snippet, templates.course_snippet(opts.groups()))
         ctx.note(f"{len(opts.roster)} students in {len(opts.groups())} sections")
     if changed:
         tljh.reload_hub(host, paths)
@@ -295,15 +313,7 @@ def ensure_hub_services(ctx: Context) -> bool:
     host, paths = ctx.host, ctx.paths
     if not host.exists(paths.etc):
         host.make_dirs(paths.etc, mode=0o755)
-    changed = files.ensure_secret(host, paths.hub_token)
-    # Prometheus (once installed) reads the hub's metrics token; nobody else may.
-    reader = "prometheus" if users.group_exists(host, "prometheus") else "root"
-    mode = 0o640 if reader != "root" else 0o600
-    changed |= files.ensure_secret(host, paths.metrics_token, mode=mode, group=reader)
-    grafana_route = ctx.opts.stack == "apt" and ctx.opts.grafana_port is None
-    snippet = templates.hub_services_snippet(paths, grafana_route=grafana_route)
-    changed |= files.ensure_file(host, f"{paths.tljh_config_d}/dlcourse-services.py", snippet)
-    return changed
+    return ensure_part(ctx, "hub-services")
 
 
 def ensure_exporter(ctx: Context) -> None:
@@ -316,130 +326,46 @@ def ensure_exporter(ctx: Context) -> None:
         host.run([f"{venv}/bin/python", "-m", "pip", "install", opts.source])
     if ensure_hub_services(ctx):
         tljh.reload_hub(host, paths)
-    unit = templates.EXPORTER_SERVICE + ".service"
-    changed = systemd.install_unit(host, paths, unit, templates.exporter_unit(paths))
-    systemd.ensure_running(host, unit, restart_needed=changed)
+    changed = ensure_part(ctx, "exporter")
+    if changed:
+        systemd.reload_daemon(host)
+    systemd.ensure_running(host, f"{templates.EXPORTER_SERVICE}.service", restart_needed=changed)
 
 
 # -- 8. monitoring -------------------------------------------------------------------
-def repo_files(assets: str, folder: str, suffixes: tuple[str, ...]) -> list[str]:
-    """Files of the checkout's prometheus/ or grafana/ folder (written by others), sorted."""
-    base = os.path.join(assets, folder)
-    found = []
-    for dirpath, _, names in os.walk(base):
-        found += [os.path.join(dirpath, n) for n in names if n.endswith(suffixes)]
-    return sorted(found)
-
-
-def assets_digest(assets: str) -> str:
-    """Changes when the checkout's rules or dashboards change, so monitoring runs again."""
-    digest = hashlib.sha256()
-    for folder in ("prometheus", "grafana"):
-        for path in repo_files(assets, folder, (".yml", ".yaml", ".json")):
-            digest.update(path.encode() + b"\0" + _read(path).encode())
-    return digest.hexdigest()[:16]
-
-
-def is_rule_file(path: str) -> bool:
-    with open(path, encoding="utf-8") as f:
-        return any(line.startswith("groups:") for line in f)
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
-def ensure_prometheus(ctx: Context) -> dict[str, bool]:
-    host, paths, opts = ctx.host, ctx.paths, ctx.opts
-    changed = {"prometheus": False, "prometheus-alertmanager": False}
-    rules_dir = f"{paths.prometheus_rules_dir}/rules"
-    rule_files, alertmanager = [], None
-    for src in repo_files(opts.assets, "prometheus", (".yml", ".yaml")):
-        rel = os.path.relpath(src, os.path.join(opts.assets, "prometheus"))
-        if os.path.basename(src) in ("alertmanager.yml", "alertmanager.yaml"):
-            alertmanager = src
-        elif is_rule_file(src):
-            dest = f"{rules_dir}/{rel}"
-            rule_files.append(dest)
-            changed["prometheus"] |= files.ensure_file(host, dest, _read(src))
-    ctx.note(f"{len(rule_files)} rule files from prometheus/")
-    config = templates.prometheus_config(paths, rule_files)
-    changed["prometheus"] |= files.ensure_file(host, paths.prometheus_config, config)
-    am = _read(alertmanager) if alertmanager else templates.default_alertmanager_config()
-    changed["prometheus-alertmanager"] |= files.ensure_file(host, paths.alertmanager_config, am)
-    # Prometheus reads the hub's metrics token; nobody else may.
-    if host.exists(paths.metrics_token) or not opts.dry_run:
-        files.ensure_attrs(host, paths.metrics_token, mode=0o640, owner="root", group="prometheus")
-    return changed
-
-
 def ensure_grafana(ctx: Context) -> bool:
-    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    host, paths = ctx.host, ctx.paths
     key = f"{paths.apt_keyrings}/grafana.asc"
     if not host.exists(key):
         host.make_dirs(paths.apt_keyrings)
         host.run(["curl", "-fsSL", "-o", key, GRAFANA_KEY_URL])
-    files.ensure_file(
-        host, f"{paths.apt_sources_d}/grafana.list", templates.grafana_apt_source(paths)
-    )
+    ensure_part(ctx, "grafana-apt")
     apt.ensure_packages(host, ["grafana"])
-    # Made before Grafana's first start: Grafana sets the admin password only then.
-    changed = files.ensure_secret(host, paths.grafana_password)
-    changed |= systemd.install_unit(
-        host, paths, "grafana-server.service.d/dlcourse.conf",
-        templates.grafana_dropin(paths, port=opts.grafana_port),
-    )  # fmt: skip
-    prov = paths.grafana_provisioning
-    for path, content in (
-        (f"{prov}/datasources/dlcourse.yml", templates.grafana_datasource()),
-        (f"{prov}/dashboards/dlcourse.yml", templates.grafana_dashboard_provider(paths)),
-    ):
-        changed |= files.ensure_file(host, path, content, group="grafana", mode=0o640)
-    base = os.path.join(opts.assets, "grafana")
-    dashboards = repo_files(opts.assets, "grafana", (".json",))
-    for src in dashboards:
-        dest = f"{paths.grafana_dashboards_dir}/{os.path.relpath(src, base)}"
-        changed |= files.ensure_file(host, dest, _read(src))
-    ctx.note(f"{len(dashboards)} dashboards from grafana/")
+    changed = ensure_part(ctx, "grafana")
+    if changed:
+        systemd.reload_daemon(host)  # the drop-in
+    ctx.note(f"{len(generated.dashboard_sources(ctx.opts.assets))} dashboards from grafana/")
     return changed
 
 
 def ensure_monitoring(ctx: Context) -> None:
-    if ctx.opts.stack == "docker":
-        ensure_docker_stack(ctx)
-        return
-    host, paths = ctx.host, ctx.paths
+    host = ctx.host
     apt.ensure_packages(host, MONITORING_PACKAGES)
-    changed = ensure_prometheus(ctx)
-    for package, args in (
-        ("prometheus", templates.PROMETHEUS_ARGS),
-        ("prometheus-alertmanager", templates.ALERTMANAGER_ARGS),
-        ("prometheus-node-exporter", templates.NODE_EXPORTER_ARGS),
-    ):
-        changed[package] = changed.get(package, False) | files.ensure_file(
-            host, paths.default_file(package), templates.default_args(args)
+    # The hub's metrics token was written root-only before Prometheus's account existed.
+    for f in generated.part(ctx.files, "hub-services"):
+        files.ensure_owner(host, f)
+    ctx.note(f"{len(generated.rule_sources(ctx.opts.assets))} rule files from prometheus/")
+    changed = {
+        unit: ensure_part(ctx, part)
+        for unit, part in (
+            ("prometheus", "prometheus"),
+            ("prometheus-alertmanager", "alertmanager"),
+            ("prometheus-node-exporter", "node-exporter"),
         )
+    }
     changed["grafana-server"] = ensure_grafana(ctx)
     for unit, restart_needed in changed.items():
         systemd.ensure_running(host, unit, restart_needed=restart_needed)
-
-
-def ensure_docker_stack(ctx: Context) -> None:
-    host, paths, opts = ctx.host, ctx.paths, ctx.opts
-    compose = os.path.join(opts.assets, "docker-compose.yml")
-    if not os.path.exists(compose):
-        raise StepError(f"--stack docker needs {compose}, which this checkout lacks")
-    apt.ensure_packages(host, ["docker.io", "docker-compose-v2"])
-    changed = files.ensure_file(host, f"{paths.stack_dir}/docker-compose.yml", _read(compose))
-    for folder in ("prometheus", "grafana"):
-        for src in repo_files(opts.assets, folder, (".yml", ".yaml", ".json")):
-            rel = os.path.relpath(src, opts.assets)
-            changed |= files.ensure_file(host, f"{paths.stack_dir}/{rel}", _read(src))
-    compose_cmd = ["docker", "compose", "--project-directory", paths.stack_dir]
-    running = host.query([*compose_cmd, "ps", "--quiet"]).stdout.strip()
-    if changed or not running:
-        host.run([*compose_cmd, "up", "--detach", "--remove-orphans"])
 
 
 # -- 9. final check ------------------------------------------------------------------
@@ -457,19 +383,19 @@ def ensure_final_check(ctx: Context) -> None:
     if opts.dry_run:
         ctx.note("after a real run: services active, Prometheus targets up, a sample query")
         return
-    units = ["jupyterhub", templates.EXPORTER_SERVICE]
-    if opts.stack == "apt":
-        units += [
-            "prometheus",
-            "prometheus-alertmanager",
-            "prometheus-node-exporter",
-            "grafana-server",
-        ]
+    units = [
+        "jupyterhub",
+        templates.EXPORTER_SERVICE,
+        "prometheus",
+        "prometheus-alertmanager",
+        "prometheus-node-exporter",
+        "grafana-server",
+    ]
     inactive = [u for u in units if not systemd.is_active(host, u)]
     if inactive:
         raise StepError(f"not running: {', '.join(inactive)} (see `journalctl -u {inactive[0]}`)")
 
-    prom = f"http://{templates.PROMETHEUS_ADDRESS}"
+    prom = f"http://{ctx.ports.address('prometheus')}"
     active: list[dict] = []
     down: list[str] = ["(no answer from Prometheus)"]
     for _ in range(12):  # targets turn up after their first scrape (15 s)
@@ -500,9 +426,9 @@ def ensure_final_check(ctx: Context) -> None:
         + ", ".join(opts.admins)
         + "; the first login sets the password)",
         f"Grafana:     {grafana}  (user admin, password in {paths.grafana_password})",
-        f"Prometheus:  {prom}/  and Alertmanager http://{templates.ALERTMANAGER_ADDRESS}/ "
+        f"Prometheus:  {prom}/  and Alertmanager http://{ctx.ports.address('alertmanager')}/ "
         "(localhost only: ssh -L 9090:127.0.0.1:9090 <this server>)",
-        f"Exporter:    http://{templates.EXPORTER_ADDRESS}/metrics",
+        f"Exporter:    http://{ctx.ports.address('exporter')}/metrics",
         f"Credentials: {paths.hub_token}, {paths.metrics_token} (hub service tokens)",
         f"Log:         {paths.log_file}",
     ]
@@ -514,7 +440,7 @@ STEPS = [
     Step("base-packages", "Base packages", ensure_base_packages),
     Step(
         "nvidia-driver", "NVIDIA driver", ensure_nvidia_driver,
-        lambda o: {"driver": o.driver, "ppa": o.ppa, "no_gpu": o.no_gpu},
+        lambda o: {"driver": o.driver, "ppa": o.ppa, "no_gpu": o.no_gpu}, parts=("driver",),
     ),
     Step(
         "tljh", "The Littlest JupyterHub", ensure_tljh,
@@ -527,14 +453,15 @@ STEPS = [
     Step(
         "course", "Course: admins, roster, limits", ensure_course,
         lambda o: {"admins": o.admins, "roster": o.roster, "mem": o.mem_limit, "cpu": o.cpu_limit},
+        parts=("course",),
     ),
     Step(
         "exporter", "dlcourse exporter", ensure_exporter,
-        lambda o: {"source": o.source, "stack": o.stack, "grafana_port": o.grafana_port},
+        lambda o: {"source": o.source}, parts=("hub-services", "exporter"),
     ),
     Step(
         "monitoring", "Monitoring stack", ensure_monitoring,
-        lambda o: {"stack": o.stack, "port": o.grafana_port, "assets": assets_digest(o.assets)},
+        parts=("prometheus", "alertmanager", "node-exporter", "grafana-apt", "grafana"),
     ),
     Step("final-check", "Final check", ensure_final_check, always=True),
 ]  # fmt: skip

@@ -1,6 +1,6 @@
-"""Generated files checked by the real tools that will read them."""
+"""Generated files, as `dlcourse-install render --relocate` writes them, checked by the real
+tools that will read them."""
 
-import glob
 import os
 import shutil
 import stat
@@ -8,12 +8,17 @@ import subprocess
 
 import pluggy
 import pytest
+import yaml
 from jupyterhub.app import JupyterHub
+from rendered import render_site
 
-from dlcourse_installer import steps, templates, tljh_plugin
+from dlcourse_installer import templates, tljh_plugin
 from dlcourse_installer.paths import Paths
+from dlcourse_installer.ports import Ports
 
-from .conftest import REPO, rooted
+EXPORTER_UNIT = f"/etc/systemd/system/{templates.EXPORTER_SERVICE}.service"
+RESUME_UNIT = f"/etc/systemd/system/{templates.RESUME_UNIT}"
+GRAFANA_DROPIN = "/etc/systemd/system/grafana-server.service.d/dlcourse.conf"
 
 
 def _tool(name: str) -> str:
@@ -23,53 +28,50 @@ def _tool(name: str) -> str:
     return path
 
 
-@pytest.fixture
-def layout(tmp_path):
-    paths = rooted(Paths(), tmp_path)
-    exe = f"{paths.exporter_venv}/bin/dlcourse-exporter"
-    os.makedirs(os.path.dirname(exe))
-    shutil.copy("/bin/true", exe)
-    os.makedirs(paths.etc)
-    for token in (paths.hub_token, paths.metrics_token, paths.grafana_password):
-        with open(token, "w") as f:
-            f.write("0123456789abcdef\n")
-        os.chmod(token, 0o600)
-    return paths
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Everything an install with a roster and --reboot writes, paths pointing into the site."""
+    tmp = tmp_path_factory.mktemp("generated")
+    roster = tmp / "students.csv"
+    roster.write_text("username,section\nada,A\ngrace,A\nalan,B\n")
+    site = render_site(
+        tmp / "site", "--admin", "teacher", "--roster", str(roster), "--reboot", relocate=True
+    )
+    # The programs the units start, which the packages install on a real server.
+    relocated = Paths().under(str(site.root))
+    for exe in (f"{relocated.exporter_venv}/bin/dlcourse-exporter", relocated.installer_python):
+        os.makedirs(os.path.dirname(exe), exist_ok=True)
+        shutil.copy("/bin/true", exe)
+    return site
 
 
-def _verify(units_dir, *names) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{units_dir}:")
+def _verify(units_dirs, *names) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SYSTEMD_UNIT_PATH=":".join(str(d) for d in units_dirs) + ":")
     return subprocess.run(
         [_tool("systemd-analyze"), "verify", *names],
-        capture_output=True, text=True, env=env, cwd=units_dir, timeout=60,
+        capture_output=True, text=True, env=env, cwd=units_dirs[0], timeout=60,
     )  # fmt: skip
 
 
-def test_units_pass_systemd_analyze_verify(layout, tmp_path):
-    units = tmp_path / "units"
-    (units / "grafana-server.service.d").mkdir(parents=True)
-    (units / "dlcourse-exporter.service").write_text(templates.exporter_unit(layout))
-    (units / templates.RESUME_UNIT).write_text(templates.resume_unit(layout, "/usr/bin/python3"))
+def test_units_pass_systemd_analyze_verify(site, tmp_path):
     # The drop-in is checked on a stand-in for the unit Grafana's package ships.
-    (units / "grafana-server.service").write_text("[Service]\nExecStart=/bin/true\n")
-    (units / "grafana-server.service.d/dlcourse.conf").write_text(
-        templates.grafana_dropin(layout, port=None)
-    )
-    result = _verify(
-        units, "dlcourse-exporter.service", templates.RESUME_UNIT, "grafana-server.service"
-    )
+    (tmp_path / "grafana-server.service").write_text("[Service]\nExecStart=/bin/true\n")
+    units = site.local("/etc/systemd/system")
+    names = [os.path.basename(EXPORTER_UNIT), templates.RESUME_UNIT, "grafana-server.service"]
+    result = _verify([units, tmp_path], *names)
     # verify exits 0 even for unknown keys: any message at all is a finding.
     assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "GF_SERVER_HTTP_ADDR=127.0.0.1" in site.read(GRAFANA_DROPIN)
 
 
 def test_systemd_analyze_verify_does_catch_a_bad_unit(tmp_path):
     """The check above can fail: a misspelt key is reported."""
     (tmp_path / "bad.service").write_text("[Service]\nExecStart=/bin/true\nProtectSystm=strict\n")
-    assert "Unknown key" in _verify(tmp_path, "bad.service").stderr
+    assert "Unknown key" in _verify([tmp_path], "bad.service").stderr
 
 
 def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
-    unit = templates.exporter_unit(Paths())
+    unit = templates.exporter_unit(Paths(), Ports())
     assert "User=dlcourse-exporter" in unit
     assert "LoadCredential=hub-token:/etc/dlcourse/hub-token" in unit
     assert "--hub.token-file=%d/hub-token" in unit
@@ -79,40 +81,36 @@ def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
     assert f"CapabilityBoundingSet={caps}" in unit and f"AmbientCapabilities={caps}" in unit
 
 
-def _rule_files() -> list[str]:
-    found = steps.repo_files(REPO, "prometheus", (".yml", ".yaml"))
-    return [f for f in found if steps.is_rule_file(f)]
-
-
-def test_prometheus_config_passes_promtool(layout, tmp_path):
-    config = tmp_path / "prometheus.yml"
-    config.write_text(templates.prometheus_config(layout, _rule_files()))
+def test_prometheus_config_and_its_rules_pass_promtool(site):
+    config = site.local("/etc/prometheus/prometheus.yml")
+    rule_files = yaml.safe_load(config.read_text())["rule_files"]
+    assert len(rule_files) >= 2 and all(f.startswith(str(site.root)) for f in rule_files)
+    # `check config` checks every rule file it names, and the token file exists.
     result = subprocess.run(
         [_tool("promtool"), "check", "config", str(config)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") >= 1 + len(rule_files), result.stdout
 
 
-def test_repository_rules_pass_promtool():
-    rules = _rule_files()
-    if not rules:
-        pytest.skip("prometheus/ has no rule files yet")
-    result = subprocess.run(
-        [_tool("promtool"), "check", "rules", *rules], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_alertmanager_config_passes_amtool(tmp_path):
+def test_alertmanager_config_passes_amtool(site, tmp_path):
     ours = tmp_path / "alertmanager.yml"
-    ours.write_text(templates.default_alertmanager_config())
-    configs = [str(ours)] + glob.glob(f"{REPO}/prometheus/**/alertmanager.y*ml", recursive=True)
-    for config in configs:
+    ours.write_text(templates.default_alertmanager_config())  # when no asset is packaged
+    for config in (str(ours), str(site.local("/etc/prometheus/alertmanager.yml"))):
         result = subprocess.run(
             [_tool("amtool"), "check-config", config], capture_output=True, text=True, timeout=60
         )
         assert result.returncode == 0, f"{config}: {result.stdout}{result.stderr}"
+
+
+def test_grafana_provisioning_points_at_the_stack(site):
+    datasources = yaml.safe_load(site.read("/etc/grafana/provisioning/datasources/dlcourse.yml"))
+    assert datasources["datasources"][0]["url"] == "http://127.0.0.1:9090"
+    provider = yaml.safe_load(site.read("/etc/grafana/provisioning/dashboards/dlcourse.yml"))
+    folder = provider["providers"][0]["options"]["path"]
+    dashboards = sorted(os.listdir(folder))  # relocated: the folder is in the site
+    assert "class-overview.json" in dashboards and len(dashboards) >= 4
 
 
 TLJH_LIKE_CONFIG = """
@@ -131,15 +129,8 @@ for extra in sorted(glob(CONFIG_D + "/*.py")):
 """
 
 
-def test_hub_snippets_load_into_a_real_jupyterhub_and_append(layout, tmp_path):
-    config_d = tmp_path / "jupyterhub_config.d"
-    config_d.mkdir()
-    (config_d / "dlcourse-services.py").write_text(
-        templates.hub_services_snippet(layout, grafana_route=True)
-    )
-    (config_d / "dlcourse-course.py").write_text(
-        templates.course_snippet({"section-a": ["ada", "grace"], "section-b": ["alan"]})
-    )
+def test_hub_snippets_load_into_a_real_jupyterhub_and_append(site, tmp_path):
+    config_d = site.local("/opt/tljh/config/jupyterhub_config.d")
     main = tmp_path / "jupyterhub_config.py"
     main.write_text(f"CONFIG_D = {str(config_d)!r}\n" + TLJH_LIKE_CONFIG)
 
@@ -149,7 +140,8 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(layout, tmp_path):
     names = [s["name"] for s in hub.services]
     assert names == ["cull-idle", "dlcourse-exporter", "dlcourse-prometheus", "grafana"]
     exporter = hub.services[1]
-    assert exporter["api_token"] == "0123456789abcdef"  # read from the file at hub start
+    # read from the root-only file when the hub starts
+    assert exporter["api_token"] == site.read("/etc/dlcourse/hub-token").strip()
     roles = {r["name"]: r for r in hub.load_roles}
     assert set(roles) == {"user", "dlcourse-exporter", "dlcourse-prometheus"}
     assert roles["dlcourse-exporter"]["scopes"] == [
@@ -161,6 +153,7 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(layout, tmp_path):
     for role in roles.values():
         assert not any(s.startswith(("access:", "admin")) for s in role["scopes"])
     assert hub.load_groups["section-a"]["users"] == ["ada", "grace"]
+    assert hub.load_groups["section-b"]["users"] == ["alan"]
     assert hub.services[3]["url"] == "http://127.0.0.1:3000"
 
 
