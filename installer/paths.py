@@ -81,6 +81,28 @@ class Paths:
         """Grafana's client secret at the hub (the grafana service's token)."""
         return f"{self.etc}/grafana-oauth-secret"
 
+    @property
+    def monitoring_auth(self) -> str:
+        """Basic-auth passwords and web-config files of Prometheus, Alertmanager, node_exporter."""
+        return f"{self.etc}/monitoring"
+
+    def password(self, user: str) -> str:
+        """The clear password of one monitoring user (prometheus, grafana, instructor)."""
+        return f"{self.monitoring_auth}/{user}.password"
+
+    def web_config(self, daemon: str) -> str:
+        """A daemon's --web.config.file: bcrypt hashes of its users' passwords."""
+        return f"{self.monitoring_auth}/{daemon}-web.yml"
+
+    @property
+    def instructor_netrc(self) -> str:
+        return f"{self.monitoring_auth}/instructor.netrc"
+
+    @property
+    def instructor_http_config(self) -> str:
+        """For amtool and promtool --http.config.file."""
+        return f"{self.monitoring_auth}/instructor-http.yml"
+
     # -- TLJH --------------------------------------------------------------------
     @property
     def hub_env(self) -> str:
@@ -110,6 +132,8 @@ class Paths:
     prometheus_data: str = "/var/lib/prometheus/metrics2"
     alertmanager_config: str = "/etc/prometheus/alertmanager.yml"
     alertmanager_data: str = "/var/lib/prometheus/alertmanager"
+    amtool_config: str = "/etc/amtool/config.yml"
+    grafana_ini: str = "/etc/grafana/grafana.ini"
     grafana_provisioning: str = "/etc/grafana/provisioning"
     grafana_dashboards_dir: str = "/var/lib/grafana/dashboards/dlcourse"
     apt_keyrings: str = "/etc/apt/keyrings"

@@ -123,6 +123,8 @@ class FakeHost(Host):
                        "/dev/sda1 500000000 1000 400000000 1% /\n")  # fmt: skip
         if cmd == "uname":
             return out("6.8.0-45-generic\n")
+        if cmd == "hostname":
+            return out("gpu-server.example.edu\n")
         if cmd == "mokutil":
             return out(f"SecureBoot {'enabled' if self.secure_boot else 'disabled'}\n")
         if cmd == "curl":
