@@ -132,7 +132,8 @@ class Paths:
     prometheus_data: str = "/var/lib/prometheus/metrics2"
     alertmanager_config: str = "/etc/prometheus/alertmanager.yml"
     alertmanager_data: str = "/var/lib/prometheus/alertmanager"
-    amtool_config: str = "/etc/amtool/config.yml"
+    # Where Debian's and Ubuntu's amtool looks (`amtool --help`, prometheus-alertmanager 0.25).
+    amtool_config: str = "/etc/prometheus/amtool.yml"
     grafana_ini: str = "/etc/grafana/grafana.ini"
     grafana_provisioning: str = "/etc/grafana/provisioning"
     grafana_dashboards_dir: str = "/var/lib/grafana/dashboards/dlcourse"

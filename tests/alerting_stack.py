@@ -131,13 +131,26 @@ class Webhook:
 
 
 class Process:
-    """A child process with its output in a log file, stopped for sure on exit."""
+    """A child process with its output in a log file, stopped for sure on exit.
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict | None = None):
+    `user`: run as that account and its group only (root only), as a service unit would.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_dir: Path,
+        env: dict | None = None,
+        user: str | None = None,
+    ):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
-        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        account = {"user": user, "group": user, "extra_groups": []} if user else {}
+        self.popen = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, **account
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()

@@ -60,8 +60,9 @@ class RunningExporter:
         scenario: Path | None = None,
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environ = {
             k: v for k, v in os.environ.items() if not k.startswith(("DLCOURSE_", "JUPYTERHUB_"))

@@ -1,7 +1,8 @@
 """The class-status page as a hub service: staff get in through the hub's OAuth, nobody else.
 
-A real JupyterHub 5 loads the installer's hub snippet (services and staff role); the hub
-starts the status service, which reads a real exporter with its bearer token.
+A real JupyterHub 5 loads the hub snippet `dlcourse-install render` writes (services and
+the staff role); the hub starts the status service, which reads a real exporter with the
+rendered bearer token.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 from browser import CHROMIUM, Browser
-from exporter_process import RunningExporter
+from exporter_process import RunningExporter, free_port
 from hubfixture import LiveHub
+from rendered import render_site
 
 from dlcourse_installer import staff
-from dlcourse_installer.paths import Paths
 from fakenvml import Gpu, Scenario
 
 STATUS = f"/services/{staff.STATUS_SERVICE}/"
@@ -29,26 +30,21 @@ SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "artifacts" / "class
 class Course:
     hub: LiveHub
     exporter: RunningExporter
+    token: Path
     admin: str
     ta: str
     student: str
 
 
-def rooted(root: Path) -> Paths:
-    return Paths(prefix=f"{root}/opt/dlcourse", etc=f"{root}/etc/dlcourse")
-
-
 @pytest.fixture(scope="module")
 def course(user_env, fake_nvml_dir, tmp_path_factory) -> Iterator[Course]:
     work = tmp_path_factory.mktemp("status-service")
-    paths = rooted(work)
-    token = Path(paths.exporter_token)
-    token.parent.mkdir(parents=True)
-    token.touch(mode=0o600)
-    token.write_text("exporter-secret-for-the-status-test\n")
+    hub = LiveHub(work / "hub", user_env)
+    ports = {"exporter": free_port(), "status": free_port(), "hub": hub.hub_port}
+    site = render_site(work / "site", "--admin", "teacher", relocate=True, ports=ports)
+    token = site.local("/etc/dlcourse/exporter-token")
     scenario = work / "gpus.scn"
     Scenario(gpus=[Gpu(utilization_gpu=40)]).write(scenario)
-    hub = LiveHub(work / "hub", user_env)
     exporter = RunningExporter(
         [
             f"--web.token-file={token}",
@@ -60,23 +56,16 @@ def course(user_env, fake_nvml_dir, tmp_path_factory) -> Iterator[Course]:
         nvml_dir=fake_nvml_dir,
         scenario=scenario,
         log_path=work / "exporter.log",
+        port=ports["exporter"],
     )
     try:
-        hub.add_config(
-            staff.hub_snippet(
-                paths,
-                staff_group="instructors",
-                exporter_url=exporter.url,
-                grafana_url=None,
-                grafana_redirect_uri=None,
-            )
-        )
+        hub.add_config(site.read("/opt/tljh/config/jupyterhub_config.d/dlcourse-staff.py"))
         hub.start()
         admin = hub.add_user(admin=True)
         ta = hub.add_user(groups=["instructors"])
         student = hub.add_user(groups=["section-monday"])
         wait_for_service(hub)
-        yield Course(hub, exporter, admin, ta, student)
+        yield Course(hub, exporter, token, admin, ta, student)
     finally:
         exporter.stop()
         hub.close()
@@ -142,7 +131,8 @@ def test_the_hub_shows_the_service_link_to_staff_only(course):
 
 
 def test_the_exporter_token_stays_out_of_the_hub_log(course):
-    assert "exporter-secret-for-the-status-test" not in course.hub.log_file.read_text()
+    token = course.token.read_text().strip()
+    assert token and token not in course.hub.log_file.read_text()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
