@@ -60,9 +60,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tensorflow", action="store_true", help="also install TensorFlow for all users"
     )
-    p.add_argument("--roster", metavar="CSV", help="students: username,section per line")
+    p.add_argument(
+        "--roster",
+        metavar="CSV",
+        help="students: username,section[,role] per line; role 'ta' makes a teaching assistant",
+    )
     p.add_argument("--mem-limit", metavar="SIZE", help="memory per user server, e.g. 4G")
     p.add_argument("--cpu-limit", metavar="N", help="CPUs per user server, e.g. 2")
+    p.add_argument(
+        "--staff-group",
+        default="instructors",
+        metavar="GROUP",
+        help="hub group whose members (TAs) see per-student data, as hub admins do "
+        "(default instructors; roster rows with role 'ta' join it)",
+    )
+    p.add_argument(
+        "--domain",
+        default="",
+        metavar="NAME",
+        help="the hub's public address, e.g. course.example.edu or https://course.example.edu "
+        "(default: this server's name); Grafana's sign-in returns there",
+    )
     p.add_argument(
         "--grafana-port",
         type=int,
@@ -102,6 +120,7 @@ def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
         driver=args.driver, ppa=args.ppa, reboot=args.reboot, no_gpu=args.no_gpu,
         tensorflow=args.tensorflow, roster=roster, mem_limit=args.mem_limit,
         cpu_limit=args.cpu_limit, grafana_port=args.grafana_port,
+        staff_group=args.staff_group, domain=args.domain,
         tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
         dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
     )  # fmt: skip
@@ -144,7 +163,9 @@ def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = 
 def facts(host: Host, paths: Paths) -> Facts:
     # The resume unit runs the installer with the Python running it now: bootstrap.py's venv.
     python = paths.installer_python if host.exists(paths.installer_python) else sys.executable
-    return Facts(python=python)
+    # The hub's public address unless --domain says otherwise.
+    name = host.query(["hostname", "--fqdn"]).stdout.strip()
+    return Facts(python=python, fqdn=name or "localhost")
 
 
 def render_files(argv: list[str]) -> int:

@@ -9,12 +9,25 @@ tests and reviewers. A new generated file is one more entry in ``plan()`` with t
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from dlcourse_installer import assets, templates
+from dlcourse_installer import access, assets, grafana_config, staff, templates
 from dlcourse_installer.options import Options
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
+
+
+class Derived(Protocol):
+    """A file made from secrets the plan writes before it (a bcrypt hash, a netrc).
+
+    Called with a reader of those secrets (server path -> value) and the file's current text
+    (None if absent), it returns the text; it keeps what is current when still right (a hash
+    that matches), so a rerun changes nothing. Its repr names its inputs (for ``digest``).
+    """
+
+    def __call__(self, secret: Callable[[str], str], current: str | None) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -29,10 +42,12 @@ class GeneratedFile:
     # A packaged asset copied as it is (rules, dashboards): the dry run names it, and
     # does not print it.
     origin: str = ""
+    # Made from secrets (content None): never printed or logged either.
+    derived: Derived | None = None
 
     @property
     def is_secret(self) -> bool:
-        return self.content is None
+        return self.content is None and self.derived is None
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,14 @@ class Facts:
     install, fixed (a fresh Ubuntu 24.04 GPU server) for render."""
 
     python: str  # the Python that resumes the install after the driver's reboot
+    # This server's name, for the hub's public address when --domain is not given.
+    fqdn: str = "gpu-server.example.edu"
+
+
+def public_url(opts: Options, facts: Facts) -> str:
+    """The hub's address as browsers know it: --domain (with its scheme, if it has one)."""
+    domain = opts.domain or facts.fqdn
+    return domain.rstrip("/") if "://" in domain else f"http://{domain}"
 
 
 def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[GeneratedFile]:
@@ -50,10 +73,10 @@ def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[Genera
         *_hub_accounts(paths, opts),
         *_user_environment(paths),
         *_course(paths, opts),
-        *_hub_services(paths, ports, opts),
+        *_hub_services(paths, ports, opts, facts),
         *_prometheus(paths, ports),
         *_alertmanager(paths, ports),
-        *_grafana(paths, ports, opts),
+        *_grafana(paths, ports, opts, facts),
     ]
 
 
@@ -85,14 +108,21 @@ def _course(paths: Paths, opts: Options) -> list[GeneratedFile]:
     return [GeneratedFile(f"{paths.tljh_config_d}/dlcourse-course.py", "course", snippet)]
 
 
-def _hub_services(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
-    snippet = templates.hub_services_snippet(paths, ports, grafana_route=opts.grafana_port is None)
+def _hub_services(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[GeneratedFile]:
+    snippet = templates.hub_services_snippet(paths)
+    grafana_root = grafana_config.root_url(public_url(opts, facts), opts.grafana_port)
+    staff_snippet = staff.hub_snippet(
+        paths, ports, staff_group=opts.staff_group, grafana_proxied=opts.grafana_port is None,
+        grafana_redirect_uri=grafana_config.redirect_uri(grafana_root),
+    )  # fmt: skip
     unit = templates.exporter_unit(paths, ports)
     return [
         GeneratedFile(paths.hub_token, "hub-services", None, mode=0o600),
         # Prometheus scrapes the hub's /hub/metrics with this token; nobody else may read it.
         GeneratedFile(paths.metrics_token, "hub-services", None, mode=0o640, group="prometheus"),
+        *access.hub_files(paths),
         GeneratedFile(f"{paths.tljh_config_d}/dlcourse-services.py", "hub-services", snippet),
+        GeneratedFile(f"{paths.tljh_config_d}/dlcourse-staff.py", "hub-services", staff_snippet),
         GeneratedFile(paths.unit(f"{templates.EXPORTER_SERVICE}.service"), "exporter", unit),
     ]
 
@@ -105,8 +135,9 @@ def _prometheus(paths: Paths, ports: Ports) -> list[GeneratedFile]:
     ]  # fmt: skip
     config = templates.prometheus_config(paths, ports, [r.path for r in rules])
     args = templates.default_args(templates.prometheus_args(paths, ports))
-    node_args = templates.default_args(templates.node_exporter_args(ports))
+    node_args = templates.default_args(templates.node_exporter_args(paths, ports))
     return [
+        *access.monitoring_files(paths, ports),
         *rules,
         GeneratedFile(paths.prometheus_config, "prometheus", config),
         GeneratedFile(paths.default_file("prometheus"), "prometheus", args),
@@ -130,9 +161,12 @@ def _alertmanager(paths: Paths, ports: Ports) -> list[GeneratedFile]:
     ]
 
 
-def _grafana(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
+def _grafana(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[GeneratedFile]:
     prov = paths.grafana_provisioning
-    dropin = templates.grafana_dropin(paths, ports, public_port=opts.grafana_port)
+    ini = grafana_config.grafana_ini(
+        paths, ports, public_url=public_url(opts, facts), grafana_port=opts.grafana_port,
+        staff_group=opts.staff_group,
+    )  # fmt: skip
     dashboards = [
         GeneratedFile(f"{paths.grafana_dashboards_dir}/{a.name}", "grafana", a.text,
                       origin=a.origin)
@@ -143,9 +177,11 @@ def _grafana(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
                       templates.grafana_apt_source(paths)),
         # Made before Grafana's first start: Grafana sets the admin password only then.
         GeneratedFile(paths.grafana_password, "grafana", None, mode=0o600),
-        GeneratedFile(paths.unit("grafana-server.service.d/dlcourse.conf"), "grafana", dropin),
+        GeneratedFile(paths.grafana_ini, "grafana", ini, mode=0o640, group="grafana"),
+        GeneratedFile(paths.unit("grafana-server.service.d/dlcourse.conf"), "grafana",
+                      grafana_config.dropin(paths)),
         GeneratedFile(f"{prov}/datasources/dlcourse.yml", "grafana",
-                      templates.grafana_datasource(ports), mode=0o640, group="grafana"),
+                      grafana_config.datasource(paths, ports), mode=0o640, group="grafana"),
         GeneratedFile(f"{prov}/dashboards/dlcourse.yml", "grafana",
                       templates.grafana_dashboard_provider(paths), mode=0o640, group="grafana"),
         *dashboards,
@@ -161,5 +197,5 @@ def digest(files: list[GeneratedFile], parts: tuple[str, ...]) -> str:
     h = hashlib.sha256()
     for f in files:
         if f.part in parts:
-            h.update(repr((f.path, f.mode, f.owner, f.group, f.content)).encode())
+            h.update(repr((f.path, f.mode, f.owner, f.group, f.content, f.derived)).encode())
     return h.hexdigest()[:16]

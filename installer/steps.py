@@ -20,7 +20,9 @@ from dlcourse_installer import (
     driver,
     files,
     generated,
+    grafana_config,
     preflight,
+    staff,
     systemd,
     templates,
     tljh,
@@ -384,7 +386,7 @@ def ensure_course(ctx: Context) -> None:
     changed = False
     for key, names in (
         ("users.admin", opts.admins),
-        ("users.allowed", [u for u, _ in opts.roster]),
+        ("users.allowed", [user for user, _, _ in opts.roster]),
     ):
         present = set(tljh.lookup(cfg, key) or [])
         for name in names:
@@ -436,6 +438,10 @@ def ensure_grafana(ctx: Context) -> bool:
     if ensure_part(ctx, "grafana-apt"):
         host.apt_lists_fresh = False  # a new source
     apt.ensure_packages(host, ["grafana"])
+    # Grafana's secrets were written root-only before its account existed.
+    for f in ctx.files:
+        if f.group == "grafana" and f.part != "grafana":
+            files.ensure_owner(host, f)
     changed = ensure_part(ctx, "grafana")
     if changed:
         systemd.reload_daemon(host)  # the drop-in
@@ -464,9 +470,10 @@ def ensure_monitoring(ctx: Context) -> None:
 
 
 # -- 9. final check ------------------------------------------------------------------
-def _get_json(host: Host, url: str, *params: str) -> dict | None:
+def _get_json(host: Host, netrc: str, url: str, *params: str) -> dict | None:
     args = [a for p in params for a in ("--data-urlencode", p)]
-    r = host.query(["curl", "-fsS", "--max-time", "10", "-G", *args, url])
+    # As the instructor: the password comes from a root-only netrc, never the command line.
+    r = host.query(["curl", "-fsS", "--max-time", "10", "--netrc-file", netrc, "-G", *args, url])
     try:
         return json.loads(r.stdout) if r.ok else None
     except json.JSONDecodeError:
@@ -494,7 +501,7 @@ def ensure_final_check(ctx: Context) -> None:
     active: list[dict] = []
     down: list[str] = ["(no answer from Prometheus)"]
     for _ in range(12):  # targets turn up after their first scrape (15 s)
-        targets = _get_json(host, f"{prom}/api/v1/targets", "state=active")
+        targets = _get_json(host, paths.instructor_netrc, f"{prom}/api/v1/targets", "state=active")
         if targets is not None:
             active = targets.get("data", {}).get("activeTargets", [])
             down = [t["labels"].get("job", "?") for t in active if t.get("health") != "up"]
@@ -503,7 +510,9 @@ def ensure_final_check(ctx: Context) -> None:
         host.sleep(5)
     if down:
         raise StepError(f"Prometheus targets down: {', '.join(down)} (see {prom}/targets)")
-    answer = _get_json(host, f"{prom}/api/v1/query", "query=dlcourse_exporter_build_info")
+    answer = _get_json(
+        host, paths.instructor_netrc, f"{prom}/api/v1/query", "query=dlcourse_exporter_build_info"
+    )
     series = (answer or {}).get("data", {}).get("result", [])
     if not series:
         raise StepError(
@@ -511,22 +520,21 @@ def ensure_final_check(ctx: Context) -> None:
         )
     ctx.note(f"{len(active)} Prometheus targets up; a sample query answered")
 
-    grafana = (
-        f"http://<this server>:{opts.grafana_port}/"
-        if opts.grafana_port
-        else f"http://<this server>{templates.GRAFANA_PATH}"
-    )
+    hub = generated.public_url(opts, ctx.facts)
+    grafana = grafana_config.root_url(hub, opts.grafana_port)
     ctx.summary += [
-        "JupyterHub:  http://<this server>/  (admins: "
+        "JupyterHub:  " + hub + "/  (admins: "
         + ", ".join(f"{a}, password in {paths.hub_password(a)}" for a in opts.admins)
         + ")",
-        f"Grafana:     {grafana}  (user admin, password in {paths.grafana_password})",
-        f"Prometheus:  {prom}/  and Alertmanager http://{ctx.ports.address('alertmanager')}/ "
-        "(localhost only: ssh -L 9090:127.0.0.1:9090 <this server>)",
-        f"Exporter:    http://{ctx.ports.address('exporter')}/metrics",
-        f"Credentials: {paths.hub_token}, {paths.metrics_token} (hub service tokens)",
+        f"Staff only (hub admins and group {opts.staff_group!r}), through the hub's login:",
+        f"  class status {hub}/services/{staff.STATUS_SERVICE}/",
+        f"  Grafana      {grafana}",
+        f"Prometheus:  {prom}/ and Alertmanager http://{ctx.ports.address('alertmanager')}/, "
+        f"as root: curl --netrc-file {paths.instructor_netrc} ..., amtool ...",
+        f"Credentials: in {paths.etc} and {paths.monitoring_auth}, readable by root and the "
+        "one service each is for (docs/security.md)",
         f"Log:         {paths.log_file}",
-    ]
+    ]  # fmt: skip
 
 
 # -- the checklist -------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from exporter_process import RunningExporter
+from exporter_process import AUTH, RunningExporter
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -31,7 +31,7 @@ def running_exporter(*args: str) -> Iterator[str]:
 
 def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """{(sample name, sorted labels): value} from one scrape."""
-    with urllib.request.urlopen(url, timeout=5) as response:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=AUTH), timeout=5) as response:
         text = response.read().decode()
     found = {}
     for family in text_string_to_metric_families(text):

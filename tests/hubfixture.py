@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -38,7 +39,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,11 @@ class LiveHub:
         )
         (self.dir / "jupyterhub_config.py").write_text(text + "\n" + self.extra_config)
 
+    def add_config(self, text: str) -> None:
+        """Appends to jupyterhub_config.py (before start(), or followed by a restart)."""
+        self.extra_config += "\n" + text
+        self._write_config()
+
     def start(self, timeout: float = 60) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
         env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)
@@ -293,6 +299,24 @@ class LiveHub:
         path.write_text(self.tokens[service] + "\n")
         path.chmod(0o600)
         return path
+
+    # --- people in a browser -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def login(self, name: str, password: str = "any password") -> Iterator[httpx.Client]:
+        """A browser-like session of `name`, logged in through the hub's own login form."""
+        with httpx.Client(base_url=self.public_url, timeout=30) as client:
+            form = client.get("/hub/login")
+            xsrf = re.search(r'name="_xsrf" value="([^"]+)"', form.text)
+            if xsrf is None:
+                raise HubError(f"no login form at /hub/login: {form.status_code}")
+            answer = client.post(
+                "/hub/login",
+                data={"username": name, "password": password, "_xsrf": xsrf.group(1)},
+            )
+            if answer.status_code != 302:
+                raise HubError(f"login of {name} refused: {answer.status_code}")
+            yield client
 
     # --- users and servers -----------------------------------------------------------
 

@@ -113,8 +113,31 @@ def test_torch_build_matches_the_driver(version, tag):
 
 def test_roster_parsing_and_validation():
     rows, errors = parse_roster("username,section\nAda,A\nada,B\nbad name,A\n,\n\n# note\nx,\n")
-    assert rows == (("ada", "section-a"),)
+    assert rows == (("ada", "section-a", "student"),)
     assert len(errors) == 3 and "appears twice" in errors[0]
+
+
+def test_roster_roles_make_teaching_assistants_staff():
+    text = "username,section,role\nada,A,student\nbea,A\ntom,,ta\numa,B,TA\nvic,B,boss\nwes,\n"
+    rows, errors = parse_roster(text)
+    assert rows == (
+        ("ada", "section-a", "student"),
+        ("bea", "section-a", "student"),
+        ("tom", "", "ta"),  # a TA needs no section
+        ("uma", "section-b", "ta"),
+    )
+    assert errors == [
+        "roster:6: role 'boss' of 'vic' is not student or ta",
+        "roster:7: empty section for 'wes'",
+    ]
+    opts = Options(roster=rows, staff_group="tutors")
+    assert opts.tas == ("tom", "uma")
+    assert opts.groups() == {
+        "section-a": ["ada", "bea"], "tutors": ["tom", "uma"], "section-b": ["uma"]
+    }  # fmt: skip
+    assert "--staff-group 'Bad Group' is not a valid group name" in validate(
+        Options(admins=("t",), staff_group="Bad Group")
+    )
     assert validate(Options(admins=("t",), no_gpu=True, driver="550")) == [
         "--no-gpu cannot be combined with --driver or --ppa"
     ]

@@ -57,7 +57,8 @@ def test_fresh_host_yields_the_full_plan_in_order(tmp_path):
     for n in range(1, 10):
         assert f"[{n}/9]" in out
     assert "torch.cuda.is_available() is True" in out
-    assert "Grafana:     http://<this server>/services/grafana/" in out
+    assert "Grafana      http://gpu-server.example.edu/services/grafana/" in out
+    assert "class status http://gpu-server.example.edu/services/dlcourse-status/" in out
     assert host.active >= {"jupyterhub", "dlcourse-exporter", "prometheus", "grafana-server"}
 
 

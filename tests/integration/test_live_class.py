@@ -317,7 +317,7 @@ def test_alerts_reach_the_webhook(live_class, stack):
     os.kill(pid, signal.SIGSEGV)
     crashing = webhook.wait_for("DLCourseStudentKernelsCrashing", timeout=60)[0]
     assert crashing["labels"]["user"] == ADA
-    alerts = httpx.get(f"{stack.alertmanager_url}/api/v2/alerts", timeout=5).json()
+    alerts = httpx.get(f"{stack.alertmanager_url}/api/v2/alerts", auth=stack.auth, timeout=5).json()
     assert any(
         a["labels"]["alertname"] == "DLCourseKernelCrashed" and a["labels"].get("user") == ADA
         for a in alerts
