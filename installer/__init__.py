@@ -1,11 +1,13 @@
 """dlcourse-install: turns a fresh Ubuntu GPU server into the course platform.
 
-Stdlib only (it runs before any venv exists, as TLJH's installer does). The layout:
+Stdlib only (bootstrap.py runs it from a bare checkout before any venv exists). The layout:
 
 - ``host``     the one door to the machine: run a command, read/write a file, exists
-- ``paths``    every location, derived from one prefix
+- ``paths``, ``ports``  every location and every listen port, in one place each
 - ``apt``, ``systemd``, ``users``, ``files``, ``tljh``: thin one-verb wrappers over ``Host``
 - ``templates`` the text of generated files (units, configs)
+- ``assets``   the packaged rules, Alertmanager configuration and dashboards
+- ``generated`` the registry: every file an install writes (``render`` writes them all)
 - ``steps``    the readable checklist of idempotent ``ensure_*`` steps, in order
 - ``state``    which steps are done, whether a reboot is pending
 - ``runner``   progress, elapsed time, resume, reboot handling
@@ -13,9 +15,19 @@ Stdlib only (it runs before any venv exists, as TLJH's installer does). The layo
 - ``tljh_plugin`` the TLJH plugin (loaded by TLJH through pluggy, not by the installer)
 """
 
+import re
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-try:
-    __version__ = version("dlcourse")
-except PackageNotFoundError:  # running from a checkout without install
-    __version__ = "0.0.0+unknown"
+
+def _version() -> str:
+    try:
+        return version("dlcourse")
+    except PackageNotFoundError:
+        # A checkout that was never installed (bootstrap.py --dry-run): its pyproject.toml.
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        found = re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.MULTILINE)
+        return found.group(1) if found else "unknown"
+
+
+__version__ = _version()

@@ -27,8 +27,11 @@ def installed_matching(host: Host, patterns: list[str]) -> list[str]:
     )
 
 
-def update(host: Host) -> None:
-    host.run(["apt-get", "update"], env=APT_ENV)
+def refresh(host: Host) -> None:
+    """apt-get update, once a run (a new source, e.g. Grafana's, makes it due again)."""
+    if not host.apt_lists_fresh:
+        host.run(["apt-get", "update"], env=APT_ENV)
+        host.apt_lists_fresh = True
 
 
 def install(host: Host, packages: list[str]) -> None:
@@ -39,7 +42,7 @@ def ensure_packages(host: Host, packages: list[str]) -> list[str]:
     """Install what is missing (after refreshing the lists); return what was installed."""
     todo = missing(host, packages)
     if todo:
-        update(host)
+        refresh(host)
         install(host, todo)
     return todo
 
@@ -51,3 +54,4 @@ def purge(host: Host, packages: list[str]) -> None:
 
 def add_ppa(host: Host, ppa: str) -> None:
     host.run(["add-apt-repository", "-y", f"ppa:{ppa}"], env=APT_ENV)
+    host.apt_lists_fresh = True  # add-apt-repository updates the lists itself

@@ -5,7 +5,8 @@
 
 Makes a venv under the prefix, installs dlcourse into it (from this checkout, or from
 ``--source`` / ``DLCOURSE_BOOTSTRAP_PIP_SPEC``), then hands every argument over to
-``dlcourse-install``. Constraints: one file, stdlib only, runs on Python 3.8 (Ubuntu 20.04).
+``dlcourse-install``. Constraints: one file, stdlib only, runs on Python 3.10 to 3.14 (Ubuntu
+22.04 to 26.04) and still parses on 3.8, so Ubuntu 20.04 gets a clear refusal.
 """
 
 import os
@@ -35,6 +36,13 @@ def pip_spec(argv):
 
 
 def main():
+    # Ruff assumes 3.10 (pyproject); this runs on older Pythons precisely to refuse them.
+    if sys.version_info < (3, 10):  # noqa: UP036
+        found = ".".join(str(n) for n in sys.version_info[:2])
+        sys.exit(
+            "bootstrap: dlcourse needs Python 3.10 or newer: Ubuntu 22.04, 24.04 or 26.04 "
+            f"(this Python is {found})"
+        )
     argv = sys.argv[1:]
     dry_run = "--dry-run" in argv
     spec = pip_spec(argv)
@@ -75,7 +83,7 @@ def main():
     subprocess.check_call([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
     subprocess.check_call([python, "-m", "pip", "install", "--quiet", "--upgrade", spec])
     if spec == checkout() and "--source" not in " ".join(argv):
-        argv = argv + ["--source", spec, "--assets", spec]
+        argv = argv + ["--source", spec]
     os.execv(python, [python, "-m", "dlcourse_installer"] + argv)
 
 

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help="hub administrator (repeatable; the first login sets the password)",
+        help="hub administrator (repeatable); a generated password is kept in "
+        "/etc/dlcourse/hub-passwords/NAME, readable by root only",
     )
     p.add_argument(
         "--driver",
@@ -88,7 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tljh-version", default=DEFAULT_TLJH_VERSION, help="TLJH release to install")
     p.add_argument("--source", help="pip spec of dlcourse (default: this checkout)")
-    p.add_argument("--assets", help="checkout with prometheus/, grafana/ (default: this checkout)")
     p.add_argument("--prefix", help="dlcourse's folder (default $DLCOURSE_PREFIX or /opt/dlcourse)")
     p.add_argument(
         "--dry-run",
@@ -122,7 +122,7 @@ def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
         cpu_limit=args.cpu_limit, grafana_port=args.grafana_port,
         staff_group=args.staff_group, domain=args.domain,
         tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
-        assets=args.assets or here, dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
+        dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
     )  # fmt: skip
     return opts, errors + validate(opts)
 
@@ -187,7 +187,7 @@ def _absolute(argv: list[str]) -> list[str]:
     """The resume unit runs from /: keep file arguments valid there."""
     out = list(argv)
     for i, arg in enumerate(out[:-1]):
-        if arg in ("--roster", "--source", "--assets") and os.path.exists(out[i + 1]):
+        if arg in ("--roster", "--source") and os.path.exists(out[i + 1]):
             out[i + 1] = os.path.abspath(out[i + 1])
     return out
 

@@ -9,12 +9,11 @@ tests and reviewers. A new generated file is one more entry in ``plan()`` with t
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from dlcourse_installer import access, grafana_config, staff, templates
+from dlcourse_installer import access, assets, grafana_config, staff, templates
 from dlcourse_installer.options import Options
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
@@ -71,10 +70,12 @@ def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[Genera
     """Every file, in the order a fresh install writes them."""
     return [
         *_driver(paths, opts, facts),
+        *_hub_accounts(paths, opts),
+        *_user_environment(paths),
         *_course(paths, opts),
         *_hub_services(paths, ports, opts, facts),
-        *_prometheus(paths, ports, opts),
-        *_alertmanager(paths, ports, opts),
+        *_prometheus(paths, ports),
+        *_alertmanager(paths, ports),
         *_grafana(paths, ports, opts, facts),
     ]
 
@@ -89,11 +90,25 @@ def _driver(paths: Paths, opts: Options, facts: Facts) -> list[GeneratedFile]:
     return files
 
 
+def _hub_accounts(paths: Paths, opts: Options) -> list[GeneratedFile]:
+    """Written before TLJH's bootstrap: the admins have a password before the hub listens."""
+    return [GeneratedFile(paths.hub_password(a), "tljh", None, mode=0o600) for a in opts.admins]
+
+
+def _user_environment(paths: Paths) -> list[GeneratedFile]:
+    settings = templates.resource_usage_settings()
+    path = f"{paths.user_jupyter_config_d}/dlcourse-resource-usage.json"
+    return [GeneratedFile(path, "user-environment", settings)]
+
+
 def _course(paths: Paths, opts: Options) -> list[GeneratedFile]:
     if not opts.roster:
         return []
     snippet = templates.course_snippet(opts.groups())
-    return [GeneratedFile(f"{paths.tljh_config_d}/dlcourse-course.py", "course", snippet)]
+    # TAs are staff: like the admins, their accounts get a password before the hub knows
+    # them, so no student can claim one by logging in first.
+    tas = [GeneratedFile(paths.hub_password(ta), "course", None, mode=0o600) for ta in opts.tas]
+    return [*tas, GeneratedFile(f"{paths.tljh_config_d}/dlcourse-course.py", "course", snippet)]
 
 
 def _hub_services(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[GeneratedFile]:
@@ -115,13 +130,11 @@ def _hub_services(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> li
     ]
 
 
-def _prometheus(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
+def _prometheus(paths: Paths, ports: Ports) -> list[GeneratedFile]:
     rules = [
-        GeneratedFile(
-            f"{paths.prometheus_rules_dir}/{os.path.basename(src)}", "prometheus", _read(src),
-            origin=_relative(src, opts.assets),
-        )
-        for src in rule_sources(opts.assets)
+        GeneratedFile(f"{paths.prometheus_rules_dir}/{a.name}", "prometheus", a.text,
+                      origin=a.origin)
+        for a in assets.rules()
     ]  # fmt: skip
     config = templates.prometheus_config(paths, ports, [r.path for r in rules])
     args = templates.default_args(templates.prometheus_args(paths, ports))
@@ -135,13 +148,12 @@ def _prometheus(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile
     ]
 
 
-def _alertmanager(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
-    source = alertmanager_source(opts.assets)
-    if source:
+def _alertmanager(paths: Paths, ports: Ports) -> list[GeneratedFile]:
+    packaged = assets.alertmanager_config()
+    if packaged:
         config = GeneratedFile(
-            paths.alertmanager_config, "alertmanager", _read(source),
-            origin=_relative(source, opts.assets),
-        )  # fmt: skip
+            paths.alertmanager_config, "alertmanager", packaged.text, origin=packaged.origin
+        )
     else:
         default = templates.default_alertmanager_config()
         config = GeneratedFile(paths.alertmanager_config, "alertmanager", default)
@@ -159,11 +171,9 @@ def _grafana(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[Ge
         staff_group=opts.staff_group,
     )  # fmt: skip
     dashboards = [
-        GeneratedFile(
-            f"{paths.grafana_dashboards_dir}/{os.path.basename(src)}", "grafana", _read(src),
-            origin=_relative(src, opts.assets),
-        )
-        for src in dashboard_sources(opts.assets)
+        GeneratedFile(f"{paths.grafana_dashboards_dir}/{a.name}", "grafana", a.text,
+                      origin=a.origin)
+        for a in assets.dashboards()
     ]  # fmt: skip
     return [
         GeneratedFile(f"{paths.apt_sources_d}/grafana.list", "grafana-apt",
@@ -192,44 +202,3 @@ def digest(files: list[GeneratedFile], parts: tuple[str, ...]) -> str:
         if f.part in parts:
             h.update(repr((f.path, f.mode, f.owner, f.group, f.content, f.derived)).encode())
     return h.hexdigest()[:16]
-
-
-# -- the packaged assets -----------------------------------------------------------------
-def _walk(assets: str, folder: str, suffixes: tuple[str, ...]) -> list[str]:
-    base = os.path.join(assets, folder)
-    found = []
-    for dirpath, _, names in os.walk(base):
-        found += [os.path.join(dirpath, n) for n in names if n.endswith(suffixes)]
-    return sorted(found)
-
-
-def rule_sources(assets: str) -> list[str]:
-    """Every YAML file under prometheus/ with a top-level ``groups:`` (alerts, recordings)."""
-    return [f for f in _walk(assets, "prometheus", (".yml", ".yaml")) if _is_rule_file(f)]
-
-
-def alertmanager_source(assets: str) -> str | None:
-    found = [
-        f
-        for f in _walk(assets, "prometheus", (".yml", ".yaml"))
-        if os.path.basename(f).startswith("alertmanager.")
-    ]
-    return found[0] if found else None
-
-
-def dashboard_sources(assets: str) -> list[str]:
-    return _walk(assets, "grafana", (".json",))
-
-
-def _is_rule_file(path: str) -> bool:
-    with open(path, encoding="utf-8") as f:
-        return any(line.startswith("groups:") for line in f)
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
-def _relative(path: str, assets: str) -> str:
-    return os.path.relpath(path, assets)

@@ -64,6 +64,8 @@ class Host:
     # Every change made (or, in a dry run, planned), in order: the runner counts them
     # per step and the tests compare them.
     actions: list[str] = field(default_factory=list)
+    # apt-get update ran in this run (a new source, e.g. Grafana's, resets it).
+    apt_lists_fresh: bool = False
 
     # -- commands --------------------------------------------------------------
     def query(self, argv: list[str], *, env: dict[str, str] | None = None) -> Result:
@@ -263,7 +265,7 @@ def _shown(content: str, secret: bool, origin: str) -> str:
     if secret:
         return "(a generated secret; never printed)"
     if origin:
-        return f"(a copy of {origin}, {len(content.splitlines())} lines)"
+        return f"(a copy of {origin} from the dlcourse package)"
     return content
 
 

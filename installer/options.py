@@ -7,13 +7,19 @@ import io
 import re
 from dataclasses import dataclass
 
+from dlcourse_installer import driver
+
 # What TLJH and JupyterHub accept as a user or group name without escaping.
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
 # A host name (optionally :port), or the same after http:// or https://; no path.
 DOMAIN = re.compile(r"^(https?://)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:\d{1,5})?$")
 
-DEFAULT_TLJH_VERSION = "1.0.0"
+# The newest TLJH release (tag 2.0.0, 2024-10-21: JupyterHub 5, Ubuntu >= 22.04, a Python 3.12
+# user environment from Miniforge 24.7.1-2; tljh/requirements-hub-env.txt, tljh/installer.py,
+# bootstrap/bootstrap.py of that tag). Its bootstrap flags: --version, then TLJH's installer's
+# --admin NAME[:PASSWORD] and --plugin SPEC.
+DEFAULT_TLJH_VERSION = "2.0.0"
 ROLES = ("student", "ta")
 
 
@@ -34,7 +40,6 @@ class Options:
     grafana_port: int | None = None
     tljh_version: str = DEFAULT_TLJH_VERSION
     source: str = ""  # pip spec (or checkout path) that installs dlcourse
-    assets: str = ""  # checkout holding prometheus/ and grafana/
     torch_spec: tuple[str, ...] = ("torch", "torchvision")
     dry_run: bool = False
     yes: bool = False
@@ -97,10 +102,19 @@ def validate(opts: Options) -> list[str]:
     if not opts.admins:
         errors.append("--admin NAME is required: the first hub administrator")
     errors += [f"--admin {a!r} is not a valid username" for a in opts.admins if not NAME.match(a)]
-    if opts.driver is not None and not opts.driver.isdigit():
-        errors.append(f"--driver {opts.driver!r}: give the driver branch number, e.g. 550")
+    branch = driver.parse_branch(opts.driver) if opts.driver is not None else None
+    if opts.driver is not None and branch is None:
+        errors.append(
+            f"--driver {opts.driver!r}: give a branch, optionally with -server and/or -open, "
+            "e.g. 580, 580-server, 580-server-open"
+        )
     if opts.no_gpu and (opts.driver or opts.ppa):
         errors.append("--no-gpu cannot be combined with --driver or --ppa")
+    if opts.ppa and (branch is None or branch.server):
+        errors.append(
+            "--ppa needs --driver BRANCH without -server (the graphics-drivers PPA has no "
+            "server builds), e.g. --ppa --driver 580"
+        )
     if opts.mem_limit is not None and not MEMORY.match(opts.mem_limit):
         errors.append(f"--mem-limit {opts.mem_limit!r}: use a size such as 4G or 512M")
     if opts.cpu_limit is not None:

@@ -70,6 +70,14 @@ class Paths:
     def grafana_password(self) -> str:
         return f"{self.etc}/grafana-admin-password"
 
+    @property
+    def hub_passwords_dir(self) -> str:
+        """One root-only file per hub account whose password the installer pre-sets."""
+        return f"{self.etc}/hub-passwords"
+
+    def hub_password(self, name: str) -> str:
+        return f"{self.hub_passwords_dir}/{name}"
+
     # -- who may read the monitoring stack (docs/security.md) --------------------
     @property
     def exporter_token(self) -> str:
@@ -111,6 +119,16 @@ class Paths:
     @property
     def user_env(self) -> str:
         return f"{self.tljh_prefix}/user"
+
+    @property
+    def tljh_password_store(self) -> str:
+        """FirstUseAuthenticator's passwords.dbm, in the hub's working directory."""
+        return f"{self.tljh_prefix}/state/passwords.dbm"
+
+    @property
+    def user_jupyter_config_d(self) -> str:
+        """Jupyter server settings for every user (sys.prefix/etc/jupyter of their Python)."""
+        return f"{self.user_env}/etc/jupyter/jupyter_server_config.d"
 
     @property
     def tljh_config_yaml(self) -> str:

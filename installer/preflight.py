@@ -2,20 +2,26 @@
 
 Every check looks and nothing changes. Problems that make the install fail (not Ubuntu,
 not root, no GPU) are errors and the installer refuses with all of them listed; what a
-person should know first (Secure Boot, 20.04) is a warning.
+person should know first (Secure Boot) is a warning.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dlcourse_installer import driver
 from dlcourse_installer.host import Host
 from dlcourse_installer.options import Options
 
-SUPPORTED = {"22.04", "24.04"}
-BEST_EFFORT = {"20.04"}
+# The LTS releases TLJH 2.0.0 accepts (>= 22.04, bootstrap/bootstrap.py) whose Python runs
+# dlcourse (>= 3.10): 22.04 (3.10), 24.04 (3.12), 26.04 (3.14).
+SUPPORTED = ("22.04", "24.04", "26.04")
 MIN_FREE_BYTES = 25 * 1024**3  # driver + TLJH + PyTorch/CUDA wheels + a term of metrics
 NVIDIA_VENDOR = "0x10de"
+# NVSwitch chips are NVIDIA PCI devices of class "bridge, other" (0x0680): NVIDIA's own
+# nvswitch driver matches them so (NVIDIA/open-gpu-kernel-modules,
+# kernel-open/nvidia/linux_nvswitch.c, nvswitch_pci_table).
+NVSWITCH_CLASS = "0x0680"
 
 SOURCES = {
     "Ubuntu's archive": "http://archive.ubuntu.com/ubuntu/",
@@ -25,13 +31,10 @@ SOURCES = {
     "Grafana's APT repository": "https://apt.grafana.com/",
 }
 
-MOK_EXPLANATION = (
-    "Secure Boot is on: the kernel only loads signed modules. Ubuntu's prebuilt NVIDIA modules "
-    "are signed; a module DKMS builds (e.g. from the graphics-drivers PPA) is signed with a "
-    "Machine Owner Key (MOK) that apt creates and asks a one-time password for. At the next "
-    "boot the blue 'MOK management' screen appears on the console: choose 'Enroll MOK' and "
-    "type that password, or the driver will not load. Without console access, use Ubuntu's "
-    "signed driver (no --ppa) or turn Secure Boot off in the firmware."
+SECURE_BOOT_NOTE = (
+    "Secure Boot is on: the kernel loads only signed modules. The installer uses Ubuntu's "
+    "signed prebuilt NVIDIA modules, and stops with instructions before installing anything "
+    "if there are none for this kernel"
 )
 
 
@@ -41,6 +44,7 @@ class Findings:
     warnings: list[str] = field(default_factory=list)
     distro: str = ""
     gpus: list[str] = field(default_factory=list)  # PCI addresses
+    nvswitches: list[str] = field(default_factory=list)
     secure_boot: bool | None = None
 
 
@@ -53,16 +57,24 @@ def parse_os_release(text: str) -> dict[str, str]:
     return out
 
 
-def nvidia_gpus(host: Host) -> list[str]:
-    """PCI display controllers (class 0x03xxxx) from NVIDIA; their audio functions don't count."""
+def _nvidia_devices(host: Host, class_prefix: str) -> list[str]:
     found = []
     for vendor_file in host.glob("/sys/bus/pci/devices/*/vendor"):
         device = vendor_file.rsplit("/", 1)[0]
         vendor = (host.read_text(vendor_file) or "").strip().lower()
         pci_class = (host.read_text(f"{device}/class") or "").strip().lower()
-        if vendor == NVIDIA_VENDOR and pci_class.startswith("0x03"):
+        if vendor == NVIDIA_VENDOR and pci_class.startswith(class_prefix):
             found.append(device.rsplit("/", 1)[1])
     return found
+
+
+def nvidia_gpus(host: Host) -> list[str]:
+    """PCI display controllers (class 0x03xxxx) from NVIDIA; their audio functions don't count."""
+    return _nvidia_devices(host, "0x03")
+
+
+def nvswitches(host: Host) -> list[str]:
+    return _nvidia_devices(host, NVSWITCH_CLASS)
 
 
 def secure_boot_state(host: Host) -> bool | None:
@@ -93,13 +105,11 @@ def check(host: Host, opts: Options) -> Findings:
     release = parse_os_release(host.read_text("/etc/os-release") or "")
     distro, version = release.get("ID", "unknown"), release.get("VERSION_ID", "")
     f.distro = release.get("PRETTY_NAME", f"{distro} {version}".strip())
-    if distro != "ubuntu" or version not in SUPPORTED | BEST_EFFORT:
+    if distro != "ubuntu" or version not in SUPPORTED:
         f.errors.append(
-            f"this is {f.distro}; dlcourse-install supports Ubuntu 22.04 and 24.04 "
-            "(20.04 best effort)"
+            f"this is {f.distro}; dlcourse-install supports Ubuntu {', '.join(SUPPORTED)} LTS "
+            "(older releases lack the Python 3.10 dlcourse and TLJH 2.0.0 need)"
         )
-    elif version in BEST_EFFORT:
-        f.warnings.append(f"Ubuntu {version} is supported on a best-effort basis")
 
     if not host.exists("/run/systemd/system"):
         f.errors.append("systemd is not running (no /run/systemd/system): it runs every service")
@@ -118,9 +128,14 @@ def check(host: Host, opts: Options) -> Findings:
             "(use --no-gpu for a CPU-only course server)"
         )
 
+    f.nvswitches = nvswitches(host)
     f.secure_boot = secure_boot_state(host)
-    if f.secure_boot and not opts.no_gpu:
-        f.warnings.append(MOK_EXPLANATION)
+    if f.secure_boot and opts.ppa:
+        kernel = host.query(["uname", "-r"]).stdout.strip()
+        branch = driver.parse_branch(opts.driver or "") or driver.Branch("<BRANCH>")
+        f.errors.append(driver.secure_boot_instructions(branch, kernel, ppa=True))
+    elif f.secure_boot and not opts.no_gpu:
+        f.warnings.append(SECURE_BOOT_NOTE)
 
     for name, url in SOURCES.items():
         r = host.query(["curl", "-fsS", "-o", "/dev/null", "-I", "--max-time", "10", url])

@@ -16,6 +16,8 @@ from typing import TextIO
 
 from dlcourse_installer import (
     apt,
+    assets,
+    driver,
     files,
     generated,
     grafana_config,
@@ -33,8 +35,8 @@ from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
 from dlcourse_installer.state import State
 
-BASE_PACKAGES = ["python3", "python3-venv", "git", "curl", "build-essential", "dkms"]
-USER_PACKAGES = ["jupyterlab-nvdashboard", "jupyter-resource-usage", "ipywidgets"]
+# What the steps run before TLJH's bootstrap installs its own (git: it resolves --version).
+BASE_PACKAGES = ["python3", "python3-venv", "git", "curl"]
 MONITORING_PACKAGES = ["prometheus", "prometheus-alertmanager", "prometheus-node-exporter"]
 TLJH_BOOTSTRAP_URL = (
     "https://raw.githubusercontent.com/jupyterhub/the-littlest-jupyterhub/{version}"
@@ -80,6 +82,7 @@ class Context:
     ports: Ports = field(default_factory=Ports)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     findings: preflight.Findings | None = None
+    driver_branch: driver.Branch | None = None  # chosen by the driver step
     summary: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
@@ -133,24 +136,12 @@ def ensure_preflight(ctx: Context) -> None:
 
 # -- 2. base packages ----------------------------------------------------------------
 def ensure_base_packages(ctx: Context) -> None:
-    kernel = ctx.host.query(["uname", "-r"]).stdout.strip()
-    # DKMS builds the NVIDIA module against the running kernel's headers.
-    packages = BASE_PACKAGES + ([f"linux-headers-{kernel}"] if kernel else [])
-    installed = apt.ensure_packages(ctx.host, packages)
+    installed = apt.ensure_packages(ctx.host, BASE_PACKAGES)
     if installed:
         ctx.note(f"new packages: {' '.join(installed)}")
 
 
 # -- 3. NVIDIA driver ----------------------------------------------------------------
-def parse_recommended(ubuntu_drivers_output: str) -> str | None:
-    """``driver   : nvidia-driver-550 - distro non-free recommended`` -> nvidia-driver-550."""
-    for line in ubuntu_drivers_output.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "driver" and value.strip().endswith("recommended"):
-            return value.split()[0]
-    return None
-
-
 def driver_version(host: Host) -> str | None:
     r = host.query(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
     return r.stdout.splitlines()[0].strip() if r.ok and r.stdout.strip() else None
@@ -160,57 +151,123 @@ def boot_id(host: Host) -> str:
     return (host.read_text("/proc/sys/kernel/random/boot_id") or "").strip()
 
 
+def chosen_branch(ctx: Context) -> driver.Branch | None:
+    """--driver as given, else what ubuntu-drivers recommends for a compute server."""
+    if ctx.opts.driver:
+        return driver.parse_branch(ctx.opts.driver)
+    apt.ensure_packages(ctx.host, ["ubuntu-drivers-common"])
+    return driver.recommended(ctx.host)
+
+
 def ensure_nvidia_driver(ctx: Context) -> None:
     host, opts = ctx.host, ctx.opts
     if opts.no_gpu:
         ctx.note("skipped: --no-gpu")
         return
-    if opts.ppa and not host.glob(f"{ctx.paths.apt_sources_d}/graphics-drivers-*"):
-        apt.add_ppa(host, "graphics-drivers/ppa")  # refreshes the package lists itself
-    if opts.driver:
-        package = f"nvidia-driver-{opts.driver}"
-    else:
-        apt.ensure_packages(host, ["ubuntu-drivers-common"])
-        package = parse_recommended(host.query(["ubuntu-drivers", "devices"]).stdout)
-        if package is None:
-            if not ctx.opts.dry_run:
-                raise StepError(
-                    "`ubuntu-drivers devices` recommends no NVIDIA driver: "
-                    "choose one with --driver N"
-                )
-            package = "nvidia-driver-<recommended by ubuntu-drivers>"
-    installed = apt.ensure_packages(host, [package])
-    if installed:
-        ctx.note(f"new driver package: {package}")
+    kernel = host.query(["uname", "-r"]).stdout.strip()
+    branch = driver.installed(host) or chosen_branch(ctx)
+    if branch is None:
+        if not opts.dry_run:
+            raise StepError(
+                "`ubuntu-drivers list --gpgpu --recommended` names no NVIDIA driver for this "
+                "server: choose one with --driver BRANCH (e.g. 580-server)"
+            )
+        branch = driver.Branch("<recommended by ubuntu-drivers>", server=True)
+    ctx.note(f"driver {branch}" + ("" if opts.driver else " (ubuntu-drivers' choice for servers)"))
+    ctx.driver_branch = branch
+    if driver.installed(host) is None:
+        install_driver(ctx, branch, kernel)
+    gpus = preflight.nvidia_gpus(host)
+    switches = preflight.nvswitches(host)
+    if switches:  # NVSwitch systems: no CUDA without Fabric Manager of the same branch
+        apt.ensure_packages(host, branch.fabric_manager_packages)
     if ensure_part(ctx, "driver"):
         host.run(["update-initramfs", "-u"])  # nouveau is loaded from the initramfs
 
     version = driver_version(host)
     if version is None:
         if ctx.state.reboot_pending and ctx.state.boot_id != boot_id(host):
-            raise StepError(
-                "the driver is installed and the machine rebooted, but nvidia-smi fails. "
-                "Check `dkms status`, `lsmod | grep -e nvidia -e nouveau` and, with Secure "
-                "Boot on, `mokutil --list-enrolled` (the MOK must be enrolled at boot)"
-            )
+            raise StepError(driver_not_loaded(host, branch))
         ctx.state.reboot_pending = True
         ctx.state.boot_id = boot_id(host)
-        raise RebootRequired(f"{package} is installed; the kernel must boot with it")
-
-    nvml = host.query(["/usr/bin/python3", "-c", NVML_CHECK])
-    if not nvml.ok and not ctx.opts.dry_run:
-        raise StepError(f"nvidia-smi works but NVML does not answer Python: {nvml.stderr.strip()}")
-    ctx.note(f"driver {version} answers nvidia-smi and NVML")
+        ctx.note(
+            f"after the reboot: the nvidia module is loaded, nvidia-smi lists all {len(gpus)} "
+            f"GPU(s) ({', '.join(gpus)}), and the running driver is the installed {branch}"
+            + ("; then Fabric Manager starts" if switches else "")
+        )
+        raise RebootRequired(f"driver {branch} is installed; the kernel must boot with it")
+    verify_driver(ctx, branch, version, gpus)
+    if switches:
+        systemd.ensure_running(host, "nvidia-fabricmanager")
     ctx.state.reboot_pending = False
     if files.ensure_absent(host, ctx.paths.unit(templates.RESUME_UNIT)):
         systemd.disable(host, templates.RESUME_UNIT)
         systemd.reload_daemon(host)
 
 
+def install_driver(ctx: Context, branch: driver.Branch, kernel: str) -> None:
+    """Signed prebuilt modules when Ubuntu has them; DKMS only where Secure Boot allows it."""
+    host, opts = ctx.host, ctx.opts
+    secure_boot = bool(ctx.findings and ctx.findings.secure_boot)
+    if opts.ppa:  # DKMS sources only (refused with Secure Boot by the preflight)
+        if not host.glob(f"{ctx.paths.apt_sources_d}/graphics-drivers-*"):
+            apt.add_ppa(host, "graphics-drivers/ppa")  # refreshes the package lists itself
+        apt.ensure_packages(host, [f"linux-headers-{kernel}", f"nvidia-driver-{branch.number}"])
+        return
+    prebuilt = driver.prebuilt_available(host, branch, kernel)
+    if not prebuilt and secure_boot:
+        raise StepError(driver.secure_boot_instructions(branch, kernel, ppa=False))
+    if not prebuilt:
+        ctx.note(f"no prebuilt modules for kernel {kernel}: DKMS builds them (Secure Boot is off)")
+        apt.ensure_packages(host, [f"linux-headers-{kernel}"])
+    apt.refresh(host)
+    host.run(driver.install_command(branch, dkms=not prebuilt), env=apt.APT_ENV)
+    apt.ensure_packages(host, [branch.utils_package])  # nvidia-smi, left out by --gpgpu
+    if driver.installed(host) is None and not opts.dry_run:
+        raise StepError(
+            f"`{' '.join(driver.install_command(branch, dkms=not prebuilt))}` installed no "
+            "driver: see `ubuntu-drivers list --gpgpu` for the branches this GPU can use"
+        )
+
+
+def verify_driver(ctx: Context, branch: driver.Branch, version: str, gpus: list[str]) -> None:
+    """After the reboot: every GPU is there, on the driver that was installed."""
+    host = ctx.host
+    listed = host.query(["nvidia-smi", "--query-gpu=pci.bus_id", "--format=csv,noheader"])
+    seen = {line.strip().lower()[-12:] for line in listed.stdout.splitlines() if line.strip()}
+    missing = [g for g in gpus if g.lower()[-12:] not in seen]
+    if missing and not ctx.opts.dry_run:
+        raise StepError(
+            f"nvidia-smi lists {len(seen)} of the {len(gpus)} NVIDIA GPUs; missing: "
+            f"{', '.join(missing)} (see `sudo dmesg | grep -i -e nvrm -e xid`)"
+        )
+    installed = driver.package_version(host, branch.utils_package)
+    if installed and installed != version and not ctx.opts.dry_run:
+        raise StepError(
+            f"the running driver is {version} but {installed} is installed: the old module "
+            "is still loaded; reboot and run the same command again"
+        )
+    nvml = host.query(["/usr/bin/python3", "-c", NVML_CHECK])
+    if not nvml.ok and not ctx.opts.dry_run:
+        raise StepError(f"nvidia-smi works but NVML does not answer Python: {nvml.stderr.strip()}")
+    ctx.note(f"driver {version} loaded; nvidia-smi and NVML see all {len(gpus)} GPU(s)")
+
+
+def driver_not_loaded(host: Host, branch: driver.Branch) -> str:
+    reason = "the nvidia module did not load after the reboot"
+    if not host.exists("/sys/module/nvidia"):
+        reason += " (no /sys/module/nvidia)"
+    return (
+        f"driver {branch} is installed and the machine rebooted, but {reason}. Check "
+        "`sudo dmesg | grep -i -e nvidia -e nouveau`, `lsmod | grep nouveau` and, with "
+        "Secure Boot on, `mokutil --sb-state` and `dkms status`"
+    )
+
+
 def purge_driver(ctx: Context) -> None:
     """``dlcourse-install driver --purge``: back to nouveau, as the seed's `apt purge nvidia*`."""
     host = ctx.host
-    packages = apt.installed_matching(host, ["nvidia-*", "libnvidia-*"])
+    packages = apt.installed_matching(host, ["nvidia-*", "libnvidia-*", "linux-modules-nvidia-*"])
     if packages:
         apt.purge(host, packages)
     if files.ensure_absent(host, ctx.paths.modprobe_blacklist):
@@ -226,23 +283,50 @@ PLUGIN_CHECK = "import dlcourse_installer.tljh_plugin"
 
 def ensure_tljh(ctx: Context) -> None:
     host, paths, opts = ctx.host, ctx.paths, ctx.opts
-    if not tljh.is_installed(host, paths):
+    # The admins' passwords exist before TLJH first starts the hub: the plugin writes them
+    # into TLJH's password store from these files (hub_passwords.py), so the hub never
+    # listens with an admin account whoever comes first could claim.
+    if not host.exists(paths.hub_passwords_dir):
+        host.make_dirs(paths.hub_passwords_dir, mode=0o700)
+    ensure_part(ctx, "tljh")
+    fresh = not tljh.is_installed(host, paths)
+    if fresh:
         bootstrap = f"{paths.cache}/tljh-bootstrap-{opts.tljh_version}.py"
         if not host.exists(bootstrap):
             host.make_dirs(paths.cache)
-            url = TLJH_BOOTSTRAP_URL.format(version=opts.tljh_version)
-            host.run(["curl", "-fsSL", "-o", bootstrap, url])
+            download(host, TLJH_BOOTSTRAP_URL.format(version=opts.tljh_version), bootstrap)
         admins = [a for admin in opts.admins for a in ("--admin", admin)]
         host.run(
             ["/usr/bin/python3", bootstrap, "--version", opts.tljh_version, *admins,
              "--plugin", opts.source],
-            env={"TLJH_INSTALL_PREFIX": paths.tljh_prefix},
+            env={"TLJH_INSTALL_PREFIX": paths.tljh_prefix, "DLCOURSE_ETC": paths.etc},
         )  # fmt: skip
-        return
-    if not host.query([f"{paths.hub_env}/bin/python3", "-c", PLUGIN_CHECK]).ok:
+    elif not host.query([f"{paths.hub_env}/bin/python3", "-c", PLUGIN_CHECK]).ok:
         # TLJH was there before dlcourse: add the plugin to its hub environment.
         host.run([f"{paths.hub_env}/bin/python3", "-m", "pip", "install", opts.source])
-        tljh.reload_hub(host, paths)
+        restart_hub(ctx)
+    if not (fresh and opts.dry_run) and tljh.passwords_missing(host, paths):
+        tljh.seed_passwords(host, paths)
+    for admin in opts.admins:
+        ctx.note(f"hub admin {admin}: password in {paths.hub_password(admin)}")
+
+
+def restart_hub(ctx: Context) -> None:
+    """Restart the hub for new configuration and wait for its API, two minutes at most.
+
+    Not `tljh-config reload hub`: it polls until the hub answers, forever if it never does
+    (tljh/config.py reload_component, TLJH 2.0.0).
+    """
+    if not tljh.restart_hub(ctx.host, ctx.ports, wait=not ctx.opts.dry_run):
+        raise StepError(
+            "the hub did not come back within two minutes after a restart: "
+            "see `journalctl -u jupyterhub -n 50`"
+        )
+
+
+def download(host: Host, url: str, dest: str) -> None:
+    """Network downloads are retried: a flaky mirror should not stop the install."""
+    host.run(["curl", "-fsSL", "--retry", "3", "--retry-delay", "5", "-o", dest, url])
 
 
 # -- 5. users' environment -----------------------------------------------------------
@@ -264,7 +348,8 @@ def ensure_user_environment(ctx: Context) -> None:
     host, paths, opts = ctx.host, ctx.paths, ctx.opts
     if not tljh.is_installed(host, paths) and not opts.dry_run:
         raise StepError(f"TLJH's user environment {paths.user_env} is missing: rerun the TLJH step")
-    wanted = USER_PACKAGES + (["tensorflow"] if opts.tensorflow else [])
+    ensure_part(ctx, "user-environment")
+    wanted = templates.USER_PIP_PACKAGES + (["tensorflow"] if opts.tensorflow else [])
     todo = [p for p in wanted if not tljh.user_pip_installed(host, paths, p)]
     if todo:
         specs = [
@@ -313,10 +398,15 @@ def ensure_course(ctx: Context) -> None:
             tljh.config_set(host, paths, key, value)
             changed = True
     changed |= ensure_part(ctx, "course")
+    if tljh.is_installed(host, paths) and tljh.passwords_missing(host, paths):
+        tljh.seed_passwords(host, paths)  # before the hub loads the TAs from the roster
+    sections = {section for _, section, _ in opts.roster if section}
     if opts.roster:
-        ctx.note(f"{len(opts.roster)} students in {len(opts.groups())} sections")
+        ctx.note(f"{len(opts.roster)} people in {len(sections)} sections")
+    for ta in opts.tas:
+        ctx.note(f"TA {ta} (group {opts.staff_group}): password in {paths.hub_password(ta)}")
     if changed:
-        tljh.reload_hub(host, paths)
+        restart_hub(ctx)
 
 
 # -- 7. exporter ---------------------------------------------------------------------
@@ -336,7 +426,7 @@ def ensure_exporter(ctx: Context) -> None:
     if not host.exists(f"{venv}/bin/dlcourse-exporter"):
         host.run([f"{venv}/bin/python", "-m", "pip", "install", opts.source])
     if ensure_hub_services(ctx):
-        tljh.reload_hub(host, paths)
+        restart_hub(ctx)
     changed = ensure_part(ctx, "exporter")
     if changed:
         systemd.reload_daemon(host)
@@ -349,8 +439,9 @@ def ensure_grafana(ctx: Context) -> bool:
     key = f"{paths.apt_keyrings}/grafana.asc"
     if not host.exists(key):
         host.make_dirs(paths.apt_keyrings)
-        host.run(["curl", "-fsSL", "-o", key, GRAFANA_KEY_URL])
-    ensure_part(ctx, "grafana-apt")
+        download(host, GRAFANA_KEY_URL, key)
+    if ensure_part(ctx, "grafana-apt"):
+        host.apt_lists_fresh = False  # a new source
     apt.ensure_packages(host, ["grafana"])
     # Grafana's secrets were written root-only before its account existed.
     for f in ctx.files:
@@ -359,7 +450,7 @@ def ensure_grafana(ctx: Context) -> bool:
     changed = ensure_part(ctx, "grafana")
     if changed:
         systemd.reload_daemon(host)  # the drop-in
-    ctx.note(f"{len(generated.dashboard_sources(ctx.opts.assets))} dashboards from grafana/")
+    ctx.note(f"{len(assets.dashboards())} dashboards from grafana/dashboards/")
     return changed
 
 
@@ -369,7 +460,7 @@ def ensure_monitoring(ctx: Context) -> None:
     # The hub's metrics token was written root-only before Prometheus's account existed.
     for f in generated.part(ctx.files, "hub-services"):
         files.ensure_owner(host, f)
-    ctx.note(f"{len(generated.rule_sources(ctx.opts.assets))} rule files from prometheus/")
+    ctx.note(f"{len(assets.rules())} rule files from prometheus/rules/")
     changed = {
         unit: ensure_part(ctx, part)
         for unit, part in (
@@ -437,8 +528,8 @@ def ensure_final_check(ctx: Context) -> None:
     hub = generated.public_url(opts, ctx.facts)
     grafana = grafana_config.root_url(hub, opts.grafana_port)
     ctx.summary += [
-        "JupyterHub:  " + hub + "/  (admins: " + ", ".join(opts.admins)
-        + "; the first login sets the password)",
+        "JupyterHub:  " + hub + "/  (admins: "
+        + ", ".join(f"{a}, password in {paths.hub_password(a)}" for a in opts.admins) + ")",
         f"Staff only (hub admins and group {opts.staff_group!r}), through the hub's login:",
         f"  class status {hub}/services/{staff.STATUS_SERVICE}/",
         f"  Grafana      {grafana}",
@@ -460,15 +551,17 @@ STEPS = [
     ),
     Step(
         "tljh", "The Littlest JupyterHub", ensure_tljh,
-        lambda o: {"version": o.tljh_version, "admins": o.admins},
+        lambda o: {"version": o.tljh_version, "admins": o.admins}, parts=("tljh",),
     ),
     Step(
         "user-environment", "Users' environment (PyTorch, CUDA)", ensure_user_environment,
         lambda o: {"tensorflow": o.tensorflow, "torch": o.torch_spec, "no_gpu": o.no_gpu},
+        parts=("user-environment",),
     ),
     Step(
         "course", "Course: admins, roster, limits", ensure_course,
-        lambda o: {"admins": o.admins, "roster": o.roster, "mem": o.mem_limit, "cpu": o.cpu_limit},
+        lambda o: {"admins": o.admins, "roster": o.roster, "staff": o.staff_group,
+                   "mem": o.mem_limit, "cpu": o.cpu_limit},
         parts=("course",),
     ),
     Step(

@@ -29,6 +29,12 @@ EXPORTER_SCOPES = (
 )
 PROMETHEUS_SCOPES = ("read:metrics",)
 
+# What every student needs in TLJH's user environment beyond PyTorch (which the installer
+# adds from PyTorch's index with the CUDA build matching the driver): their own GPU use
+# (nvdashboard), their memory and CPU against the limits (resource-usage), widgets. The
+# TLJH plugin hands the same list to TLJH, so `tljh` upgrades keep them.
+USER_PIP_PACKAGES = ["jupyterlab-nvdashboard", "jupyter-resource-usage", "ipywidgets"]
+
 
 def nouveau_blacklist() -> str:
     return (
@@ -158,6 +164,11 @@ def hub_services_snippet(paths: Paths) -> str:
     for role in roles:
         lines.append(f"c.JupyterHub.load_roles.append({json.dumps(role)})")
     return "\n".join(lines) + "\n"
+
+
+def resource_usage_settings() -> str:
+    """jupyter-resource-usage shows CPU as well as memory, for every user."""
+    return json.dumps({"ResourceUseDisplay": {"track_cpu_percent": True}}, indent=2) + "\n"
 
 
 def course_snippet(groups: dict[str, list[str]]) -> str:

@@ -6,6 +6,9 @@ import json
 
 from dlcourse_installer.host import Host
 from dlcourse_installer.paths import Paths
+from dlcourse_installer.ports import Ports
+
+PASSWORDS = "dlcourse_installer.hub_passwords"
 
 # TLJH's hub environment has PyYAML; the installer is stdlib-only, so it asks that Python
 # to turn config.yaml into JSON rather than parse YAML itself.
@@ -35,8 +38,32 @@ def config_add_item(host: Host, paths: Paths, key: str, value: str) -> None:
     host.run([paths.tljh_config_cmd, "add-item", key, value])
 
 
-def reload_hub(host: Host, paths: Paths) -> None:
-    host.run([paths.tljh_config_cmd, "reload", "hub"])
+def restart_hub(host: Host, ports: Ports, *, wait: bool = True) -> bool:
+    """Restart the hub; True once its API answers (within two minutes)."""
+    host.run(["systemctl", "restart", "jupyterhub"])
+    if not wait:
+        return True
+    for _ in range(40):
+        probe = ["curl", "-fsS", "-o", "/dev/null", "--max-time", "3", f"{ports.hub_api}/"]
+        if host.query(probe).ok:
+            return True
+        host.sleep(3)
+    return False
+
+
+def passwords_missing(host: Host, paths: Paths) -> list[str]:
+    """Pre-set hub accounts without an entry in TLJH's password store (hub_passwords.py)."""
+    result = host.query([*_passwords_command(paths), "--missing"])
+    return result.stdout.split() if result.ok else []
+
+
+def seed_passwords(host: Host, paths: Paths) -> None:
+    host.run(_passwords_command(paths))
+
+
+def _passwords_command(paths: Paths) -> list[str]:
+    python = f"{paths.hub_env}/bin/python3"
+    return [python, "-m", PASSWORDS, paths.hub_passwords_dir, paths.tljh_password_store]
 
 
 def lookup(cfg: dict, dotted: str):

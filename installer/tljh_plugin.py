@@ -6,17 +6,13 @@ names and arguments are TLJH's (tljh/hooks.py); pluggy checks them when it regis
 
 from __future__ import annotations
 
-import json
-import os
-
 import pluggy
 
-hookimpl = pluggy.HookimplMarker("tljh")
+from dlcourse_installer import hub_passwords
+from dlcourse_installer.paths import Paths
+from dlcourse_installer.templates import USER_PIP_PACKAGES
 
-# What every student needs in TLJH's user environment beyond PyTorch (which the installer
-# adds from PyTorch's index with the CUDA build matching the driver): their own GPU use
-# (nvdashboard), their memory and CPU against the limits (resource-usage), widgets.
-USER_PIP_PACKAGES = ["jupyterlab-nvdashboard", "jupyter-resource-usage", "ipywidgets"]
+hookimpl = pluggy.HookimplMarker("tljh")
 
 
 @hookimpl
@@ -34,13 +30,8 @@ def tljh_custom_jupyterhub_config(c):
 
 
 @hookimpl
-def tljh_post_install():
-    """Let jupyter-resource-usage show CPU as well as memory, for every user."""
-    prefix = os.environ.get("TLJH_INSTALL_PREFIX", "/opt/tljh")
-    conf_d = os.path.join(prefix, "user", "etc", "jupyter", "jupyter_server_config.d")
-    os.makedirs(conf_d, exist_ok=True)
-    path = os.path.join(conf_d, "dlcourse-resource-usage.json")
-    settings = {"ResourceUseDisplay": {"track_cpu_percent": True}}
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(settings, f, indent=2)
-        f.write("\n")
+def tljh_config_post_install(config):
+    """Pre-set the admins' passwords: TLJH calls this before it first starts the hub, so the
+    hub never listens with an admin account that anyone could claim (hub_passwords.py)."""
+    paths = Paths.from_env()  # the installer passes DLCOURSE_ETC and TLJH_INSTALL_PREFIX
+    hub_passwords.seed(paths.hub_passwords_dir, paths.tljh_password_store)

@@ -12,28 +12,26 @@ import json
 import os
 import re
 import shlex
+import shutil
 import uuid
 
 from dlcourse_installer import steps, tljh
 from dlcourse_installer.host import CommandError, DryRunHost, FileMeta, Host, Result
 
 UBUNTU_24_04 = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nID=ubuntu\nVERSION_ID="24.04"\n'
-UBUNTU_DRIVERS = """== /sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0 ==
-modalias : pci:v000010DEd00002204sv00001458sd0000403Bbc03sc00i00
-vendor   : NVIDIA Corporation
-model    : GA102 [GeForce RTX 3090]
-driver   : nvidia-driver-535 - distro non-free
-driver   : nvidia-driver-550 - distro non-free recommended
-driver   : xserver-xorg-video-nouveau - distro free builtin
-"""
-DRIVER_VERSION = "550.120"
+KERNEL = "6.8.0-45-generic"
+# `ubuntu-drivers list --gpgpu --recommended` (ubuntu-drivers-common: "package modules").
+RECOMMENDED = "nvidia-headless-no-dkms-580-server linux-modules-nvidia-580-server-generic\n"
+# The upstream version each branch's packages carry in this model's archive.
+DRIVER_VERSIONS = {"580": "580.65.06", "575": "575.57.08", "550": "550.163.01", "535": "535.247.01"}
 # What a fresh Ubuntu server image already has.
 PREINSTALLED = {"python3", "curl", "git", "ubuntu-drivers-common"}
 
 
 class FakeHost(Host):
     def __init__(self, root, *, gpu: bool = True, os_release: str = UBUNTU_24_04,
-                 secure_boot: bool = False, driver_needs_reboot: bool = True):  # fmt: skip
+                 secure_boot: bool = False, driver_needs_reboot: bool = True,
+                 gpus: int = 1, prebuilt: bool = True, nvswitch: bool = False):  # fmt: skip
         super().__init__(root=str(root))
         self.commands: list[tuple[str, ...]] = []  # every command, queries included
         self.packages = set(PREINSTALLED)
@@ -44,20 +42,30 @@ class FakeHost(Host):
         self.driver_loaded = False
         self.driver_needs_reboot = driver_needs_reboot
         self.secure_boot = secure_boot
+        self.prebuilt = prebuilt  # the archive has signed modules for KERNEL
+        self.archive = dict(DRIVER_VERSIONS)  # branch -> version its packages carry
+        self.loaded_version: str | None = None  # of the module in the running kernel
+        self.gpus_answering = gpus  # what nvidia-smi lists (a lost GPU: fewer)
         self.tljh_config: dict = {}
         self.plugin_installed = False
+        self.hub_passwords: set[str] = set()  # accounts with an entry in TLJH's password store
+        self.claimable_when_hub_started: list[str] = []  # admins without one at first start
         self.user_pip: set[str] = set()
         self.torch: str | None = None
         self.fail: str | None = None  # a run command containing this text fails
         self.reboots = 0
+        self.restarts: list[str] = []
         self.put("/etc/os-release", os_release)
         self.put("/proc/sys/kernel/random/boot_id", str(uuid.uuid4()))
         os.makedirs(self.local("/run/systemd/system"), exist_ok=True)
-        if gpu:
-            self.put("/sys/bus/pci/devices/0000:01:00.0/vendor", "0x10de\n")
-            self.put("/sys/bus/pci/devices/0000:01:00.0/class", "0x030000\n")
-            self.put("/sys/bus/pci/devices/0000:01:00.1/vendor", "0x10de\n")  # its HDMI audio
-            self.put("/sys/bus/pci/devices/0000:01:00.1/class", "0x040300\n")
+        for n in range(gpus if gpu else 0):
+            self.put(f"/sys/bus/pci/devices/0000:{n + 1:02x}:00.0/vendor", "0x10de\n")
+            self.put(f"/sys/bus/pci/devices/0000:{n + 1:02x}:00.0/class", "0x030000\n")
+            self.put(f"/sys/bus/pci/devices/0000:{n + 1:02x}:00.1/vendor", "0x10de\n")  # HDMI audio
+            self.put(f"/sys/bus/pci/devices/0000:{n + 1:02x}:00.1/class", "0x040300\n")
+        if nvswitch:
+            self.put("/sys/bus/pci/devices/0000:c1:00.0/vendor", "0x10de\n")
+            self.put("/sys/bus/pci/devices/0000:c1:00.0/class", "0x068000\n")
         self.put("/sys/bus/pci/devices/0000:00:1f.0/vendor", "0x8086\n")
         self.put("/sys/bus/pci/devices/0000:00:1f.0/class", "0x060100\n")
 
@@ -72,8 +80,28 @@ class FakeHost(Host):
         """What a reboot changes: a new boot id, the new driver loaded, enabled units up."""
         self.reboots += 1
         self.put("/proc/sys/kernel/random/boot_id", str(uuid.uuid4()))
-        self.driver_loaded = any(p.startswith("nvidia-driver-") for p in self.packages)
+        self._load_driver()
         self.active = set(self.enabled)
+
+    def _driver_branch(self) -> str | None:
+        for p in sorted(self.packages):
+            m = re.match(r"nvidia-(?:headless-no-dkms|driver)-(\d+)", p)
+            if m:
+                return m[1]
+        return None
+
+    def _load_driver(self) -> None:
+        """The kernel loads signed prebuilt modules; DKMS-built ones only without Secure Boot."""
+        branch = self._driver_branch()
+        prebuilt = any(p.startswith("linux-modules-nvidia-") and p.endswith(KERNEL)
+                       for p in self.packages)  # fmt: skip
+        dkms = any(p.startswith("nvidia-dkms-") for p in self.packages)
+        self.driver_loaded = bool(branch) and (prebuilt or (dkms and not self.secure_boot))
+        if self.driver_loaded:
+            self.loaded_version = self.archive[branch]
+            self.put("/sys/module/nvidia/version", self.loaded_version + "\n")
+        else:
+            shutil.rmtree(self.local("/sys/module/nvidia"), ignore_errors=True)
 
     @property
     def runs(self) -> list[str]:
@@ -122,7 +150,7 @@ class FakeHost(Host):
             return out("Filesystem 1024-blocks Used Available Capacity Mounted on\n"
                        "/dev/sda1 500000000 1000 400000000 1% /\n")  # fmt: skip
         if cmd == "uname":
-            return out("6.8.0-45-generic\n")
+            return out(f"{KERNEL}\n")
         if cmd == "hostname":
             return out("gpu-server.example.edu\n")
         if cmd == "mokutil":
@@ -134,6 +162,10 @@ class FakeHost(Host):
             if fmt == "-f=${Status}":
                 have = names[0] in self.packages
                 return out("install ok installed" if have else "", 0 if have else 1)
+            if fmt == "-f=${Version}":
+                m = re.search(r"-(\d{3})(-|$)", names[0])
+                have = names[0] in self.packages and m
+                return out(f"{self.archive[m[1]]}-0ubuntu1" if have else "", 0 if have else 1)
             hits = sorted({p for p in self.packages for n in names if fnmatch.fnmatch(p, n)})
             return out("".join(f"{p} install ok installed\n" for p in hits))
         if cmd == "apt-get":
@@ -142,22 +174,40 @@ class FakeHost(Host):
             if args[0] == "install":
                 self.packages |= set(names)
                 if any(n.startswith("nvidia-driver-") for n in names):
-                    self.driver_loaded = not self.driver_needs_reboot
+                    self.packages.add(f"nvidia-dkms-{self._driver_branch()}")  # the PPA's
+                    if not self.driver_needs_reboot:
+                        self._load_driver()
                 for n in names:
                     if n in ("prometheus", "grafana"):
                         self.users.add(n)
             elif args[0] == "purge":
-                self.packages -= set(names)  # the module stays loaded until the reboot
+                gone = {p for p in self.packages for n in names if fnmatch.fnmatch(p, n)}
+                self.packages -= gone  # the module stays loaded until the reboot
             return ok
         if cmd == "add-apt-repository":
             self.put("/etc/apt/sources.list.d/graphics-drivers-ubuntu-ppa-noble.sources", "x\n")
             return ok
         if cmd == "ubuntu-drivers":
-            return out(UBUNTU_DRIVERS)
+            return self._ubuntu_drivers(args, env)
+        if cmd == "apt-cache":
+            assert args[:2] == ["show", "--no-all-versions"], args
+            known = (
+                self.prebuilt
+                and args[2].startswith("linux-modules-nvidia-")
+                and args[2].endswith(KERNEL)
+            )
+            return ok if known else out("E: No packages found", 100)
         if cmd == "nvidia-smi":
-            if self.driver_loaded:
-                return out(f"{DRIVER_VERSION}\n")
-            return out("NVIDIA-SMI has failed because it couldn't communicate with the driver", 9)
+            if not self.driver_loaded:
+                return out(
+                    "NVIDIA-SMI has failed because it couldn't communicate with the driver", 9
+                )
+            version = self.loaded_version
+            if args[0] == "--query-gpu=pci.bus_id":
+                return out(
+                    "".join(f"00000000:{n + 1:02X}:00.0\n" for n in range(self.gpus_answering))
+                )
+            return out(f"{version}\n" * self.gpus_answering)
         if cmd == "update-initramfs":
             return ok
         if cmd == "getent":  # every account here has its own group
@@ -174,10 +224,14 @@ class FakeHost(Host):
             return ok
         if argv[0] == "/usr/bin/python3" and args[0] == "-c":
             assert args[1] == steps.NVML_CHECK
-            return out(f"{DRIVER_VERSION} 1\n") if self.driver_loaded else out("nvmlInit failed", 1)
+            if not self.driver_loaded:
+                return out("nvmlInit failed", 1)
+            return out(f"{self.loaded_version} {self.gpus_answering}\n")
         if argv[0] == "/usr/bin/python3" and "tljh-bootstrap" in args[0]:
             return self._tljh_bootstrap(args, env)
         if argv[0].endswith("/hub/bin/python3"):
+            if args[:2] == ["-m", tljh.PASSWORDS]:
+                return self._hub_passwords(args[2:])
             if args[0] == "-c" and args[1] == steps.PLUGIN_CHECK:
                 return ok if self.plugin_installed else out("ModuleNotFoundError", 1)
             if args[0] == "-c":
@@ -191,6 +245,24 @@ class FakeHost(Host):
             self.put(argv[0].replace("/python", "/dlcourse-exporter"), "")
             return ok
         raise AssertionError(f"the fake host does not know `{shlex.join(argv)}`")
+
+    def _ubuntu_drivers(self, args, env) -> Result:
+        """ubuntu-drivers-common's behaviour: prebuilt modules unless --include-dkms, and exit
+        0 even when it found nothing to install."""
+        if args[0] == "list":
+            assert args[1:] == ["--gpgpu", "--recommended"], args
+            return Result(("ubuntu-drivers", *args), 0, RECOMMENDED)
+        assert args[0] == "install" and env.get("DEBIAN_FRONTEND") == "noninteractive", args
+        flavour = args[-1].removeprefix("nvidia:")
+        userspace = "nvidia-headless-no-dkms-" if "--gpgpu" in args else "nvidia-driver-"
+        if self.prebuilt:
+            self.packages |= {userspace + flavour, f"linux-modules-nvidia-{flavour}-generic",
+                              f"linux-modules-nvidia-{flavour}-{KERNEL}"}  # fmt: skip
+        elif "--include-dkms" in args:
+            self.packages |= {userspace + flavour, f"nvidia-dkms-{flavour}"}
+        if not self.driver_needs_reboot:
+            self._load_driver()
+        return Result(("ubuntu-drivers", *args), 0, "All the available drivers are installed.")
 
     def _curl(self, argv, args) -> Result:
         if "-o" in args and args[args.index("-o") + 1] != "/dev/null":
@@ -206,6 +278,9 @@ class FakeHost(Host):
                 for job, unit in jobs.items()
             ]
             return Result(tuple(argv), 0, json.dumps({"data": {"activeTargets": targets}}))
+        if url.endswith("/hub/api/"):
+            up = "jupyterhub" in self.active
+            return Result(tuple(argv), 0 if up else 7, "", "" if up else "Connection refused")
         if url.endswith("/api/v1/query"):
             series = [{"metric": {"version": "0.1.0"}, "value": [0, "1"]}]
             return Result(tuple(argv), 0, json.dumps({"data": {"result": series}}))
@@ -227,6 +302,7 @@ class FakeHost(Host):
             self.enabled.discard(units[0])
         elif verb == "restart":
             self.active.add(units[0])
+            self.restarts.append(units[0])
         elif verb == "reboot":
             pass  # the test calls reboot_now(): the installer's process would end here
         elif verb != "daemon-reload":
@@ -234,16 +310,35 @@ class FakeHost(Host):
         return ok
 
     def _tljh_bootstrap(self, args, env) -> Result:
+        """TLJH 2.0.0's order: install --plugin, run its tljh_config_post_install hook, set
+        the admins, start the hub (tljh/installer.py main())."""
         prefix = env["TLJH_INSTALL_PREFIX"]
         for path in ("hub/bin/python3", "hub/bin/tljh-config", "user/bin/python"):
             self.put(f"{prefix}/{path}", "")
-        self.tljh_config.setdefault("users", {})["admin"] = [
-            args[i + 1] for i, a in enumerate(args) if a == "--admin"
-        ]
         self.plugin_installed = "--plugin" in args
+        if self.plugin_installed:  # dlcourse's hook seeds the store from DLCOURSE_ETC
+            self._seed(f"{env['DLCOURSE_ETC']}/hub-passwords")
+        admins = [args[i + 1] for i, a in enumerate(args) if a == "--admin"]
+        self.tljh_config.setdefault("users", {})["admin"] = admins
+        self.claimable_when_hub_started = [a for a in admins if a not in self.hub_passwords]
         self.enabled.add("jupyterhub")
         self.active.add("jupyterhub")
         return Result(("bootstrap",), 0)
+
+    def _seed(self, passwords_dir: str) -> list[str]:
+        names = [os.path.basename(p) for p in self.glob(f"{passwords_dir}/*")]
+        new = [n for n in names if n not in self.hub_passwords]
+        self.hub_passwords |= set(new)
+        return new
+
+    def _hub_passwords(self, args) -> Result:
+        passwords_dir, _store, *flags = args
+        if flags == ["--missing"]:
+            names = [os.path.basename(p) for p in self.glob(f"{passwords_dir}/*")]
+            missing = [n for n in names if n not in self.hub_passwords]
+            return Result(tuple(args), 0, "\n".join(missing))
+        self._seed(passwords_dir)
+        return Result(tuple(args), 0)
 
     def _tljh_config(self, args) -> Result:
         verb = args[0]
@@ -257,7 +352,7 @@ class FakeHost(Host):
             else:
                 node.setdefault(leaf, []).append(args[2])
         else:
-            assert args == ["reload", "hub"], args
+            raise AssertionError(f"tljh-config {args}?")
         return Result(("tljh-config", *args), 0)
 
     def _user_python(self, args) -> Result:

@@ -12,7 +12,7 @@ import yaml
 from jupyterhub.app import JupyterHub
 from rendered import render_site
 
-from dlcourse_installer import templates, tljh_plugin
+from dlcourse_installer import hub_passwords, templates, tljh_plugin
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
 
@@ -179,7 +179,7 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(site, tmp_path):
     )
 
 
-# tljh/hooks.py of The Littlest JupyterHub, as facts: the project name, hook names and
+# tljh/hooks.py of The Littlest JupyterHub 2.0.0, as facts: the project name, hook names and
 # their arguments. (TLJH is not on PyPI.)
 tljh_hookspec = pluggy.HookspecMarker("tljh")
 
@@ -187,6 +187,9 @@ tljh_hookspec = pluggy.HookspecMarker("tljh")
 class TljhHookSpecs:
     @tljh_hookspec
     def tljh_extra_user_conda_packages(self): ...
+
+    @tljh_hookspec
+    def tljh_extra_user_conda_channels(self): ...
 
     @tljh_hookspec
     def tljh_extra_user_pip_packages(self): ...
@@ -231,10 +234,14 @@ def test_tljh_plugin_registers_through_the_tljh_entry_point(tmp_path, monkeypatc
 
     assert Spawner(config=c).environment["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
 
-    monkeypatch.setenv("TLJH_INSTALL_PREFIX", str(tmp_path))
-    pm.hook.tljh_post_install()
-    written = tmp_path / "user/etc/jupyter/jupyter_server_config.d/dlcourse-resource-usage.json"
-    assert '"track_cpu_percent": true' in written.read_text()
+    # Before TLJH first starts the hub: the admins' passwords go into its store.
+    monkeypatch.setenv("TLJH_INSTALL_PREFIX", str(tmp_path / "tljh"))
+    monkeypatch.setenv("DLCOURSE_ETC", str(tmp_path / "etc"))
+    (tmp_path / "etc/hub-passwords").mkdir(parents=True)
+    (tmp_path / "etc/hub-passwords/teacher").write_text("a-generated-password\n")
+    pm.hook.tljh_config_post_install(config={})
+    assert hub_passwords.missing(str(tmp_path / "etc/hub-passwords"),
+                                 str(tmp_path / "tljh/state/passwords.dbm")) == []  # fmt: skip
 
 
 def test_secret_files_are_created_root_only(tmp_path):

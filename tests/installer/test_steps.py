@@ -13,13 +13,15 @@ ARGV = ["--admin", "teacher", "--yes", "--mem-limit", "4G", "--cpu-limit", "2"]
 
 # The milestones of a fresh install, in the seed guide's order and then the course's.
 MILESTONES = [
-    "apt-get install -y python3-venv build-essential dkms linux-headers-6.8.0-45-generic",
-    "apt-get install -y nvidia-driver-550",
+    "apt-get install -y python3-venv",
+    "ubuntu-drivers install --gpgpu nvidia:580-server",
+    "apt-get install -y nvidia-utils-580-server",
     "write /etc/modprobe.d/blacklist-nouveau.conf",
     "update-initramfs -u",
-    "tljh-bootstrap-1.0.0.py --version 1.0.0 --admin teacher --plugin",
+    "write /etc/dlcourse/hub-passwords/teacher (0600 root:root)",
+    "tljh-bootstrap-2.0.0.py --version 2.0.0 --admin teacher --plugin",
     "pip install jupyterlab-nvdashboard jupyter-resource-usage ipywidgets",
-    "--index-url https://download.pytorch.org/whl/cu124 torch torchvision",
+    "--index-url https://download.pytorch.org/whl/cu128 torch torchvision",
     "tljh-config set limits.memory 4G",
     "tljh-config set limits.cpu 2",
     "useradd --system",
@@ -30,7 +32,7 @@ MILESTONES = [
     "apt-get install -y prometheus prometheus-alertmanager prometheus-node-exporter",
     "chmod 0640 /etc/dlcourse/prometheus-hub-token; chown root:prometheus",
     "write /etc/prometheus/prometheus.yml",
-    "curl -fsSL -o /etc/apt/keyrings/grafana.asc https://apt.grafana.com/gpg.key",
+    "-o /etc/apt/keyrings/grafana.asc https://apt.grafana.com/gpg.key",
     "apt-get install -y grafana",
     "write /etc/dlcourse/grafana-admin-password (0600 root:root)",
     "systemctl enable --now grafana-server",
@@ -98,8 +100,8 @@ def test_failure_in_a_step_keeps_earlier_steps_and_the_rerun_resumes_there(tmp_p
     assert rc == runner.EXIT_OK, out
     assert out.count("done in an earlier run") == 3
     # The first change of the rerun is step 5's, not a repeat of steps 2-4.
-    assert "--index-url https://download.pytorch.org/whl/cu124" in host.actions[0]
-    assert not any("bootstrap" in a or "nvidia-driver" in a for a in host.actions)
+    assert "--index-url https://download.pytorch.org/whl/cu128" in host.actions[0]
+    assert not any("bootstrap" in a or "ubuntu-drivers" in a for a in host.actions)
 
 
 def test_reboot_then_rerun_resumes(tmp_path):
@@ -116,7 +118,7 @@ def test_reboot_then_rerun_resumes(tmp_path):
     host.reboot_now()
     rc, out = install(host, ARGV)
     assert rc == runner.EXIT_OK, out
-    assert "driver 550.120 answers nvidia-smi and NVML" in out
+    assert "driver 580.65.06 loaded; nvidia-smi and NVML see all 1 GPU(s)" in out
     assert not State.load(host, Paths()).reboot_pending
 
 
@@ -148,7 +150,45 @@ def test_a_new_roster_reruns_only_the_course_step(tmp_path):
     assert out.count("done in an earlier run") == 6
     snippet = host.read_text("/opt/tljh/config/jupyterhub_config.d/dlcourse-course.py")
     assert '"section-a"' in snippet and '"section-b-2"' in snippet
-    assert any("tljh-config reload hub" in a for a in host.actions)
+    assert "run systemctl restart jupyterhub" in host.actions
+
+
+def test_the_hub_never_listens_with_a_claimable_admin(tmp_path):
+    """The admin's password is in TLJH's store before TLJH first starts the hub."""
+    host = FakeHost(tmp_path, driver_needs_reboot=False)
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_OK, out
+    assert host.claimable_when_hub_started == []
+    assert host.hub_passwords == {"teacher"}
+    assert host.file_meta("/etc/dlcourse/hub-passwords/teacher").mode == 0o600
+    assert "password in /etc/dlcourse/hub-passwords/teacher" in out
+    password = host.read_text("/etc/dlcourse/hub-passwords/teacher").strip()
+    assert password not in out + json.dumps(host.commands)
+
+
+def test_tljh_installed_before_dlcourse_gets_the_plugin_and_the_password(tmp_path):
+    host = FakeHost(tmp_path, driver_needs_reboot=False)
+    host._tljh_bootstrap(["--admin", "teacher"], {"TLJH_INSTALL_PREFIX": "/opt/tljh"})
+    assert host.claimable_when_hub_started == ["teacher"] and not host.plugin_installed
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_OK, out
+    assert host.plugin_installed and host.hub_passwords == {"teacher"}
+    assert not any("bootstrap" in a for a in host.actions)
+
+
+def test_a_hub_that_does_not_come_back_stops_the_install_with_a_pointer(tmp_path):
+    class DeadHub(FakeHost):
+        def _systemctl(self, args):
+            result = super()._systemctl(args)
+            if args[0] == "restart" and "jupyterhub" in args:
+                self.active.discard("jupyterhub")  # crashes on the new configuration
+            return result
+
+    host = DeadHub(tmp_path, driver_needs_reboot=False)
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_FAILED
+    assert "the hub did not come back within two minutes" in out
+    assert "journalctl -u jupyterhub" in out
 
 
 def test_purge_restores_nouveau(tmp_path):
@@ -157,7 +197,9 @@ def test_purge_restores_nouveau(tmp_path):
     assert host.exists("/etc/modprobe.d/blacklist-nouveau.conf")
     assert cli.driver(["--purge"], host, Paths()) == 0
     assert not any(p.startswith("nvidia-") for p in host.packages)
-    assert "run apt-get purge -y nvidia-driver-550" in host.actions
+    (purge,) = [a for a in host.actions if a.startswith("run apt-get purge -y ")]
+    assert "nvidia-headless-no-dkms-580-server" in purge
+    assert "linux-modules-nvidia-580-server-6.8.0-45-generic" in purge
     assert not host.exists("/etc/modprobe.d/blacklist-nouveau.conf")
     assert host.runs[-1] == "run update-initramfs -u"
     state = State.load(host, Paths())

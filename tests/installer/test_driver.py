@@ -1,0 +1,156 @@
+"""The NVIDIA driver on the fake Ubuntu 24.04 server: Ubuntu's compute path, Secure Boot,
+explicit branches, the PPA, NVSwitch and the checks after the reboot."""
+
+import pytest
+
+from dlcourse_installer import driver, runner
+
+from .conftest import install
+from .fakehost import KERNEL, FakeHost
+
+ARGV = ["--admin", "teacher", "--yes"]
+
+
+def _driver_runs(host: FakeHost) -> list[str]:
+    return [a for a in host.runs if "nvidia" in a or "linux-headers" in a or "dkms" in a]
+
+
+def _install_and_reboot(host: FakeHost, argv=ARGV) -> tuple[int, str]:
+    rc, out = install(host, argv)
+    assert rc == runner.EXIT_REBOOT, out
+    host.reboot_now()
+    return install(host, argv)
+
+
+def test_default_is_ubuntus_compute_path_with_signed_prebuilt_modules(tmp_path):
+    host = FakeHost(tmp_path)
+    rc, out = _install_and_reboot(host)
+    assert rc == runner.EXIT_OK, out
+    assert _driver_runs(host)[:2] == [
+        "run ubuntu-drivers install --gpgpu nvidia:580-server",
+        "run apt-get install -y nvidia-utils-580-server",
+    ]
+    # Nothing is built on the server: no DKMS, no headers (the old path installed both).
+    assert not any(p.startswith(("nvidia-dkms", "linux-headers", "dkms")) for p in host.packages)
+    assert f"linux-modules-nvidia-580-server-{KERNEL}" in host.packages
+    assert "driver 580-server (ubuntu-drivers' choice for servers)" in out
+    assert "driver 580.65.06 loaded; nvidia-smi and NVML see all 1 GPU(s)" in out
+
+
+def test_secure_boot_with_signed_modules_needs_nothing_more(tmp_path):
+    host = FakeHost(tmp_path, secure_boot=True)
+    rc, out = _install_and_reboot(host)
+    assert rc == runner.EXIT_OK, out
+    assert host.driver_loaded
+
+
+def test_secure_boot_without_signed_modules_stops_before_installing_anything(tmp_path):
+    """Old behaviour: apt installed a DKMS module the kernel then refused to load."""
+    host = FakeHost(tmp_path, secure_boot=True, prebuilt=False)
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_FAILED
+    assert not any(p.startswith(("nvidia-", "linux-modules-nvidia")) for p in host.packages)
+    assert host.reboots == 0 and "systemctl reboot" not in " ".join(host.runs)
+    assert f"no signed prebuilt modules of driver 580-server for kernel {KERNEL}" in out
+    assert f"sudo apt install linux-headers-{KERNEL} nvidia-dkms-580-server" in out
+    assert "Enroll MOK" in out and "ubuntu-drivers list --gpgpu" in out
+
+
+def test_without_secure_boot_dkms_builds_what_ubuntu_has_not_prebuilt(tmp_path):
+    host = FakeHost(tmp_path, prebuilt=False)
+    rc, out = _install_and_reboot(host)
+    assert rc == runner.EXIT_OK, out
+    assert "run ubuntu-drivers install --gpgpu --include-dkms nvidia:580-server" in host.runs
+    assert f"linux-headers-{KERNEL}" in host.packages
+
+
+@pytest.mark.parametrize(
+    ("choice", "command", "utils"),
+    [
+        ("580-server-open", "ubuntu-drivers install --gpgpu nvidia:580-server-open",
+         "nvidia-utils-580-server"),
+        ("575", "ubuntu-drivers install nvidia:575", "nvidia-utils-575"),
+        ("535-server", "ubuntu-drivers install --gpgpu nvidia:535-server",
+         "nvidia-utils-535-server"),
+    ],
+)  # fmt: skip
+def test_an_explicit_branch_is_installed_as_given(tmp_path, choice, command, utils):
+    host = FakeHost(tmp_path)
+    rc, out = _install_and_reboot(host, [*ARGV, "--driver", choice])
+    assert rc == runner.EXIT_OK, out
+    assert f"run {command}" in host.runs and utils in host.packages
+    assert not any("ubuntu-drivers list" in " ".join(c) for c in host.commands)
+
+
+def test_the_ppa_builds_with_dkms_and_is_refused_under_secure_boot(tmp_path):
+    host = FakeHost(tmp_path / "a")
+    rc, out = _install_and_reboot(host, [*ARGV, "--ppa", "--driver", "580"])
+    assert rc == runner.EXIT_OK, out
+    assert "run add-apt-repository -y ppa:graphics-drivers/ppa" in host.runs
+    assert f"run apt-get install -y linux-headers-{KERNEL} nvidia-driver-580" in host.runs
+
+    secure = FakeHost(tmp_path / "b", secure_boot=True)
+    rc, out = install(secure, [*ARGV, "--ppa", "--driver", "580"])
+    assert rc == runner.EXIT_REFUSED and secure.actions == []
+    assert "graphics-drivers PPA ships its drivers as DKMS sources only" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--driver", "latest"], "--driver 'latest': give a branch"),
+        (["--ppa"], "--ppa needs --driver BRANCH without -server"),
+        (["--ppa", "--driver", "580-server"], "--ppa needs --driver BRANCH without -server"),
+    ],
+)
+def test_bad_driver_options_are_refused(tmp_path, capsys, args, message):
+    host = FakeHost(tmp_path)
+    assert install(host, [*ARGV, *args])[0] == runner.EXIT_REFUSED
+    assert message in capsys.readouterr().err
+    assert host.commands == []
+
+
+def test_nvswitch_systems_get_the_matching_fabric_manager(tmp_path):
+    host = FakeHost(tmp_path, gpus=8, nvswitch=True)
+    rc, out = _install_and_reboot(host)
+    assert rc == runner.EXIT_OK, out
+    assert {"nvidia-fabricmanager-580", "libnvidia-nscq-580"} <= host.packages
+    assert "nvidia-fabricmanager" in host.enabled and "nvidia-fabricmanager" in host.active
+    assert "all 8 GPU(s)" in out
+
+
+def test_after_the_reboot_a_missing_gpu_is_named(tmp_path):
+    host = FakeHost(tmp_path, gpus=2)
+    host.gpus_answering = 1
+    rc, out = _install_and_reboot(host)
+    assert rc == runner.EXIT_FAILED
+    assert "nvidia-smi lists 1 of the 2 NVIDIA GPUs; missing: 0000:02:00.0" in out
+
+
+def test_after_the_reboot_the_running_driver_must_be_the_installed_one(tmp_path):
+    host = FakeHost(tmp_path)
+    assert _install_and_reboot(host)[0] == runner.EXIT_OK
+    host.archive["580"] = "580.82.07"  # the packages were upgraded; the old module still runs
+    rc, out = install(host, [*ARGV, "--recheck"])
+    assert rc == runner.EXIT_FAILED
+    assert "the running driver is 580.65.06 but 580.82.07 is installed" in out
+
+
+def test_a_module_that_does_not_load_after_the_reboot_is_reported(tmp_path):
+    host = FakeHost(tmp_path)
+    assert install(host, ARGV)[0] == runner.EXIT_REBOOT
+    host.packages -= {p for p in host.packages if p.startswith("linux-modules-nvidia")}
+    host.reboot_now()
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_FAILED
+    assert "the nvidia module did not load after the reboot (no /sys/module/nvidia)" in out
+
+
+def test_branch_names():
+    assert str(driver.parse_branch("580-server-open")) == "580-server-open"
+    assert driver.parse_branch("580").utils_package == "nvidia-utils-580"
+    assert driver.parse_branch("580-open").modules_package("6.8.0-1-generic") == (
+        "linux-modules-nvidia-580-open-6.8.0-1-generic"
+    )
+    assert driver.parse_branch("580-open-server") is None
+    assert driver.parse_branch("nvidia-580") is None
