@@ -105,7 +105,10 @@ def _course(paths: Paths, opts: Options) -> list[GeneratedFile]:
     if not opts.roster:
         return []
     snippet = templates.course_snippet(opts.groups())
-    return [GeneratedFile(f"{paths.tljh_config_d}/dlcourse-course.py", "course", snippet)]
+    # TAs are staff: like the admins, their accounts get a password before the hub knows
+    # them, so no student can claim one by logging in first.
+    tas = [GeneratedFile(paths.hub_password(ta), "course", None, mode=0o600) for ta in opts.tas]
+    return [*tas, GeneratedFile(f"{paths.tljh_config_d}/dlcourse-course.py", "course", snippet)]
 
 
 def _hub_services(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[GeneratedFile]:

@@ -398,8 +398,13 @@ def ensure_course(ctx: Context) -> None:
             tljh.config_set(host, paths, key, value)
             changed = True
     changed |= ensure_part(ctx, "course")
+    if tljh.is_installed(host, paths) and tljh.passwords_missing(host, paths):
+        tljh.seed_passwords(host, paths)  # before the hub loads the TAs from the roster
+    sections = {section for _, section, _ in opts.roster if section}
     if opts.roster:
-        ctx.note(f"{len(opts.roster)} students in {len(opts.groups())} sections")
+        ctx.note(f"{len(opts.roster)} people in {len(sections)} sections")
+    for ta in opts.tas:
+        ctx.note(f"TA {ta} (group {opts.staff_group}): password in {paths.hub_password(ta)}")
     if changed:
         restart_hub(ctx)
 
@@ -524,8 +529,7 @@ def ensure_final_check(ctx: Context) -> None:
     grafana = grafana_config.root_url(hub, opts.grafana_port)
     ctx.summary += [
         "JupyterHub:  " + hub + "/  (admins: "
-        + ", ".join(f"{a}, password in {paths.hub_password(a)}" for a in opts.admins)
-        + ")",
+        + ", ".join(f"{a}, password in {paths.hub_password(a)}" for a in opts.admins) + ")",
         f"Staff only (hub admins and group {opts.staff_group!r}), through the hub's login:",
         f"  class status {hub}/services/{staff.STATUS_SERVICE}/",
         f"  Grafana      {grafana}",
@@ -556,7 +560,8 @@ STEPS = [
     ),
     Step(
         "course", "Course: admins, roster, limits", ensure_course,
-        lambda o: {"admins": o.admins, "roster": o.roster, "mem": o.mem_limit, "cpu": o.cpu_limit},
+        lambda o: {"admins": o.admins, "roster": o.roster, "staff": o.staff_group,
+                   "mem": o.mem_limit, "cpu": o.cpu_limit},
         parts=("course",),
     ),
     Step(

@@ -300,6 +300,15 @@ class LiveHub:
         path.chmod(0o600)
         return path
 
+    def wait_for_service(self, name: str, timeout: float = 60) -> None:
+        """A service with a URL is routed and answers: an anonymous visit is sent to log in."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if httpx.get(f"{self.public_url}/services/{name}/").status_code == 302:
+                return
+            time.sleep(0.3)
+        raise HubError(f"service {name} not routed\n{self.log_tail()}")
+
     # --- people in a browser -----------------------------------------------------------
 
     @contextlib.contextmanager

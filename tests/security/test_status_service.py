@@ -64,21 +64,11 @@ def course(user_env, fake_nvml_dir, tmp_path_factory) -> Iterator[Course]:
         admin = hub.add_user(admin=True)
         ta = hub.add_user(groups=["instructors"])
         student = hub.add_user(groups=["section-monday"])
-        wait_for_service(hub)
+        hub.wait_for_service(staff.STATUS_SERVICE)
         yield Course(hub, exporter, token, admin, ta, student)
     finally:
         exporter.stop()
         hub.close()
-
-
-def wait_for_service(hub: LiveHub, timeout: float = 60) -> None:
-    """The hub starts the service and routes /services/dlcourse-status/ to it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if httpx.get(hub.public_url + STATUS).status_code == 302:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"status service not routed\n{hub.log_tail()}")
 
 
 def test_anonymous_visitors_are_sent_to_the_hub_login(course):
