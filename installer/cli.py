@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from dlcourse_installer import __version__, render, runner
@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         metavar="NAME",
         help="the hub's public address, e.g. course.example.edu or https://course.example.edu "
-        "(default: this server's name); Grafana's sign-in returns there",
+        "(default: hostname --fqdn); Grafana's links and sign-in and the URLs shown at the end "
+        "use it",
     )
     p.add_argument(
         "--grafana-port",
@@ -127,13 +128,9 @@ def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
     return opts, errors + validate(opts)
 
 
-def open_log(paths: Paths, dry_run: bool):
-    if dry_run:
-        # A dry run changes nothing (not even /opt) and works without root.
-        fd, name = tempfile.mkstemp(prefix="dlcourse-install-dry-run-", suffix=".log")
-        return os.fdopen(fd, "w", encoding="utf-8"), name
+def open_log(paths: Paths):
     os.makedirs(os.path.dirname(paths.log_file), exist_ok=True)
-    return open(paths.log_file, "a", encoding="utf-8"), paths.log_file
+    return open(paths.log_file, "a", encoding="utf-8")
 
 
 def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = None) -> int:
@@ -142,14 +139,19 @@ def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = 
     if errors:
         for e in errors:
             print(f"dlcourse-install: {e}", file=sys.stderr)
-        return runner.EXIT_REFUSED
+        return runner.EXIT_BAD_OPTIONS
     paths = paths or Paths.from_env(args.prefix)
     log = None
-    if host is None:
-        log, log_path = open_log(paths, opts.dry_run)
-        host = (DryRunHost if opts.dry_run else RealHost)(root="/", log=log)
-        mode = "DRY RUN, " if opts.dry_run else ""
-        print(f"dlcourse-install {__version__}: {mode}log in {log_path}")
+    if host is None and opts.dry_run:
+        # A dry run looks and prints; it writes nothing anywhere, not even a log.
+        host = DryRunHost(root="/")
+        print(f"dlcourse-install {__version__}: DRY RUN, nothing is changed or written")
+    elif host is None:
+        log = open_log(paths)
+        host = RealHost(root="/", log=log)
+        print(f"dlcourse-install {__version__}: full command output in {paths.log_file}")
+    if not opts.domain:
+        opts = replace(opts, domain=server_name(host))
     state = State.load(host, paths)
     state.argv = _absolute(argv)
     ctx = Context(host=host, paths=paths, opts=opts, state=state, facts=facts(host, paths))
@@ -160,12 +162,20 @@ def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = 
             log.close()
 
 
+def server_name(host: Host) -> str:
+    """The name URLs use unless --domain gives one: the fully qualified host name."""
+    for argv in (["hostname", "--fqdn"], ["hostname"]):
+        name = host.query(argv).stdout.strip()
+        if name and " " not in name:
+            return name
+    return "localhost"
+
+
 def facts(host: Host, paths: Paths) -> Facts:
     # The resume unit runs the installer with the Python running it now: bootstrap.py's venv.
     python = paths.installer_python if host.exists(paths.installer_python) else sys.executable
     # The hub's public address unless --domain says otherwise.
-    name = host.query(["hostname", "--fqdn"]).stdout.strip()
-    return Facts(python=python, fqdn=name or "localhost")
+    return Facts(python=python, fqdn=server_name(host))
 
 
 def render_files(argv: list[str]) -> int:
@@ -179,7 +189,7 @@ def render_files(argv: list[str]) -> int:
     if errors:
         for e in errors:
             print(f"dlcourse-install render: {e}", file=sys.stderr)
-        return runner.EXIT_REFUSED
+        return runner.EXIT_BAD_OPTIONS
     return render.main(args.root, args.relocate, args.port, opts, Paths.from_env(args.prefix))
 
 
@@ -243,7 +253,6 @@ def main(argv: list[str] | None = None) -> int:
     paths = Paths.from_env()
     if command == "status":
         return status(RealHost(), paths)
-    log, _ = open_log(paths, dry_run=False)
-    with log:
+    with open_log(paths) as log:
         host = RealHost(log=log)
         return resume(host, paths) if command == "resume" else driver(rest, host, paths)

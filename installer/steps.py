@@ -22,6 +22,7 @@ from dlcourse_installer import (
     generated,
     grafana_config,
     preflight,
+    pytorch,
     staff,
     systemd,
     templates,
@@ -43,11 +44,6 @@ TLJH_BOOTSTRAP_URL = (
     "/bootstrap/bootstrap.py"
 )
 GRAFANA_KEY_URL = "https://apt.grafana.com/gpg.key"
-PYTORCH_INDEX = "https://download.pytorch.org/whl/{tag}"
-# The minimum driver for each CUDA build of PyTorch (NVIDIA's CUDA release notes, Linux).
-CUDA_BUILDS = [((570, 26), "cu128"), ((560, 28), "cu126"), ((550, 54), "cu124"),
-               ((530, 30), "cu121"), ((520, 61), "cu118")]  # fmt: skip
-
 # NVML through ctypes: proves the library the exporter uses answers, without any package.
 NVML_CHECK = (
     "import ctypes, sys\n"
@@ -60,8 +56,6 @@ NVML_CHECK = (
     "print(buf.value.decode(), count.value)\n"
     "nvml.nvmlShutdown()\n"
 )
-TORCH_VERSION = "import torch; print(torch.__version__)"
-TORCH_CUDA = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"
 
 
 class StepError(Exception):
@@ -83,7 +77,6 @@ class Context:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     findings: preflight.Findings | None = None
     driver_branch: driver.Branch | None = None  # chosen by the driver step
-    summary: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
         self.out.write(f"      {text}\n")
@@ -125,7 +118,8 @@ class PreflightFailed(StepError):
 
 
 def ensure_preflight(ctx: Context) -> None:
-    ctx.findings = preflight.check(ctx.host, ctx.opts)
+    if ctx.findings is None:  # a dry run has looked already, to list refusals first
+        ctx.findings = preflight.check(ctx.host, ctx.opts)
     for warning in ctx.findings.warnings:
         ctx.note(f"warning: {warning}")
     if ctx.findings.gpus:
@@ -330,20 +324,6 @@ def download(host: Host, url: str, dest: str) -> None:
 
 
 # -- 5. users' environment -----------------------------------------------------------
-def torch_build(version: str | None) -> str | None:
-    """The newest CUDA build of PyTorch the driver runs (``550.54.15`` -> ``cu124``)."""
-    if version is None:
-        return None
-    try:
-        major_minor = tuple(int(x) for x in version.split(".")[:2])
-    except ValueError:
-        return None
-    for minimum, tag in CUDA_BUILDS:
-        if major_minor >= minimum:
-            return tag
-    return None
-
-
 def ensure_user_environment(ctx: Context) -> None:
     host, paths, opts = ctx.host, ctx.paths, ctx.opts
     if not tljh.is_installed(host, paths) and not opts.dry_run:
@@ -356,27 +336,94 @@ def ensure_user_environment(ctx: Context) -> None:
             "tensorflow[and-cuda]" if p == "tensorflow" and not opts.no_gpu else p for p in todo
         ]
         tljh.user_pip_install(host, paths, specs)
+    if opts.no_gpu:
+        install_torch(ctx, pytorch.CPU)
+        ctx.note("no GPU check: --no-gpu (the CPU build of PyTorch)")
+        return
+    ensure_torch_on_the_gpus(ctx)
 
-    tag = "cpu" if opts.no_gpu else torch_build(driver_version(host))
-    if tag is None:
+
+def ensure_torch_on_the_gpus(ctx: Context) -> None:
+    """The newest build the driver runs, proven on every GPU, or the fallback, said so."""
+    host, opts = ctx.host, ctx.opts
+    branch = ctx.driver_branch
+    running = driver_version(host) or (branch.number if branch else "")
+    build = pytorch.first_choice(running)
+    if build is None:
         if not opts.dry_run:
-            raise StepError("no PyTorch CUDA build matches the driver (need 520.61 or newer)")
-        tag = "cu<matching the driver>"
-    current = host.query([f"{paths.user_env}/bin/python", "-c", TORCH_VERSION])
-    if not (current.ok and current.stdout.strip().endswith(f"+{tag}")):
-        # --index-url: PyTorch's own index carries each CUDA build; PyPI's has one.
-        tljh.user_pip_install(
-            host, paths, list(opts.torch_spec), "--force-reinstall",
-            "--index-url", PYTORCH_INDEX.format(tag=tag),
-        )  # fmt: skip
-        ctx.note(f"PyTorch build {tag} for all users")
-    if not opts.no_gpu and not opts.dry_run:
-        if not host.query([f"{paths.user_env}/bin/python", "-c", TORCH_CUDA]).ok:
             raise StepError(
-                f"torch.cuda.is_available() is False in {paths.user_env}: "
-                "check nvidia-smi and the PyTorch build"
+                f"driver {running or '(none answers)'} is too old for any PyTorch CUDA build "
+                "(CUDA 12 needs 525 or newer): reinstall with --driver 580-server"
             )
-        ctx.note("torch.cuda.is_available() is True in the users' environment")
+        ctx.note("PyTorch: the newest CUDA build the driver chosen by ubuntu-drivers runs")
+        return
+    installed = torch_tag(ctx)
+    fallback = pytorch.fallback(running, tried=(build.tag,))
+    if installed == build.tag or (fallback and installed == fallback.tag and installed_ok(ctx)):
+        return  # a fallback chosen by an earlier run stays
+    ctx.note(f"PyTorch {build.describe()}, the newest build that driver {running} runs")
+    install_torch(ctx, build)
+    if opts.dry_run:
+        ctx.note(
+            "then, as a temporary unprivileged account: torch.cuda.is_available() and a "
+            "matrix product on each GPU; on failure, the build whose full-feature minimum "
+            "driver this one meets"
+        )
+        return
+    error = torch_check(ctx)
+    if error is None:
+        ctx.note(f"PyTorch {build.tag} checked on every GPU as an unprivileged account")
+        return
+    if fallback is None:
+        raise StepError(f"PyTorch {build.tag} does not run on this server's GPUs: {error}")
+    minimum = ".".join(str(n) for n in fallback.full_feature_driver)
+    ctx.note(
+        f"PyTorch {build.tag} failed on this server ({error}); falling back to "
+        f"{fallback.describe()}, whose full feature set needs driver {minimum}, which "
+        f"{running} meets"
+    )
+    install_torch(ctx, fallback)
+    error = torch_check(ctx)
+    if error is not None:
+        raise StepError(
+            f"PyTorch {fallback.tag} does not run on this server's GPUs either: {error}"
+        )
+    ctx.note(f"PyTorch {fallback.tag} checked on every GPU as an unprivileged account")
+
+
+def torch_tag(ctx: Context) -> str | None:
+    """The CUDA build of the installed torch (``2.13.0+cu130`` -> ``cu130``)."""
+    current = ctx.host.query([f"{ctx.paths.user_env}/bin/python", "-c", pytorch.VERSION])
+    if not current.ok:
+        return None
+    return current.stdout.strip().partition("+")[2] or None
+
+
+def installed_ok(ctx: Context) -> bool:
+    return ctx.opts.dry_run or torch_check(ctx) is None
+
+
+def install_torch(ctx: Context, build: pytorch.CudaBuild) -> None:
+    if torch_tag(ctx) == build.tag:
+        return
+    # --index-url: PyTorch's own index carries each CUDA build; PyPI's has one.
+    # --force-reinstall: the same torch version of another build counts as installed.
+    tljh.user_pip_install(
+        ctx.host, ctx.paths, list(ctx.opts.torch_spec), "--force-reinstall",
+        "--index-url", build.index,
+    )  # fmt: skip
+
+
+def torch_check(ctx: Context) -> str | None:
+    """None if torch computes on every GPU for an ordinary account; else what went wrong."""
+    python = f"{ctx.paths.user_env}/bin/python"
+    with users.temporary_account(ctx.host) as account:
+        check = ["runuser", "-u", account, "--", python, "-c", pytorch.CHECK]
+        result = ctx.host.query(check, timeout=900)  # CUDA starts slowly on many GPUs
+    if result.ok:
+        return None
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exit {result.rc}"
 
 
 # -- 6. course -----------------------------------------------------------------------
@@ -525,20 +572,26 @@ def ensure_final_check(ctx: Context) -> None:
         )
     ctx.note(f"{len(active)} Prometheus targets up; a sample query answered")
 
+
+def summary(ctx: Context) -> list[str]:
+    """Where everything is once installed: URLs, and the file of each credential (never its
+    value)."""
+    paths, opts, ports = ctx.paths, ctx.opts, ctx.ports
     hub = generated.public_url(opts, ctx.facts)
     grafana = grafana_config.root_url(hub, opts.grafana_port)
-    ctx.summary += [
-        "JupyterHub:  " + hub + "/  (admins: "
-        + ", ".join(f"{a}, password in {paths.hub_password(a)}" for a in opts.admins) + ")",
+    admins = "; ".join(f"admin {a}: password in {paths.hub_password(a)}" for a in opts.admins)
+    return [
+        f"JupyterHub:   {hub}/  ({admins})",
         f"Staff only (hub admins and group {opts.staff_group!r}), through the hub's login:",
         f"  class status {hub}/services/{staff.STATUS_SERVICE}/",
         f"  Grafana      {grafana}",
-        f"Prometheus:  {prom}/ and Alertmanager http://{ctx.ports.address('alertmanager')}/, "
-        f"as root: curl --netrc-file {paths.instructor_netrc} ..., amtool ...",
-        f"Credentials: in {paths.etc} and {paths.monitoring_auth}, readable by root and the "
+        f"Prometheus:   http://{ports.address('prometheus')}/ and Alertmanager "
+        f"http://{ports.address('alertmanager')}/, on the server only, as root: "
+        f"curl --netrc-file {paths.instructor_netrc} ..., amtool ...",
+        f"Credentials:  in {paths.etc} and {paths.monitoring_auth}, readable by root and the "
         "one service each is for (docs/security.md)",
-        f"Log:         {paths.log_file}",
-    ]  # fmt: skip
+        f"Install log:  {paths.log_file}",
+    ]
 
 
 # -- the checklist -------------------------------------------------------------------

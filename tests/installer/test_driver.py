@@ -105,7 +105,7 @@ def test_the_ppa_builds_with_dkms_and_is_refused_under_secure_boot(tmp_path):
 )
 def test_bad_driver_options_are_refused(tmp_path, capsys, args, message):
     host = FakeHost(tmp_path)
-    assert install(host, [*ARGV, *args])[0] == runner.EXIT_REFUSED
+    assert install(host, [*ARGV, *args])[0] == runner.EXIT_BAD_OPTIONS
     assert message in capsys.readouterr().err
     assert host.commands == []
 

@@ -94,3 +94,18 @@ def test_render_from_the_wheel_needs_no_root(wheel_venv, make_linux_user, tmp_pa
         assert secret.stat().st_uid == account.pw_uid and secret.stat().st_mode & 0o777 == 0o600
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_dry_run_needs_no_root(wheel_venv, make_linux_user):
+    """Old behaviour: a non-root dry run ended "refused: not running as root" (exit 2)."""
+    account = make_linux_user(home=False)
+    result = subprocess.run(
+        ["runuser", "-u", account.pw_name, "--", str(wheel_venv / "bin/dlcourse-install"),
+         "--dry-run", "--admin", "teacher"],
+        capture_output=True, text=True, timeout=300, cwd="/",
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode in (runner.EXIT_OK, runner.EXIT_REFUSED), out + result.stderr
+    assert "not running as root" not in out
+    assert "warning: a real install runs as root (sudo)" in out
+    assert "[9/9] Final check" in out and "Once installed:" in out
