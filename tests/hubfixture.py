@@ -168,7 +168,6 @@ class LiveHub:
             headers={"Authorization": f"token {self.tokens['test-driver']}"},
             timeout=30,
         )
-        self._write_config()
 
     # --- the hub process -------------------------------------------------------------
 
@@ -207,15 +206,20 @@ class LiveHub:
     def add_config(self, text: str) -> None:
         """Appends to jupyterhub_config.py (before start(), or followed by a restart)."""
         self.extra_config += "\n" + text
-        self._write_config()
 
-    def start(self, timeout: float = 60) -> None:
+    def _launch(self) -> tuple[list[str], Path, dict[str, str]]:
+        """The hub's command line, working folder and environment."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
         env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)
+        return [sys.executable, "-m", "jupyterhub", "-f", "jupyterhub_config.py"], self.dir, env
+
+    def start(self, timeout: float = 60) -> None:
+        self._write_config()
+        argv, cwd, env = self._launch()
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "jupyterhub", "-f", "jupyterhub_config.py"],
-                cwd=self.dir,
+                argv,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
