@@ -227,7 +227,4 @@ class HostReader:
         if uid in self._uid_users:
             return self._uid_users[uid]
         name = account_name(uid)
-        prefix = self.owners.prefix
-        if name is not None and prefix and name.startswith(prefix):
-            return account_user(name, prefix)
-        return None
+        return account_user(name, self.owners.prefix) if name is not None else None

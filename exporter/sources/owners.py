@@ -5,7 +5,8 @@ Order, most specific first:
    ``jupyter-<name>.service`` (SystemdSpawner), and kernels inherit the cgroup;
 2. ``JUPYTERHUB_USER`` in /proc/<pid>/environ: set for every single-user server and the
    kernels it starts, whatever the spawner;
-3. the Linux account of the process, less the configured prefix (TLJH: ``jupyter-``).
+3. the Linux account of the process: TLJH names the account of hub user X ``jupyter-X``,
+   shortened with a hash when that is long (``tljh_account``).
 
 The parsers are pure functions; ``OwnerResolver`` does the reads. A process that vanishes
 mid-read, an unknown uid or garbage in environ gives None (logged at debug), never an error.
@@ -13,9 +14,11 @@ mid-read, an unknown uid or garbage in environ gives None (logged at debug), nev
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pwd
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -52,8 +55,33 @@ def status_uid(status_text: str) -> int | None:
     return None
 
 
-def account_user(account: str, prefix: str) -> str:
-    return account[len(prefix) :] if prefix and account.startswith(prefix) else account
+# TLJH keeps a prefixed name shorter than this as it is; a longer one is cut to this length
+# and gets "-" and 5 hex digits of its SHA-256, so that it fits useradd's 32 characters
+# (tljh/normalize.py generate_system_username, applied to "jupyter-" + the hub name by
+# tljh/user_creating_spawner.py; TLJH 2.0.0). tests/tljh_conformance checks it against TLJH.
+TLJH_SHORT_NAME = 26
+
+
+def tljh_account(hub_user: str, prefix: str) -> str:
+    """The Linux account TLJH runs this hub user's server as."""
+    name = prefix + hub_user
+    if len(name) < TLJH_SHORT_NAME:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:5]
+    return f"{name[:TLJH_SHORT_NAME]}-{digest}"
+
+
+def account_user(account: str, prefix: str, hub_users: Iterable[str] = ()) -> str | None:
+    """The hub user whose account this is by TLJH's naming; None for any other account.
+
+    A short name is the account less the prefix. A long one kept only its start and a hash:
+    it is told among ``hub_users`` (the hub's user list), never guessed from the start.
+    """
+    if not prefix or not account.startswith(prefix):
+        return None
+    if len(account) < TLJH_SHORT_NAME:
+        return account[len(prefix) :]
+    return next((user for user in hub_users if tljh_account(user, prefix) == account), None)
 
 
 @lru_cache(maxsize=4096)
@@ -112,7 +140,5 @@ class OwnerResolver:
         if name is None:
             log.debug("pid %d: uid %s has no account, skipped", pid, uid)
             return None
-        prefixed = bool(self.prefix) and name.startswith(self.prefix)
-        return Attribution(
-            account_user(name, self.prefix), "prefixed-account" if prefixed else "account"
-        )
+        user = account_user(name, self.prefix)
+        return Attribution(user, "prefixed-account") if user else Attribution(name, "account")

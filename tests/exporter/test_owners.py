@@ -9,6 +9,7 @@ from dlcourse_exporter.sources.owners import (
     account_user,
     environ_user,
     status_uid,
+    tljh_account,
     unit_user,
 )
 
@@ -61,8 +62,19 @@ def test_status_uid():
 
 def test_account_user_strips_only_the_prefix():
     assert account_user("jupyter-alice", "jupyter-") == "alice"
-    assert account_user("alice", "jupyter-") == "alice"
-    assert account_user("jupyter-alice", "") == "jupyter-alice"
+    assert account_user("alice", "jupyter-") is None  # root, daemons, the lecturer
+    assert account_user("jupyter-alice", "") is None
+
+
+def test_a_long_names_account_is_told_only_among_the_hub_users():
+    # TLJH's account for a 25-character hub name: its start, "-", a hash (tests/tljh_conformance
+    # checks tljh_account against TLJH's own function).
+    name = "averyveryverylongstudent1"
+    account = tljh_account(name, "jupyter-")
+    assert account == "jupyter-averyveryverylongs-" + account[-5:] and len(account) == 32
+    assert account_user(account, "jupyter-", ["alice", name]) == name
+    assert account_user(account, "jupyter-", ["alice"]) is None  # never its cut start
+    assert account_user(account, "jupyter-") is None
 
 
 def write_proc(root: Path, pid: int, cgroup: str, environ: bytes, uid: int) -> None:
@@ -82,7 +94,7 @@ def test_resolver_order_on_a_fixture_tree(tmp_path):
     resolver = OwnerResolver(tmp_path, "jupyter-")
     assert resolver.owner(10) == "alice"  # systemd unit wins
     assert resolver.owner(11) == "zed"  # then JUPYTERHUB_USER
-    assert resolver.owner(12) == account_user(me, "jupyter-")  # then the account
+    assert resolver.owner(12) == (account_user(me, "jupyter-") or me)  # then the account
     assert resolver.owner(13) is None  # unknown uid: skipped
     assert resolver.owner(99) is None  # vanished
 
