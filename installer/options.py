@@ -12,6 +12,9 @@ from dlcourse_installer import driver
 # What TLJH and JupyterHub accept as a user or group name without escaping.
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
+# tljh-config refuses any other limits.cpu: TLJH's schema makes it an integer
+# (tljh/config_schema.py, "Limits"; TLJH 2.0.0), although JupyterHub takes fractions.
+WHOLE_CPUS = re.compile(r"^[1-9]\d*$")
 # A host name (optionally :port), or the same after http:// or https://; no path.
 DOMAIN = re.compile(r"^(https?://)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:\d{1,5})?$")
 
@@ -117,12 +120,11 @@ def validate(opts: Options) -> list[str]:
         )
     if opts.mem_limit is not None and not MEMORY.match(opts.mem_limit):
         errors.append(f"--mem-limit {opts.mem_limit!r}: use a size such as 4G or 512M")
-    if opts.cpu_limit is not None:
-        try:
-            if float(opts.cpu_limit) <= 0:
-                raise ValueError
-        except ValueError:
-            errors.append(f"--cpu-limit {opts.cpu_limit!r}: use a positive number of CPUs")
+    if opts.cpu_limit is not None and not WHOLE_CPUS.match(opts.cpu_limit):
+        errors.append(
+            f"--cpu-limit {opts.cpu_limit!r}: use a positive whole number of CPUs, e.g. 2 (TLJH "
+            "takes no fractions)"
+        )
     if not NAME.match(opts.staff_group):
         errors.append(f"--staff-group {opts.staff_group!r} is not a valid group name")
     if opts.domain and not DOMAIN.match(opts.domain):
