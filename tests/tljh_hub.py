@@ -142,6 +142,17 @@ def tljh_config(prefix: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def write_roster(folder: Path) -> tuple[Path, list[str]]:
+    """A roster CSV of three students in sections A and B and one TA, random names; returns
+    it and the names, students first."""
+    students = [f"dlct-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    ta = f"dlct-ta-{uuid.uuid4().hex[:6]}"
+    rows = [f"{students[0]},A", f"{students[1]},A", f"{students[2]},B", f"{ta},,ta"]
+    roster = folder / "roster.csv"
+    roster.write_text("username,section,role\n" + "\n".join(rows) + "\n")
+    return roster, [*students, ta]
+
+
 class TljhHub(LiveHub):
     """TLJH's hub configuration over a rendered install; LiveHub's API for users and servers."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from hubfixture import HubError
-from tljh_conformance.test_tljh_config import write_roster
+from tljh_hub import write_roster
 
 from dlcourse_exporter.sources.owners import OwnerResolver, account_name, account_user
 
