@@ -8,10 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from exporter_process import token_file
 from prometheus_client import CollectorRegistry
 
+from dlcourse_exporter import config as exporter_config
 from dlcourse_exporter.collectors.hub import HubCollector
-from dlcourse_exporter.config import ConfigError, load
+from dlcourse_exporter.config import ConfigError
 from dlcourse_exporter.registry import build_collectors, collector_defaults
 from dlcourse_exporter.sources.hub import HubClient, HubHttpError, HubSnapshot
 
@@ -138,6 +140,11 @@ def test_backoff_ticks_that_skip_do_not_call_the_hub():
     with pytest.raises(HubHttpError):
         asyncio.run(collector.poll())  # t=20: backing off, no request
     assert len(calls) == 2
+
+
+def load(argv, defaults, environ):
+    """The exporter's configuration, with the bearer token it requires (issue 9)."""
+    return exporter_config.load([*argv, f"--web.token-file={token_file()}"], defaults, environ)
 
 
 def test_hub_collector_is_on_by_default_only_with_a_hub(tmp_path):

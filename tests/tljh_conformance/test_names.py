@@ -5,35 +5,32 @@ import uuid
 
 from tljh_hub import probe
 
-from dlcourse_exporter.sources.owners import account_user, tljh_account
+from dlcourse_exporter.sources.owners import Attribution, Evidence, Policy, attribute
+from dlcourse_exporter.sources.roster import Roster, system_account
 
 PREFIX = "jupyter-"  # TLJH's (tljh/user_creating_spawner.py), the exporter's default
-
-
-def hub_name(length: int) -> str:
-    name = f"dlct{uuid.uuid4().hex}{uuid.uuid4().hex}"
-    return name[:length]
-
-
-# Short, the last length TLJH keeps (17: "jupyter-" makes 25), the first it cuts (18), and
-# the 25-, 26- and 40-character names the issue names.
+# Short, the last length TLJH keeps whole (17: with "jupyter-", 25 characters), the first it
+# cuts (18), and the 25-, 26- and 40-character names of the issue.
 LENGTHS = (9, 17, 18, 25, 26, 40)
 
 
+def hub_names() -> list[str]:
+    return [f"dlct{uuid.uuid4().hex}{uuid.uuid4().hex}"[:n] for n in LENGTHS]
+
+
 def test_the_exporter_names_accounts_as_tljh_does(tljh_python, tmp_path):
-    names = [hub_name(n) for n in LENGTHS]
+    names = hub_names()
     tljh = probe("accounts", *names, prefix=tmp_path)
     for name in names:
-        assert tljh_account(name, PREFIX) == tljh[name], name
+        assert system_account(name, PREFIX) == tljh[name], name
+    assert [len(tljh[n]) for n in names] == [17, 25, 32, 32, 32, 32]  # useradd's 32, at most
 
 
-def test_each_account_maps_back_to_its_student_and_no_other(tljh_python, tmp_path):
-    names = [hub_name(n) for n in LENGTHS]
+def test_each_tljh_account_is_its_student_with_the_hubs_users(tljh_python, tmp_path):
+    """With a hub (as the installer sets up), the account of every length maps back."""
+    names = hub_names()
     accounts = probe("accounts", *names, prefix=tmp_path)
+    roster = Roster.of([(n, n) for n in names], PREFIX)
     for name, account in accounts.items():
-        assert account_user(account, PREFIX, hub_users=names) == name
-        # Without the hub's list only a name TLJH kept whole can be told; a cut one is
-        # never taken for the student its start suggests.
-        assert account_user(account, PREFIX) == (name if account == PREFIX + name else None)
-    cut = [a for a in accounts.values() if not a.endswith(tuple(names))]
-    assert len(cut) == 4 and all(len(a) == 32 for a in cut)  # useradd's limit, just
+        found = attribute(Evidence(account=account), Policy(PREFIX, hub=True), roster)
+        assert found == Attribution(name, "account")

@@ -13,7 +13,8 @@ import pytest
 from hubfixture import HubError
 from tljh_hub import write_roster
 
-from dlcourse_exporter.sources.owners import OwnerResolver, account_name, account_user
+from dlcourse_exporter.sources.owners import Attribution, OwnerResolver, account_name
+from dlcourse_exporter.sources.roster import SharedRoster
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "hub.md"
 MEM_LIMIT = "1.5G"
@@ -129,12 +130,14 @@ def test_a_students_server_runs_as_tljhs_account_with_the_plugins_settings(cours
 
 
 def test_a_long_hub_names_server_is_told_by_the_exporter(course):
-    """40 characters: TLJH cuts the account to 32 with a hash; the exporter maps it back."""
+    """40 characters: TLJH cuts the account to 32 with a hash; the exporter, knowing the
+    hub's users as it does once its hub collector has polled, maps it back."""
     hub, _ = course
     student = f"dlct-{uuid.uuid4().hex}"[:40]
     hub.add_user(student)
     pid = server_process(hub, student)
     account = account_name(Path(f"/proc/{pid}").stat().st_uid)
     assert account == hub.account(student) and len(account) == 32
-    assert account_user(account, "jupyter-", hub_users=[student, hub.admin]) == student
-    assert OwnerResolver().attribution(pid).user == student
+    roster = SharedRoster(hub_configured=True)
+    roster.update((u["name"], u["name"]) for u in hub.api("GET", "/users").json())
+    assert OwnerResolver(roster=roster).attribution(pid) == Attribution(student, "account")
