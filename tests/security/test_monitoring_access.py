@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -59,6 +60,16 @@ class Stack:
     webhook: Webhook
     student: str  # who probes
     classmate: str  # whose GPU use is on the monitoring stack
+    daemons: dict[str, Process]
+    work: Path
+
+    def start(self, name: str) -> None:
+        """Starts (or restarts) a daemon as its Debian unit would, from /etc/default/<name>."""
+        if name in self.daemons:
+            self.daemons[name].stop()
+        binary, default_file = DAEMONS[name]
+        argv = [find_tool(binary), *daemon_args(self.site, default_file)]
+        self.daemons[name] = Process(name, argv, self.work, user="prometheus")
 
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
@@ -134,7 +145,7 @@ def stack(fake_nvml_dir) -> Iterator[Stack]:
     work = Path(tempfile.mkdtemp(prefix="dlcourse-access-"))
     work.chmod(0o755)
     accounts = LinuxAccounts()
-    processes: list[Process] = []
+    daemons: dict[str, Process] = {}
     notebooks: list[subprocess.Popen] = []
     exporter = None
     webhook = Webhook()
@@ -168,12 +179,12 @@ def stack(fake_nvml_dir) -> Iterator[Stack]:
             log_path=work / "exporter.log",
             port=ports["exporter"],
         )
-        for name, (binary, default_file) in DAEMONS.items():
-            argv = [find_tool(binary), *daemon_args(site, default_file)]
-            processes.append(Process(name, argv, work, user="prometheus"))
-        yield Stack(site, ports, exporter, webhook, student, classmate)
+        stack = Stack(site, ports, exporter, webhook, student, classmate, daemons, work)
+        for name in DAEMONS:
+            stack.start(name)
+        yield stack
     finally:
-        for process in reversed(processes):
+        for process in reversed(daemons.values()):
             process.stop()
         for notebook in notebooks:
             notebook.kill()
@@ -429,3 +440,46 @@ def test_the_exporter_unit_carries_no_secret(stack):
     for path in ("/etc/dlcourse/exporter-token", "/etc/dlcourse/hub-token"):
         assert stack.site.read(path).strip() not in unit
     assert "--web.token-file=%d/web-token" in unit
+
+
+def test_deleting_one_students_data_as_docs_security_md_says(stack):
+    """The commands of docs/security.md "Deleting one student's data", step 2, on the
+    rendered files (the sed edits the relocated /etc/default/prometheus)."""
+    mine = f'dlcourse_user_gpu_memory_used_bytes{{user="{stack.classmate}"}}'
+    wait_until(lambda: query(stack, mine), 60, mine)
+    default = stack.site.local("/etc/default/prometheus")
+    netrc = stack.site.local(f"{MONITORING}/instructor.netrc")
+    prometheus = stack.url("prometheus", "")
+    subprocess.run(["sed", "-i", 's/^ARGS="/ARGS="--web.enable-admin-api /', default], check=True)
+    stack.start("prometheus")
+    # Everything up to this moment must go; the exporter keeps reporting the running notebook
+    # afterwards, hence a query that looks at the past only.
+    until = int(time.time())
+
+    def series_until_now() -> list:
+        """The classmate's samples of the last hour up to `until`, series by series."""
+        return query(stack, f'{{user="{stack.classmate}"}}[1h] @ {until}')
+
+    assert len(wait_until(series_until_now, 60, "the classmate's series")) >= 3
+    delete = f'{prometheus}/api/v1/admin/tsdb/delete_series?match[]={{user="{stack.classmate}"}}'
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["curl", "-fsS", "--netrc-file", netrc, "-X", "POST", "-g", delete],
+                capture_output=True,
+            ).returncode
+            == 0
+        ),
+        60,
+        "Prometheus with its admin API to delete the series",
+    )
+    subprocess.run(
+        ["curl", "-fsS", "--netrc-file", netrc, "-X", "POST",
+         f"{prometheus}/api/v1/admin/tsdb/clean_tombstones"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert series_until_now() == []
+    assert query(stack, 'count_over_time(up{job="dlcourse"}[1h])')  # the rest is kept
+    subprocess.run(["sed", "-i", "s/--web.enable-admin-api //", default], check=True)
+    stack.start("prometheus")
+    assert "--web.enable-admin-api" not in default.read_text()
