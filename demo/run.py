@@ -152,6 +152,7 @@ class Demo:
                 f"--hub.url={self.hub.api_url}",
                 f"--hub.token-file={self.hub.token_file()}",
                 "--hub.interval=5",
+                *self.hub.attribution_args(),  # how its spawner names the students' accounts
             ],
             nvml_dir=nvml_dir,
             scenario=scenario,

@@ -12,12 +12,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client.exposition import choose_encoder
 
 from . import __version__
 from .classview import class_status
 from .config import Config
-from .exposition import build_registry
+from .exposition import build_registry, negotiate
 from .scheduler import Scheduler
 
 LANDING = (
@@ -55,11 +54,11 @@ def create_app(config: Config, scheduler: Scheduler) -> FastAPI:
             "bearer token required\n", status_code=401, headers={"WWW-Authenticate": "Bearer"}
         )
 
-    @app.get("/metrics")
+    @app.api_route("/metrics", methods=["GET", "HEAD"])
     def metrics(request: Request) -> Response:
         if not authorized(request):
             return unauthorized()
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        encoder, content_type = negotiate(request.headers.get("accept", ""))
         return Response(encoder(registry), media_type=content_type)
 
     @app.get("/")
@@ -72,11 +71,11 @@ def create_app(config: Config, scheduler: Scheduler) -> FastAPI:
             return unauthorized()
         return JSONResponse(class_status(registry.collect()))
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     def healthz() -> Response:
         return PlainTextResponse("ok\n")
 
-    @app.get("/readyz")
+    @app.api_route("/readyz", methods=["GET", "HEAD"])
     def readyz() -> Response:
         if scheduler.ready:
             return PlainTextResponse("ready\n")

@@ -8,12 +8,18 @@ the /metrics bearer token) are only ever read from files or the environment.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import math
 import os
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from .untrusted import redact_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,18 +55,69 @@ class Option:
         return self.key.replace(".", "_").replace("-", "_")
 
 
-def positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError("must be greater than 0")
-    return value
+def seconds(low: float, high: float) -> Callable[[str], float]:
+    """A parser for a number of seconds in [low, high]: no nan, inf or 1e-9 busy loops."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def count(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or not low <= int(text) <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return int(text)
+
+    return parse
 
 
 def listen_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("must be HOST:PORT")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host:
+        return "127.0.0.1", int(port)
+    if host != host.strip() or any(c.isspace() or c in "[]/@" for c in host):
+        raise ValueError("must be HOST:PORT, the host an IP address or a name")
+    if not is_ip_address(host):
+        try:  # without binding: the name must resolve to an address here
+            socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except (OSError, UnicodeError) as exc:
+            raise ValueError(f"host {host!r} does not resolve ({exc})") from None
+    return host, int(port)
+
+
+def is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def hub_url_problem(url: str) -> str | None:
+    """Why url cannot be the hub API URL, or None. Checks the form only: nothing is asked."""
+    if url != url.strip() or any(c.isspace() for c in url):
+        return "must not contain spaces"
+    if not url.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if not parts.hostname:
+        return "has no host"
+    return None
 
 
 def exit_events(text: str) -> str:
@@ -91,11 +148,22 @@ OPTIONS = [
         "kernel log device read for OOM kills (needs CAP_SYSLOG); empty to not read it",
         "/dev/kmsg",
     ),
-    Option("collection.interval", "seconds between collections", 5.0, positive_float),
+    Option(
+        "web.max-connections",
+        "open HTTP connections at most; past it the longest idle one is closed",
+        512,
+        count(8, 16384),
+    ),
+    Option("collection.interval", "seconds between collections", 5.0, seconds(0.1, 3600)),
     Option(
         "user.prefix",
         "prefix of Linux accounts and systemd units of hub users (TLJH: jupyter-)",
         "jupyter-",
+    ),
+    Option(
+        "user.spawner-account",
+        "Linux account a spawner runs every user's server under (SimpleLocalProcessSpawner, "
+        "shared setups): only its processes are believed when JUPYTERHUB_USER names a user",
     ),
     Option(
         "hub.url",
@@ -104,8 +172,14 @@ OPTIONS = [
     Option(
         "hub.token-file", "file holding the hub API token (also JUPYTERHUB_API_TOKEN)", None, Path
     ),
-    Option("hub.interval", "seconds between polls of the hub API", 15.0, positive_float),
-    Option("hub.timeout", "seconds before a hub API request gives up", 5.0, positive_float),
+    Option("hub.interval", "seconds between polls of the hub API", 15.0, seconds(0.1, 3600)),
+    Option("hub.timeout", "seconds before a hub API request gives up", 5.0, seconds(0.1, 600)),
+    Option(
+        "hub.max-users",
+        "hub users read at most; past it dlcourse_hub_users_truncated is 1",
+        20_000,
+        count(1, 1_000_000),
+    ),
     Option(
         "kernels.exit-events",
         "how kernel exits are seen: auto (netlink proc connector, else polling) or poll",
@@ -128,10 +202,13 @@ class Config:
     kernel_exit_events: str = "auto"
     interval: float = 5.0
     user_prefix: str = "jupyter-"
+    spawner_account: str | None = None
     hub_url: str | None = None
     hub_token: str | None = field(default=None, repr=False)
     hub_interval: float = 15.0
     hub_timeout: float = 5.0
+    hub_max_users: int = 20_000
+    max_connections: int = 512
     web_token: str | None = field(default=None, repr=False)
     log_level: str = "info"
     collectors: frozenset[str] = frozenset()
@@ -236,7 +313,11 @@ def load(
     file_values: dict[str, Any] = {}
     if args.config_file is not None:
         try:
-            file_values = _flatten(tomllib.loads(args.config_file.read_text()))
+            file_values = _flatten(tomllib.loads(args.config_file.read_text(encoding="utf-8")))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config file {args.config_file}: not UTF-8 text (byte {exc.start})"
+            ) from exc
         except OSError as exc:
             raise ConfigError(f"config file {args.config_file}: {exc.strerror or exc}") from exc
         except tomllib.TOMLDecodeError as exc:
@@ -286,9 +367,12 @@ def load(
     if values.get("hub.token-file") is not None:
         hub_token = _read_secret(values["hub.token-file"], "hub token file", errors)
     else:
-        hub_token = environ.get("DLCOURSE_HUB_TOKEN") or environ.get("JUPYTERHUB_API_TOKEN")
-    if hub_url and not hub_url.startswith(("http://", "https://")):
-        errors.append(f"hub URL {hub_url!r} must start with http:// or https://")
+        # A token pasted into a unit file or `export` often keeps its newline.
+        raw_token = environ.get("DLCOURSE_HUB_TOKEN") or environ.get("JUPYTERHUB_API_TOKEN")
+        hub_token = raw_token.strip() if raw_token else None
+    url_problem = hub_url_problem(hub_url) if hub_url else None
+    if url_problem:
+        errors.append(f"hub URL {redact_url(hub_url)!r} {url_problem}")
     if hub_url and not hub_token:
         errors.append("hub URL is set but no token: use --hub.token-file or JUPYTERHUB_API_TOKEN")
     if "hub" in names and "hub" not in explicit and not (hub_url and hub_token):
@@ -319,10 +403,13 @@ def load(
         kernel_exit_events=values["kernels.exit-events"],
         interval=values["collection.interval"],
         user_prefix=values["user.prefix"],
+        spawner_account=values["user.spawner-account"] or None,
         hub_url=hub_url.rstrip("/") if hub_url else None,
         hub_token=hub_token,
         hub_interval=values["hub.interval"],
         hub_timeout=values["hub.timeout"],
+        hub_max_users=values["hub.max-users"],
+        max_connections=values["web.max-connections"],
         web_token=web_token,
         log_level=level,
         collectors=frozenset(enabled),

@@ -18,6 +18,7 @@ from .metricdefs import MetricDef
 from .sources.hub import HubClient
 from .sources.nvml import NvmlSession
 from .sources.owners import OwnerResolver
+from .sources.roster import SharedRoster
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,18 @@ class Shared:
         return NvmlSession()
 
     @cached_property
+    def roster(self) -> SharedRoster:
+        """The hub's users, filled by the hub collector; with a hub only they are students."""
+        return SharedRoster("hub" in self.config.collectors, self.config.user_prefix)
+
+    @cached_property
     def owners(self) -> OwnerResolver:
-        return OwnerResolver(self.config.procfs, self.config.user_prefix)
+        return OwnerResolver(
+            self.config.procfs,
+            self.config.user_prefix,
+            self.config.spawner_account,
+            self.roster,
+        )
 
 
 @dataclass(frozen=True)
@@ -98,8 +109,10 @@ COLLECTORS: list[CollectorSpec] = [
                 shared.config.hub_url or "",
                 shared.config.hub_token or "",
                 shared.config.hub_timeout,
+                shared.config.hub_max_users,
             ),
             shared.config.hub_interval,
+            roster=shared.roster,
         ),
         hub.METRICS,
     ),

@@ -1,13 +1,17 @@
 """Runs every enabled collector's poll() in the background and keeps its latest result.
 
 Scrapes only read what is stored here, so a slow NVML call, a large /proc or a hub that
-times out never makes /metrics wait. Each collector has its own task: one stuck source
-does not delay the others.
+times out never makes /metrics wait. Each collector has its own task, and a collector whose
+poll blocks (NVML, /proc) runs it in its own thread, so one stuck source delays neither the
+event loop nor the other collectors. Every poll has a deadline (``Collector.deadline``): a
+poll past it marks its collector failed; a thread that is still stuck is not started again
+until it returns, and the collector stays failed meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
 import time
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .collectors.base import Collector
+from .untrusted import log_text
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +36,17 @@ class CollectorState:
     error: str | None = None
 
 
+class PollTimeout(Exception):
+    """A poll that did not finish within its collector's deadline."""
+
+
 class Scheduler:
     def __init__(self, collectors: list[Collector]) -> None:
         self.collectors = collectors
         self.states: dict[str, CollectorState] = {c.name: CollectorState() for c in collectors}
         self._tasks: list[asyncio.Task[None]] = []
+        self._threads: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+        self._running: dict[str, concurrent.futures.Future[Any]] = {}
 
     @property
     def ready(self) -> bool:
@@ -46,15 +57,14 @@ class Scheduler:
         started = time.perf_counter()
         previous = self.states[collector.name]
         try:
-            if inspect.iscoroutinefunction(collector.poll):
-                snapshot = await collector.poll()
-            else:
-                snapshot = await asyncio.to_thread(collector.poll)
+            snapshot = await asyncio.wait_for(self._poll(collector), collector.deadline)
         except Exception as exc:  # any source failure only degrades this collector
+            if isinstance(exc, asyncio.TimeoutError):
+                exc = PollTimeout(f"poll did not finish within {collector.deadline:g} s")
             error = f"{type(exc).__name__}: {exc}"
             # One line per change of state, not one per cycle.
             if previous.success or not previous.polled or previous.error != error:
-                log.warning("collector %s failed: %s", collector.name, error)
+                log.warning("collector %s failed: %s", collector.name, log_text(error))
             self.states[collector.name] = CollectorState(
                 snapshot=None,
                 success=False,
@@ -74,6 +84,21 @@ class Scheduler:
             polled=True,
         )
 
+    async def _poll(self, collector: Collector) -> Any:
+        if inspect.iscoroutinefunction(collector.poll):
+            return await collector.poll()
+        running = self._running.get(collector.name)
+        if running is not None and not running.done():
+            # Same text as the timeout that left it running: nothing new to log.
+            raise PollTimeout(f"poll did not finish within {collector.deadline:g} s")
+        if collector.name not in self._threads:
+            self._threads[collector.name] = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"collector-{collector.name}"
+            )
+        future = self._threads[collector.name].submit(collector.poll)
+        self._running[collector.name] = future
+        return await asyncio.wrap_future(future)
+
     async def _loop(self, collector: Collector) -> None:
         while True:
             started = time.monotonic()
@@ -90,6 +115,8 @@ class Scheduler:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for executor in self._threads.values():
+            executor.shutdown(wait=False, cancel_futures=True)  # a stuck poll is abandoned
         for collector in self.collectors:
             try:
                 collector.close()

@@ -24,6 +24,7 @@ from dlcourse_dashboards import (  # noqa: E402
     student_detail,
 )
 from dlcourse_dashboards.common import finish  # noqa: E402
+from dlcourse_dashboards.jobs import Jobs  # noqa: E402
 
 DASHBOARDS = {
     "class-overview.json": class_overview,
@@ -32,12 +33,19 @@ DASHBOARDS = {
     "hub-health.json": hub_health,
 }
 DEFAULT_OUT = HERE / "dashboards"
+# The job names the alert rules select by default (prometheus/prometheus.yml's jobs).
+THRESHOLDS = HERE.parent / "prometheus" / "thresholds.json"
 
 
-def render() -> dict[str, str]:
-    """File name -> JSON text of every dashboard."""
+def default_jobs() -> Jobs:
+    return Jobs(**json.loads(THRESHOLDS.read_text(encoding="utf-8"))["jobs"])
+
+
+def render(jobs: Jobs | None = None) -> dict[str, str]:
+    """File name -> JSON text of every dashboard, selecting `jobs` (default: default_jobs())."""
+    jobs = jobs or default_jobs()
     return {
-        name: json.dumps(finish(module.build()), indent=2, ensure_ascii=False) + "\n"
+        name: json.dumps(finish(module.build(jobs)), indent=2, ensure_ascii=False) + "\n"
         for name, module in DASHBOARDS.items()
     }
 

@@ -70,6 +70,12 @@ ExecStart={paths.exporter_venv}/bin/dlcourse-exporter \\
     --path.procfs=/proc
 Restart=on-failure
 RestartSec=5s
+# Exit code 2 is a bad configuration or an address it cannot listen on: restarting cannot
+# fix it, so systemd stops instead of looping.
+RestartPreventExitStatus=2
+# Room for Prometheus next to whatever connections a local account holds open; the
+# exporter caps its own connections below this (docs/exporter.md).
+LimitNOFILE=8192
 
 # Students' processes belong to other accounts: reading their /proc entries takes
 # CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH; the netlink proc connector (process start and

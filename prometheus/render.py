@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Render dlcourse's alert rules and Alertmanager configuration from their templates.
 
-Thresholds and `for` durations live in one place, prometheus/thresholds.json; an optional
-overrides file (same shape, any subset) changes them without editing the rules. Alertmanager's
+Thresholds, `for` durations and the scrape job names the rules select live in one place,
+prometheus/thresholds.json; an optional overrides file (same shape, any subset) changes them
+without editing the rules. The Helm chart (deploy/helm) takes the rules with the job names
+left open, as `${job.<role>}`, and fills them in from its values. Alertmanager's
 receivers come from prometheus/alertmanager-settings.json, a settings file and DLCOURSE_AM_*
 environment variables. The outputs are committed; `--check` says whether they are stale.
 
@@ -39,6 +41,8 @@ HEADER = (
 # Prometheus duration syntax (model.ParseDuration), e.g. 90s, 1h30m, 0m.
 DURATION = re.compile(r"^(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$")
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?)(?::(percent))?\}")
+# A job name lands inside a PromQL string literal and a Kubernetes label value.
+JOB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 # A `# if KEY` line suffix keeps the line only when setting KEY is non-empty.
 CONDITIONAL = re.compile(r"\s*# if ([a-z_]+)$")
 
@@ -81,16 +85,31 @@ def load_json(path: Path, what: str) -> dict:
 def merge_thresholds(defaults: dict, overrides: dict) -> dict:
     """Overlay `overrides` on `defaults`, listing every unknown key and bad value at once."""
     errors: list[str] = []
-    merged = {"runbook_base_url": defaults["runbook_base_url"], "alerts": {}}
+    merged = {
+        "runbook_base_url": defaults["runbook_base_url"],
+        "jobs": dict(defaults["jobs"]),
+        "alerts": {},
+    }
     for key in overrides:
-        if key not in ("runbook_base_url", "alerts"):
-            errors.append(f"unknown key {key!r} (expected runbook_base_url, alerts)")
+        if key not in ("runbook_base_url", "jobs", "alerts"):
+            errors.append(f"unknown key {key!r} (expected runbook_base_url, jobs, alerts)")
     if "runbook_base_url" in overrides:
         url = overrides["runbook_base_url"]
         if not isinstance(url, str) or not re.match(r"^https?://\S+$", url):
             errors.append(f"runbook_base_url: expected an http(s) URL, got {url!r}")
         else:
             merged["runbook_base_url"] = url
+    job_overrides = overrides.get("jobs", {})
+    if not isinstance(job_overrides, dict):
+        errors.append("jobs: expected an object keyed by role")
+        job_overrides = {}
+    for role, name in job_overrides.items():
+        if role not in defaults["jobs"]:
+            errors.append(f"jobs.{role}: unknown role (known: {', '.join(defaults['jobs'])})")
+        elif not isinstance(name, str) or not JOB_NAME.match(name):
+            errors.append(f"jobs.{role}: expected letters, digits and _.:- only, got {name!r}")
+        else:
+            merged["jobs"][role] = name
     alert_overrides = overrides.get("alerts", {})
     if not isinstance(alert_overrides, dict):
         errors.append("alerts: expected an object keyed by alert name")
@@ -150,9 +169,14 @@ def substitute(template: str, lookup: dict[str, object]) -> str:
     return text
 
 
-def render_rules(defaults: dict, overrides: dict | None, template: str) -> str:
+def render_rules(
+    defaults: dict, overrides: dict | None, template: str, *, leave_jobs_open: bool = False
+) -> str:
+    """The rules with every value filled in; `leave_jobs_open` keeps `${job.<role>}` as is."""
     merged = merge_thresholds(defaults, overrides or {})
     lookup: dict[str, object] = {"runbook_base_url": merged["runbook_base_url"]}
+    for role, name in merged["jobs"].items():
+        lookup[f"job.{role}"] = f"${{job.{role}}}" if leave_jobs_open else name
     for alert, values in merged["alerts"].items():
         for key, value in values.items():
             lookup[f"{alert}.{key}"] = value

@@ -8,6 +8,7 @@ send it (`AUTH`), and `token_file()` hands the same token to Prometheus.
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 import socket
 import subprocess
@@ -44,6 +45,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def limit_open_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+
+
 def parse_samples(text: str) -> Samples:
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
@@ -60,8 +65,11 @@ class RunningExporter:
         scenario: Path | None = None,
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        open_files: int | None = None,
         port: int | None = None,
     ) -> None:
+        """open_files: soft and hard RLIMIT_NOFILE both, so the exporter cannot raise it.
+        port: a port chosen beforehand (a configuration names it), else a free one."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environ = {
@@ -87,6 +95,7 @@ class RunningExporter:
             env=environ,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else lambda: limit_open_files(open_files),
         )
         self.wait_ready()
 

@@ -306,6 +306,14 @@ class LiveHub:
         except OSError:
             return "(no hub log)"
 
+    def attribution_args(self) -> list[str]:
+        """The exporter flags that say how this hub's spawner runs servers: as root each user
+        under the account of the same name (LocalProcessSpawner, no prefix), else everyone
+        under the current account (SimpleLocalProcessSpawner), which JUPYTERHUB_USER names."""
+        if self.real_accounts:
+            return ["--user.prefix="]
+        return [f"--user.spawner-account={pwd.getpwuid(os.getuid()).pw_name}"]
+
     # --- tokens ----------------------------------------------------------------------
 
     def token_file(self, service: str = "dlcourse-exporter") -> Path:

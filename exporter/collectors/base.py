@@ -17,10 +17,18 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
+# Every poll must finish within max(MIN_DEADLINE_SECONDS, 2 intervals); see scheduler.py.
+MIN_DEADLINE_SECONDS = 10.0
+
 
 class Collector(ABC):
     name: str = ""
     interval: float = 5.0
+
+    @property
+    def deadline(self) -> float:
+        """Seconds a poll may take before the collector counts as failed."""
+        return max(MIN_DEADLINE_SECONDS, 2 * self.interval)
 
     @abstractmethod
     def poll(self) -> Any:

@@ -10,6 +10,10 @@ Sample output (values from the last collection)::
     dlcourse_gpu_clocks_event_active{gpu="0",reason="sw_thermal",uuid="GPU-1"} 0
     dlcourse_gpu_ecc_errors_total{gpu="0",type="uncorrected",uuid="GPU-1"} 0
     dlcourse_gpu_xid_errors_total{gpu="0",uuid="GPU-1",xid="79"} 1
+    dlcourse_gpu_nvml_errors_total{call="GetTemperature",gpu="0",uuid="GPU-1"} 2
+
+A GPU seen earlier that is lost, or gone from the device count, keeps ``dlcourse_gpu_up 0``
+under its UUID (see ``sources.nvml_gpus``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ INFO = gauge(
     "cuda_version",
 )
 UP = gauge(
-    "dlcourse_gpu_up", "1 if the GPU answered NVML in the last collection, 0 if not (lost).", *GPU
+    "dlcourse_gpu_up",
+    "1 if the GPU answered NVML in the last collection, 0 if not (lost, or gone from the "
+    "device count).",
+    *GPU,
 )
 # Plain per-GPU gauges, by the GpuReading attribute they show.
 GAUGES: dict[str, MetricDef] = {
@@ -69,7 +76,14 @@ XID = counter(
     *GPU,
     "xid",
 )
-METRICS = (INFO, UP, *GAUGES.values(), CLOCK, CLOCKS_EVENT, ECC, XID)
+NVML_ERRORS = counter(
+    "dlcourse_gpu_nvml_errors",
+    "NVML calls for the GPU that failed since the exporter started, by the function's short "
+    "name (a failed call leaves that GPU's field or series out; NotSupported is not counted).",
+    *GPU,
+    "call",
+)
+METRICS = (INFO, UP, *GAUGES.values(), CLOCK, CLOCKS_EVENT, ECC, XID, NVML_ERRORS)
 
 
 class GpuCollector(Collector):
@@ -89,7 +103,7 @@ class GpuCollector(Collector):
             for (uuid, xid), count in self.xid.counts().items()
             if uuid in index_by_uuid
         }
-        return GpuSnapshot(driver, cuda, gpus, xid_errors)
+        return GpuSnapshot(driver, cuda, gpus, xid_errors, self.session.error_counts())
 
     def close(self) -> None:
         self.session.close()
@@ -118,4 +132,6 @@ class GpuCollector(Collector):
                 families[ECC].add_metric(labels + [kind], count)
         for (index, uuid, code), count in sorted(snapshot.xid_errors.items()):
             families[XID].add_metric([str(index), uuid, str(code)], count)
+        for (index, uuid, call), count in sorted(snapshot.nvml_errors.items()):
+            families[NVML_ERRORS].add_metric([str(index), uuid, call], count)
         yield from families.values()

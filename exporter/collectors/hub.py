@@ -10,14 +10,19 @@ answer. Sample output::
     dlcourse_hub_user_servers{state="ready",user="alice"} 1
     dlcourse_hub_user_servers{state="pending",user="alice"} 0
     dlcourse_hub_user_server_started_timestamp_seconds{user="alice"} 1.7641e+09
+    dlcourse_hub_users_truncated 0
 
 While the hub cannot be read, only ``dlcourse_hub_up 0`` is exported: stale users would
-look current. After a failure the next attempts back off (one interval, then two, up to
-`MAX_BACKOFF_INTERVALS`), so a hub that is down or refusing the token is not hammered.
+look current. Each successful poll also tells the shared roster who the students are (see
+``sources.roster``); a hub with more users than ``--hub.max-users`` is read up to the cap,
+``dlcourse_hub_users_truncated`` says so and one line is logged. After a failure the next
+attempts back off (one interval, then two, up to `MAX_BACKOFF_INTERVALS`), so a hub that is
+down or refusing the token is not hammered.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 
@@ -25,7 +30,10 @@ from prometheus_client.metrics_core import Metric
 
 from ..metricdefs import gauge
 from ..sources.hub import HubClient, HubError, HubSnapshot, HubUser
+from ..sources.roster import SharedRoster
 from .base import Collector
+
+log = logging.getLogger(__name__)
 
 SERVER_STATES = ("ready", "pending")
 MAX_BACKOFF_INTERVALS = 4
@@ -59,7 +67,11 @@ SERVER_STARTED = gauge(
     "Unix time the user's default server started, while it runs.",
     "user",
 )
-METRICS = (UP, USER_INFO, GROUP_INFO, LAST_ACTIVITY, SERVERS, SERVER_STARTED)
+TRUNCATED = gauge(
+    "dlcourse_hub_users_truncated",
+    "1 if the hub has more users than --hub.max-users: the rest are not listed.",
+)
+METRICS = (UP, USER_INFO, GROUP_INFO, LAST_ACTIVITY, SERVERS, SERVER_STARTED, TRUNCATED)
 
 
 def server_counts(user: HubUser) -> dict[str, int]:
@@ -88,10 +100,13 @@ class HubCollector(Collector):
         client: HubClient,
         interval: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
+        roster: SharedRoster | None = None,
     ) -> None:
         self.client = client
         self.interval = interval
         self.clock = clock
+        self.roster = roster
+        self._truncated = False
         self._failures = 0
         self._retry_at = 0.0
         self._last_error: HubError | None = None
@@ -110,6 +125,16 @@ class HubCollector(Collector):
             self._last_error = exc
             raise
         self._failures, self._last_error = 0, None
+        if snapshot.truncated != self._truncated:
+            self._truncated = snapshot.truncated
+            if snapshot.truncated:
+                log.warning(
+                    "the hub has more users than --hub.max-users=%d: only the first %d are read",
+                    self.client.max_users,
+                    len(snapshot.users),
+                )
+        if self.roster is not None:
+            self.roster.update((user.name, user.full_name) for user in snapshot.users)
         return snapshot
 
     def render(self, snapshot: HubSnapshot | None) -> Iterator[Metric]:
@@ -118,7 +143,8 @@ class HubCollector(Collector):
         yield up
         if snapshot is None:
             return
-        info, groups, activity, servers, started = (metric.family() for metric in METRICS[1:])
+        info, groups, activity, servers, started, truncated = (m.family() for m in METRICS[1:])
+        truncated.add_metric([], 1.0 if snapshot.truncated else 0.0)
         for user in snapshot.users:
             info.add_metric([user.name, "true" if user.admin else "false"], 1.0)
             for group in user.groups:
@@ -130,4 +156,4 @@ class HubCollector(Collector):
             since = default_server_started(user)
             if since is not None:
                 started.add_metric([user.name], since)
-        yield from (info, groups, activity, servers, started)
+        yield from (info, groups, activity, servers, started, truncated)

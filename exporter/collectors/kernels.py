@@ -10,8 +10,9 @@ what is a kernel and what counts as a crash). Sample output::
     dlcourse_user_kernel_exits_unknown_total{user="alice"} 0
     dlcourse_kernel_exit_events_info{source="netlink"} 1
 
-Every user seen with a kernel since the exporter started keeps their series (zeros
-included), so counters stay monotonic when their kernels are gone.
+A user seen with a kernel keeps their series (zeros included) while they count as a
+student (``roster.keep_user``: a hub user, or without a hub for an hour after their last
+kernel), so counters stay monotonic when their kernels are gone.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """CPU, memory and OOM kills per hub user: from the user's cgroup, else from /proc.
 
-Who is reported: hub users only, i.e. owners of processes attributed by the systemd unit
-(``<prefix><name>.service``), by ``JUPYTERHUB_USER`` in their environment (every server
-and kernel a spawner starts), or running as a ``<prefix>`` Linux account. Root, daemons
-and the lecturer's own shell are left out, so the label set stays as large as the class.
-A user stays reported (zeros included) once seen, so counters never vanish.
+Who is reported: students only, i.e. owners of processes attributed by ``sources.owners``
+(their systemd unit, their own account, ``JUPYTERHUB_USER`` where the account vouches for
+it; with a hub, its users only). Root, daemons and the lecturer's own shell are left out,
+so the label set stays as large as the class. A user stays reported (zeros included) while
+``roster.keep_user`` keeps them, so counters do not vanish while they matter.
 
 Counters are kept by the exporter and only ever grow: each poll adds the increase of the
 chosen source (the unit cgroup where one is found, else /proc), and a cgroup recreated
@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..untrusted import log_text
 from . import procfs as parse
 from .cgroups import CgroupReader, CgroupUsage, UnitCgroup, parse_proc_cgroup
 from .kmsg import KmsgWatcher
-from .owners import Attribution, OwnerResolver, account_name, account_user
+from .owners import Evidence, OwnerResolver
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,7 @@ class UserHost:
 
 @dataclass
 class _Seen:
-    attribution: Attribution | None
-    uid: int | None
+    evidence: Evidence | None  # judged again each poll: the hub's user list changes
     cpu_seconds: float = 0.0
 
 
@@ -67,8 +69,10 @@ class HostReader:
         procfs: Path = Path("/proc"),
         cgroupfs: Path = Path("/sys/fs/cgroup"),
         kmsg: Path | None = Path("/dev/kmsg"),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.owners = owners
+        self.clock = clock
         self.procfs = procfs
         self.cgroups = CgroupReader(cgroupfs)
         self.kmsg_path = kmsg
@@ -77,8 +81,7 @@ class HostReader:
         self._seen: dict[tuple[int, int], _Seen] = {}
         self._recent: dict[int, _Seen] = {}  # this scan's and the last one's, by pid
         self._units: dict[str, UnitCgroup] = {}
-        self._uid_users: dict[int, str] = {}
-        self._users: set[str] = set()
+        self._last_seen: dict[str, float] = {}  # user -> last poll with a process of theirs
         self._totals = _Totals()
 
     def close(self) -> None:
@@ -112,46 +115,53 @@ class HostReader:
                 continue
             pid = int(entry.name)
             try:
-                stat = parse.parse_stat((self.procfs / entry.name / "stat").read_text())
+                stat = parse.parse_stat(
+                    (self.procfs / entry.name / "stat").read_text(errors="replace")
+                )
             except (OSError, ValueError):
                 continue  # vanished
             key = (pid, stat.starttime_ticks)
-            known = self._seen.get(key) or self._identify(pid)
+            known = self._seen.get(key) or _Seen(self.owners.evidence(pid))
             seen[key] = known
-            if known.attribution is None or not known.attribution.hub_user:
+            user = self._student(known.evidence)
+            if user is None:
                 continue
-            user = known.attribution.user
             cpu_increase[user] += increase(known.cpu_seconds or None, stat.cpu_seconds)
             known.cpu_seconds = stat.cpu_seconds
             rss[user] += stat.rss_bytes
-            self._users.add(user)
+            self._last_seen[user] = self.clock()
             if user not in self._units:
                 self._locate_unit(pid, user)
         self._recent = {pid: s for (pid, _), s in [*self._seen.items(), *seen.items()]}
         self._seen = seen
         return tuple(self._per_user(cpu_increase, rss))
 
-    def _identify(self, pid: int) -> _Seen:
-        attribution = self.owners.attribution(pid)
-        uid = None
-        if attribution is not None and attribution.hub_user:
-            try:
-                uid = (self.procfs / str(pid)).stat().st_uid
-            except OSError:
-                uid = None
-            if uid is not None and uid != 0:
-                self._uid_users.setdefault(uid, attribution.user)
-        return _Seen(attribution, uid)
+    def _student(self, evidence: Evidence | None) -> str | None:
+        """The student (hub user) the evidence names, if any."""
+        found = self.owners.judge(evidence) if evidence is not None else None
+        return found.user if found is not None and found.hub_user else None
 
     def _locate_unit(self, pid: int, user: str) -> None:
         try:
-            text = (self.procfs / str(pid) / "cgroup").read_text()
+            text = (self.procfs / str(pid) / "cgroup").read_text(errors="replace")
         except OSError:
             return
         unit = self.cgroups.locate(parse_proc_cgroup(text), self.owners.prefix, user)
         if unit is not None:
             log.debug("user %s has unit cgroup %s", user, unit)
             self._units[user] = unit
+
+    def _forget_users(self) -> None:
+        """Drops users without processes who no longer count (``roster.keep_user``)."""
+        now = self.clock()
+        self._last_seen = {
+            user: seen
+            for user, seen in self._last_seen.items()
+            if self.owners.keep(user, seen, now)
+        }
+        for counts in (self._totals.cpu, self._totals.oom):
+            for user in set(counts) - set(self._last_seen):
+                del counts[user]
 
     def _per_user(self, cpu_increase: Counter[str], rss: Counter[str]) -> list[UserHost]:
         usages: dict[str, CgroupUsage] = {}
@@ -161,7 +171,7 @@ class HostReader:
                 continue
             usages[user] = self.cgroups.usage(unit)
         totals = self._totals
-        for user in sorted(self._users):
+        for user in sorted(self._last_seen):
             usage = usages.get(user)
             unit = self._units.get(user)
             cgroup_cpu = self._cgroup_increase(totals.cgroup_cpu, unit, usage, "cpu_seconds")
@@ -170,8 +180,9 @@ class HostReader:
             if cgroup_oom is not None:
                 totals.oom[user] += int(cgroup_oom)
         self._count_logged_kills(usages)
+        self._forget_users()
         result = []
-        for user in sorted(self._users):
+        for user in sorted(self._last_seen):
             usage = usages.get(user) or CgroupUsage()
             result.append(
                 UserHost(
@@ -214,20 +225,19 @@ class HostReader:
             usage = usages.get(user)
             if usage is not None and usage.oom_kills is not None:
                 continue  # the user's cgroup already counted it
-            self._users.add(user)
+            self._last_seen[user] = self.clock()
             self._totals.oom[user] += 1
-            log.info("OOM killer killed pid %d (%s) of %s", kill.pid, kill.command, user)
+            log.info(
+                "OOM killer killed pid %d (%s) of %s",
+                kill.pid,
+                log_text(kill.command, 64),
+                log_text(user),
+            )
 
     def _kill_owner(self, pid: int, uid: int | None, by_pid: dict[int, _Seen]) -> str | None:
+        """The student whose process the kernel log says was killed: by the pid when this
+        poll or the last saw it, else by the uid's account alone."""
         known = by_pid.get(pid)
-        if known is not None and known.attribution is not None:
-            return known.attribution.user if known.attribution.hub_user else None
-        if uid is None:
-            return None
-        if uid in self._uid_users:
-            return self._uid_users[uid]
-        name = account_name(uid)
-        prefix = self.owners.prefix
-        if name is not None and prefix and name.startswith(prefix):
-            return account_user(name, prefix)
-        return None
+        if known is not None and known.evidence is not None:
+            return self._student(known.evidence)
+        return self._student(self.owners.account_evidence(uid))

@@ -6,8 +6,13 @@ Only ``GET {hub}/users`` is called, with a token whose role holds exactly ``list
 and keep the idle culler from stopping an idle server.
 
 Pagination (JupyterHub >= 2, so every 4.x to 6.x hub): the first page says the total and
-the hub's page size; the remaining pages are fetched concurrently, a few at a time. A hub
-that answers with a plain list (no pagination) gives everything in that list.
+the hub's page size; the remaining pages are fetched by `concurrency` workers. A hub that
+answers with a plain list (no pagination) gives everything in that list.
+
+Nothing the hub answers is trusted to be small: at most `max_users` users (the rest are
+left out and the snapshot says `truncated`), at most `MAX_PAGES` pages, `MAX_BODY_BYTES`
+per answer, `MAX_GROUPS_PER_USER` groups per user, and every request is bounded in time as
+a whole. Names are valid UTF-8 and length-capped label values (``untrusted.label_value``).
 
 Parsing is pure (`parse_page`, `parse_user`, `parse_timestamp`); `HubClient` does the
 requests. Errors carry stable one-line texts (no timings, no counters), because the
@@ -20,17 +25,24 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import httpx
 
+from ..untrusted import label_value, log_text, redact_url, valid_text
+
 log = logging.getLogger(__name__)
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
 PAGE_SIZE = 200  # JupyterHub's default api_page_max_limit; the hub may cap it lower
+MAX_USERS = 20_000
+MAX_PAGES = 1_000  # 200,000 users at the default page size; a hub saying limit=1 gets 1,000
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a 200-user page is about 200 KB
+MAX_ERROR_BODY_BYTES = 64 * 1024  # enough for JupyterHub's one-line JSON error message
+MAX_GROUPS_PER_USER = 50
 
 # The scope that makes the hub include each field of a user model.
 FIELD_SCOPES = {
@@ -73,16 +85,18 @@ class HubServer:
 
 @dataclass(frozen=True)
 class HubUser:
-    name: str
+    name: str  # the label value: capped when very long
     admin: bool
     groups: tuple[str, ...]
     last_activity: float | None
     servers: tuple[HubServer, ...]
+    full_name: str  # the whole name, which Linux account names derive from
 
 
 @dataclass(frozen=True)
 class HubSnapshot:
     users: tuple[HubUser, ...]
+    truncated: bool = False  # the hub has more users than the exporter reads
 
 
 @dataclass(frozen=True)
@@ -101,11 +115,11 @@ def parse_timestamp(value: Any) -> float | None:
     text = value[:-1] + "+00:00" if value.endswith("Z") else value  # Python 3.10 wants +00:00
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise HubResponseError(f"timestamp {value!r} is not ISO 8601") from exc
-    if moment.tzinfo is None:  # the hub means UTC
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+        if moment.tzinfo is None:  # the hub means UTC
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    except (ValueError, OverflowError, OSError) as exc:  # garbage, or a date out of range
+        raise HubResponseError(f"timestamp {label_value(value)!r} is not ISO 8601") from exc
 
 
 def parse_page(body: Any) -> Page:
@@ -133,7 +147,8 @@ def _field(model: Mapping[str, Any], key: str, user: str) -> Any:
 
 def parse_server(name: Any, model: Any, user: str) -> HubServer:
     if not isinstance(name, str) or not isinstance(model, Mapping):
-        raise HubResponseError(f"server {name!r} of {user!r} is not a server model")
+        raise HubResponseError(f"a server of {user!r} is not a server model")
+    name = label_value(name)
     for key in SERVER_FIELDS:
         if key not in model:
             raise HubResponseError(f"server model {name!r} of {user!r} lacks {key!r}")
@@ -141,7 +156,7 @@ def parse_server(name: Any, model: Any, user: str) -> HubServer:
     return HubServer(
         name=name,
         ready=model["ready"] is True,
-        pending=pending if isinstance(pending, str) and pending else None,
+        pending=label_value(pending) if isinstance(pending, str) and pending else None,
         started=parse_timestamp(model["started"]),
     )
 
@@ -150,9 +165,11 @@ def parse_user(model: Any) -> HubUser:
     """A user model (as the least-privilege token sees it) as a HubUser."""
     if not isinstance(model, Mapping):
         raise HubResponseError("a user in GET /users is not an object")
-    name = _field(model, "name", "?")
-    if not isinstance(name, str) or not name:
-        raise HubResponseError(f"user name {name!r} is not a non-empty string")
+    full_name = _field(model, "name", "?")
+    if not isinstance(full_name, str) or not full_name:
+        raise HubResponseError("a user name is not a non-empty string")
+    full_name = valid_text(full_name)
+    name = label_value(full_name)
     groups = _field(model, "groups", name)
     servers = _field(model, "servers", name)
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
@@ -162,16 +179,22 @@ def parse_user(model: Any) -> HubUser:
     return HubUser(
         name=name,
         admin=_field(model, "admin", name) is True,
-        groups=tuple(sorted(set(groups))),
+        groups=tuple(sorted({label_value(g) for g in groups}))[:MAX_GROUPS_PER_USER],
         last_activity=parse_timestamp(_field(model, "last_activity", name)),
         servers=tuple(parse_server(k, v, name) for k, v in sorted(servers.items())),
+        full_name=full_name,
     )
 
 
-def parse_users(models: list[Any]) -> HubSnapshot:
+def parse_users(models: list[Any], truncated: bool = False) -> HubSnapshot:
     """Parses every user model; a user seen on two pages (the list moved) counts once."""
     users = {user.name: user for user in map(parse_user, models)}
-    return HubSnapshot(tuple(users[name] for name in sorted(users)))
+    return HubSnapshot(tuple(users[name] for name in sorted(users)), truncated)
+
+
+def page_offsets(limit: int, total: int, max_users: int) -> range:
+    """Offsets of the pages after the first, as far as max_users and MAX_PAGES allow."""
+    return range(limit, min(total, max_users, limit * MAX_PAGES), limit)
 
 
 def forbidden_text(status: int, body: str) -> str:
@@ -181,6 +204,7 @@ def forbidden_text(status: int, body: str) -> str:
     except ValueError:
         data = None
     message = str(data.get("message", "")) if isinstance(data, Mapping) else ""
+    message = log_text(message, 100)  # the hub's words, in our log: one short line
     scopes = re.search(r"requires any of \[([^\]]*)\]", message)
     if scopes:
         return f"hub API refused GET /users ({status}): the token lacks scope {scopes.group(1)}"
@@ -189,14 +213,36 @@ def forbidden_text(status: int, body: str) -> str:
     return f"hub API rejected the token ({status}{reason}): check --hub.token-file"
 
 
+async def read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The body, or HubResponseError as soon as it grows past limit bytes (decoded)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HubResponseError(f"hub API GET /users answered more than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise HubResponseError(f"hub API GET /users answered more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: [[[[...]]]] nested deep
+        raise HubResponseError("hub API GET /users answered malformed JSON") from exc
+
+
 class HubClient:
-    """Reads every user from the hub API; one short-lived connection pool per poll."""
+    """Reads the hub's users; one short-lived connection pool per poll."""
 
     def __init__(
         self,
         api_url: str,
         token: str,
         timeout: float = 5.0,
+        max_users: int = MAX_USERS,
         concurrency: int = 4,
         page_size: int = PAGE_SIZE,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -204,6 +250,7 @@ class HubClient:
         self.api_url = api_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.max_users = max_users
         self.concurrency = concurrency
         self.page_size = page_size
         self.transport = transport  # tests replay recorded answers through httpx.MockTransport
@@ -218,38 +265,63 @@ class HubClient:
         ) as client:
             first = await self._get_page(client, 0, self.page_size)
             if first.limit is None or first.total is None:
-                return parse_users(first.items)
-            offsets = range(first.limit, first.total, first.limit)
-            limiter = asyncio.Semaphore(self.concurrency)
+                items = first.items
+                return parse_users(items[: self.max_users], len(items) > self.max_users)
+            offsets = page_offsets(first.limit, first.total, self.max_users)
+            rest = await self._get_pages(client, iter(offsets), first.limit)
+        items = [item for page in (first, *rest) for item in page.items]
+        covered = min(first.limit * (1 + len(offsets)), self.max_users)
+        truncated = first.total > covered or len(items) > self.max_users
+        return parse_users(items[: self.max_users], truncated)
 
-            async def page(offset: int) -> Page:
-                async with limiter:
-                    return await self._get_page(client, offset, first.limit)
+    async def _get_pages(
+        self, client: httpx.AsyncClient, offsets: Iterator[int], limit: int
+    ) -> list[Page]:
+        """Every page, by a fixed number of workers: pages are asked for only as they go."""
+        pages: dict[int, Page] = {}
 
-            rest = await asyncio.gather(*(page(offset) for offset in offsets))
-        return parse_users([item for p in (first, *rest) for item in p.items])
+        async def worker() -> None:
+            for offset in offsets:  # shared: each offset is taken by one worker
+                pages[offset] = await self._get_page(client, offset, limit)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
+        try:
+            await asyncio.gather(*workers)
+        finally:  # one failed page ends the poll: stop the other workers too
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        return [pages[offset] for offset in sorted(pages)]
 
     async def _get_page(self, client: httpx.AsyncClient, offset: int, limit: int | None) -> Page:
         url = f"{self.api_url}/users"
+
+        async def get() -> tuple[int, bytes]:
+            params = {"offset": offset, "limit": limit}
+            async with client.stream("GET", url, params=params) as response:
+                cap = MAX_BODY_BYTES if response.status_code < 400 else MAX_ERROR_BODY_BYTES
+                try:
+                    return response.status_code, await read_capped(response, cap)
+                except HubResponseError:
+                    if response.status_code < 400:
+                        raise
+                    return response.status_code, b""  # an error page that is too long
+
         try:
             # wait_for bounds the whole request, not each read: a hub that trickles
             # bytes cannot hold a poll forever.
-            response = await asyncio.wait_for(
-                client.get(url, params={"offset": offset, "limit": limit}), self.timeout
-            )
+            status, body = await asyncio.wait_for(get(), self.timeout)
         except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
-            raise HubUnreachable(f"hub API {url} did not answer within {self.timeout:g} s") from exc
+            raise HubUnreachable(
+                f"hub API {redact_url(url)} did not answer within {self.timeout:g} s"
+            ) from exc
         except httpx.TransportError as exc:
             # One text for refused, reset and dropped alike: a hub shutting down passes
             # through several of them, and each new text would be another log line.
-            log.debug("hub API request failed: %r", exc)
-            raise HubUnreachable(f"hub API {url} unreachable (no HTTP answer)") from exc
-        if response.status_code in (401, 403):
-            raise HubAuthError(forbidden_text(response.status_code, response.text))
-        if response.status_code >= 400:
-            raise HubHttpError(f"hub API GET /users answered HTTP {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise HubResponseError("hub API GET /users answered malformed JSON") from exc
-        return parse_page(body)
+            log.debug("hub API request failed: %s", log_text(repr(exc)))
+            raise HubUnreachable(f"hub API {redact_url(url)} unreachable (no HTTP answer)") from exc
+        if status in (401, 403):
+            raise HubAuthError(forbidden_text(status, body.decode(errors="replace")))
+        if status >= 400:
+            raise HubHttpError(f"hub API GET /users answered HTTP {status}")
+        return parse_page(parse_json(body))

@@ -1,7 +1,8 @@
 """Finds notebook kernel processes and tells how each one ended.
 
 A kernel is a process started with a ``kernel-*.json`` connection file in its argv (see
-``procfs.kernel_connection_file``), owned by a hub user (``sources.owners``). Exits are seen
+``procfs.kernel_connection_file``); it counts for the user ``sources.owners`` attributes it
+to, judged again at every count (the hub's user list changes) and when it ends. Exits are seen
 through the netlink proc connector (exact wait status of every process) or, where that is
 unavailable, by polling the watched kernels' /proc/<pid>/stat a few times a second.
 
@@ -35,8 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..untrusted import log_text
 from . import procfs as parse
-from .owners import OwnerResolver
+from .owners import Evidence, OwnerResolver
 from .proc_events import ProcEventListener
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ UNKNOWN = None  # exit status of a kernel that vanished before it was seen as a 
 class KernelProcess:
     pid: int
     starttime: int
-    user: str
+    evidence: Evidence  # who owns it, as /proc told when it was found
     connection_file: str
     ppid: int
     parent_starttime: int | None
@@ -92,7 +94,7 @@ class _State:
     pending: list[PendingExit] = field(default_factory=list)
     crashes: Counter[tuple[str, str]] = field(default_factory=Counter)
     unknown: Counter[str] = field(default_factory=Counter)
-    users: set[str] = field(default_factory=set)
+    last_seen: dict[str, float] = field(default_factory=dict)  # user -> last kernel running
     ended: set[tuple[int, int]] = field(default_factory=set)  # (pid, starttime) seen exiting
 
 
@@ -157,7 +159,7 @@ class KernelWatcher:
 
     def _read_stat(self, pid: int) -> parse.ProcStat | None:
         try:
-            return parse.parse_stat((self.procfs / str(pid) / "stat").read_text())
+            return parse.parse_stat((self.procfs / str(pid) / "stat").read_text(errors="replace"))
         except (OSError, ValueError):
             return None
 
@@ -176,15 +178,14 @@ class KernelWatcher:
         connection_file = parse.kernel_connection_file(argv)
         if connection_file is None:
             return None
-        user = self.owners.owner(pid)
-        if user is None:
-            log.debug("kernel pid %d has no known owner, not counted", pid)
-            return None
+        evidence = self.owners.evidence(pid)
+        if evidence is None:
+            return None  # vanished
         parent = self._read_stat(stat.ppid)
         return KernelProcess(
             pid=pid,
             starttime=stat.starttime_ticks,
-            user=user,
+            evidence=evidence,
             connection_file=self._absolute(pid, connection_file),
             ppid=stat.ppid,
             parent_starttime=parent.starttime_ticks if parent else None,
@@ -230,7 +231,6 @@ class KernelWatcher:
             for pid, kernel in outermost.items():
                 if (pid, kernel.starttime) in self._state.ended:
                     continue
-                self._state.users.add(kernel.user)
                 self._state.watched.setdefault(pid, kernel)
             if self.mode == "netlink":
                 # Exits are reported as they happen; a watched kernel missing here had its
@@ -261,7 +261,6 @@ class KernelWatcher:
             parent = self._state.watched.get(kernel.ppid)
             if parent is not None and parent.connection_file == kernel.connection_file:
                 return  # a child of a watched wrapper
-            self._state.users.add(kernel.user)
             self._state.watched[pid] = kernel
 
     def _on_exit(self, pid: int, status: int) -> None:
@@ -273,6 +272,10 @@ class KernelWatcher:
         if fatal and not self._stop.is_set():
             self._listener = None
             self._start_poller()
+
+    def _user(self, kernel: KernelProcess) -> str | None:
+        found = self.owners.judge(kernel.evidence)
+        return found.user if found else None
 
     def _exited_locked(self, pid: int, status: int | None) -> None:
         kernel = self._state.watched.pop(pid)
@@ -318,21 +321,37 @@ class KernelWatcher:
                 kernel.connection_file
             )
             outcome = classify(exit_.status, self._parent_alive(kernel), file_exists)
-            log.debug("kernel pid %d of %s ended: %s", kernel.pid, kernel.user, outcome)
+            user = self._user(kernel)
+            log.debug("kernel pid %d of %s ended: %s", kernel.pid, log_text(user), outcome)
+            if user is None:
+                continue  # no student's kernel: not counted
             with self._lock:
+                self._state.last_seen[user] = self.clock()
                 if outcome == "unknown":
-                    self._state.unknown[kernel.user] += 1
+                    self._state.unknown[user] += 1
                 elif outcome not in ("clean", "server-stopped", "shutdown"):
-                    self._state.crashes[(kernel.user, outcome)] += 1
-                    log.info("kernel of %s crashed: %s", kernel.user, outcome)
+                    self._state.crashes[(user, outcome)] += 1
+                    log.info("kernel of %s crashed: %s", log_text(user), outcome)
 
     def snapshot(self) -> KernelsSnapshot:
         with self._lock:
-            running = Counter(k.user for k in self._state.watched.values())
+            running = Counter(
+                user for k in self._state.watched.values() if (user := self._user(k)) is not None
+            )
+            self._state.last_seen.update(dict.fromkeys(running, self.clock()))
+            self._forget_users_locked()
             return KernelsSnapshot(
                 running=dict(running),
                 crashes=dict(self._state.crashes),
                 unknown_exits=dict(self._state.unknown),
-                users=frozenset(self._state.users),
+                users=frozenset(self._state.last_seen),
                 exit_events=self.mode,
             )
+
+    def _forget_users_locked(self) -> None:
+        """Drops users without kernels who no longer count (``roster.keep_user``)."""
+        now, state = self.clock(), self._state
+        keep = {u for u, seen in state.last_seen.items() if self.owners.keep(u, seen, now)}
+        state.last_seen = {user: state.last_seen[user] for user in keep}
+        state.crashes = Counter({key: n for key, n in state.crashes.items() if key[0] in keep})
+        state.unknown = Counter({user: n for user, n in state.unknown.items() if user in keep})

@@ -76,10 +76,12 @@ class KmsgWatcher:
         return kills
 
     def _run(self, fd: int) -> None:
+        # poll(), not select(): with the open-file limit raised, fd may be above 1024.
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
         try:
             while not self._stop.is_set():
-                ready, _, _ = select.select([fd], [], [], WAIT_SECONDS)
-                if not ready:
+                if not poller.poll(WAIT_SECONDS * 1000):
                     continue
                 try:
                     data = os.read(fd, 8192)

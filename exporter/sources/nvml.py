@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pynvml
+
+from ..untrusted import valid_text
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +41,18 @@ class NvmlUnavailable(Exception):
     """NVML cannot be used right now (no driver, wrong driver, library missing)."""
 
 
-def optional(call: Callable[..., T], *args: Any) -> T | None:
-    """The value of an NVML getter, or None where the GPU or driver does not support it."""
-    try:
-        return call(*args)
-    except ABSENT_FIELD_ERRORS:
-        return None
-
-
 def text(value: str | bytes) -> str:
-    """pynvml returns str on recent versions and bytes on old ones."""
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
+    """pynvml returns str on recent versions and bytes on old ones; either way valid UTF-8."""
+    return valid_text(value.decode(errors="replace") if isinstance(value, bytes) else value)
+
+
+def short_name(function: Callable[..., Any]) -> str:
+    """The ``call`` label of an NVML function: nvmlDeviceGetTemperature -> GetTemperature."""
+    return re.sub(r"^nvml(Device)?|_v\d+$", "", getattr(function, "__name__", "unknown"))
+
+
+# (gpu index, uuid, call) -> NVML calls for that GPU that failed since the exporter started
+ErrorCounts = dict[tuple[int, str, str], int]
 
 
 class NvmlSession:
@@ -69,6 +74,8 @@ class NvmlSession:
         self._clock = clock
         self._on_init: list[Callable[[], None]] = []
         self._on_reset: list[Callable[[], None]] = []
+        self._errors: Counter[tuple[int, str, str]] = Counter()
+        self._errors_lock = threading.Lock()
 
     def on_init(self, callback: Callable[[], None]) -> None:
         """Run callback after every successful (re)initialisation."""
@@ -123,6 +130,44 @@ class NvmlSession:
         except SESSION_ERRORS as exc:
             self.reset(f"{function.__name__}: {exc}")
             raise NvmlUnavailable(str(exc)) from exc
+
+    def gpu_call(
+        self,
+        index: int,
+        uuid: str,
+        function: Callable[..., T],
+        *args: Any,
+        call: str = "",
+        expected: tuple[type[Exception], ...] = (),
+    ) -> T:
+        """call() for one GPU: an error other than NotSupported, a lost GPU, a session-level
+        error or one the caller expects is counted under (index, uuid, call), then re-raised
+        for the caller to leave that GPU's field or series out."""
+        try:
+            return self.call(function, *args)
+        except (*ABSENT_FIELD_ERRORS, pynvml.NVMLError_GpuIsLost, *expected):
+            raise
+        except pynvml.NVMLError as exc:
+            name = call or short_name(function)
+            with self._errors_lock:
+                self._errors[(index, uuid, name)] += 1
+            log.debug("GPU %d %s failed: %s", index, name, exc)
+            raise
+
+    def gpu_optional(
+        self, index: int, uuid: str, function: Callable[..., T], *args: Any
+    ) -> T | None:
+        """A field of one GPU, or None where it is not supported or its call failed."""
+        try:
+            return self.gpu_call(index, uuid, function, *args)
+        except pynvml.NVMLError_GpuIsLost:
+            raise
+        except pynvml.NVMLError:
+            return None
+
+    def error_counts(self) -> ErrorCounts:
+        with self._errors_lock:
+            return dict(self._errors)
 
     def close(self) -> None:
         self._shutdown()

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import pynvml
 
-from .nvml import NvmlSession, optional, text
+from .nvml import ErrorCounts, NvmlSession, text
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A GPU gone from the device count (fallen off the bus, unbound) keeps dlcourse_gpu_up 0
+# this long, so DLCourseGPULost can fire and stay firing; it returns as soon as NVML lists it.
+GONE_GPU_SECONDS = 24 * 3600
 
 # NVML's clocks event (formerly "throttle") reason bits, by the label value we publish.
 CLOCKS_EVENT_REASONS: dict[str, int] = {
@@ -57,6 +66,7 @@ class GpuSnapshot:
     gpus: tuple[GpuReading, ...]
     # (gpu index, uuid, xid) -> events seen since the exporter started
     xid_errors: dict[tuple[int, str, int], int] = field(default_factory=dict)
+    nvml_errors: ErrorCounts = field(default_factory=dict)
 
 
 def format_cuda_version(version: int) -> str:
@@ -68,44 +78,65 @@ def decode_clocks_event_reasons(mask: int) -> dict[str, bool]:
     return {reason: bool(mask & bit) for reason, bit in CLOCKS_EVENT_REASONS.items()}
 
 
-def _clocks_event_reasons(handle: object) -> int | None:
-    try:
-        return pynvml.nvmlDeviceGetCurrentClocksEventReasons(handle)
-    except pynvml.NVMLError_FunctionNotFound:
-        # Drivers before 535 only know the old "throttle" name.
-        return optional(pynvml.nvmlDeviceGetCurrentClocksThrottleReasons, handle)
-    except pynvml.NVMLError_NotSupported:
-        return None
+class GpuFields:
+    """The getters of one GPU: a field NVML does not support, or whose call fails, is None
+    (failures are counted by the session); a lost GPU raises NVMLError_GpuIsLost."""
+
+    def __init__(self, session: NvmlSession, index: int, uuid: str) -> None:
+        self.session, self.index, self.uuid = session, index, uuid
+
+    def get(self, function: Callable[..., T], *args: Any) -> T | None:
+        return self.session.gpu_optional(self.index, self.uuid, function, *args)
+
+    def clocks_event_reasons(self, handle: object) -> int | None:
+        try:
+            return self.session.gpu_call(
+                self.index, self.uuid, pynvml.nvmlDeviceGetCurrentClocksEventReasons, handle
+            )
+        except pynvml.NVMLError_FunctionNotFound:
+            # Drivers before 535 only know the old "throttle" name.
+            return self.get(pynvml.nvmlDeviceGetCurrentClocksThrottleReasons, handle)
+        except pynvml.NVMLError_GpuIsLost:
+            raise
+        except pynvml.NVMLError:
+            return None
 
 
-def read_gpu(index: int, handle: object, known_uuid: str | None) -> GpuReading:
-    """All fields of one GPU; a lost GPU reads as up=False under its last known UUID."""
+def read_gpu(
+    session: NvmlSession, index: int, handle: object, known_uuid: str | None
+) -> GpuReading:
+    """All fields of one GPU; a lost GPU, or one that cannot say who it is, reads as
+    up=False under its last known UUID."""
+    lost = GpuReading(index=index, uuid=known_uuid or "unknown", up=False)
     try:
-        uuid = text(pynvml.nvmlDeviceGetUUID(handle))
-        name = text(pynvml.nvmlDeviceGetName(handle))
-        utilization = optional(pynvml.nvmlDeviceGetUtilizationRates, handle)
-        memory = optional(pynvml.nvmlDeviceGetMemoryInfo, handle)
-        temperature = optional(pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU)
-        power_mw = optional(pynvml.nvmlDeviceGetPowerUsage, handle)
-        power_limit_mw = optional(pynvml.nvmlDeviceGetEnforcedPowerLimit, handle)
+        uuid = text(session.gpu_call(index, lost.uuid, pynvml.nvmlDeviceGetUUID, handle))
+        fields = GpuFields(session, index, uuid)
+        name = text(fields.get(pynvml.nvmlDeviceGetName, handle) or "")
+        utilization = fields.get(pynvml.nvmlDeviceGetUtilizationRates, handle)
+        memory = fields.get(pynvml.nvmlDeviceGetMemoryInfo, handle)
+        temperature = fields.get(
+            pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU
+        )
+        power_mw = fields.get(pynvml.nvmlDeviceGetPowerUsage, handle)
+        power_limit_mw = fields.get(pynvml.nvmlDeviceGetEnforcedPowerLimit, handle)
         clocks = {
             clock: mhz * 1e6
             for clock, kind in CLOCKS.items()
-            if (mhz := optional(pynvml.nvmlDeviceGetClockInfo, handle, kind)) is not None
+            if (mhz := fields.get(pynvml.nvmlDeviceGetClockInfo, handle, kind)) is not None
         }
-        reasons = _clocks_event_reasons(handle)
+        reasons = fields.clocks_event_reasons(handle)
         ecc = {
             kind: count
             for kind, error_type in ECC_TYPES.items()
             if (
-                count := optional(
+                count := fields.get(
                     pynvml.nvmlDeviceGetTotalEccErrors, handle, error_type, pynvml.NVML_VOLATILE_ECC
                 )
             )
             is not None
         }
-    except pynvml.NVMLError_GpuIsLost:
-        return GpuReading(index=index, uuid=known_uuid or "unknown", up=False)
+    except pynvml.NVMLError:  # lost, or no UUID: nothing else of this GPU can be trusted
+        return lost
     return GpuReading(
         index=index,
         uuid=uuid,
@@ -123,12 +154,39 @@ def read_gpu(index: int, handle: object, known_uuid: str | None) -> GpuReading:
     )
 
 
-class GpuReader:
-    """Reads all GPUs; remembers each index's UUID so a lost GPU keeps its labels."""
+@dataclass(frozen=True)
+class SeenGpu:
+    index: int
+    last_seen: float  # monotonic seconds
 
-    def __init__(self, session: NvmlSession) -> None:
+
+def with_gone_gpus(
+    readings: list[GpuReading], seen: dict[str, SeenGpu], now: float, keep_for: float
+) -> tuple[list[GpuReading], dict[str, SeenGpu]]:
+    """readings plus, for every GPU seen in the last keep_for seconds that is missing now
+    (gone from the device count), an up=False reading under its UUID and last index."""
+    seen = {uuid: gpu for uuid, gpu in seen.items() if now - gpu.last_seen <= keep_for}
+    present = {reading.uuid for reading in readings}
+    for reading in readings:
+        if reading.up:
+            seen[reading.uuid] = SeenGpu(reading.index, now)
+    gone = [
+        GpuReading(gpu.index, uuid, up=False)
+        for uuid, gpu in sorted(seen.items())
+        if uuid not in present
+    ]
+    return readings + gone, seen
+
+
+class GpuReader:
+    """Reads all GPUs; remembers each GPU, so a lost one keeps its labels and one gone from
+    the device count keeps reporting up=0 for GONE_GPU_SECONDS."""
+
+    def __init__(self, session: NvmlSession, clock: Callable[[], float] = time.monotonic) -> None:
         self.session = session
+        self.clock = clock
         self._uuids: dict[int, str] = {}
+        self._seen: dict[str, SeenGpu] = {}
 
     def read(self) -> tuple[str, str, tuple[GpuReading, ...]]:
         self.session.ensure()
@@ -137,13 +195,17 @@ class GpuReader:
         count = self.session.call(pynvml.nvmlDeviceGetCount)
         gpus = []
         for index in range(count):
+            known = self._uuids.get(index)
             try:
-                handle = self.session.call(pynvml.nvmlDeviceGetHandleByIndex, index)
-            except pynvml.NVMLError_GpuIsLost:
-                gpus.append(GpuReading(index, self._uuids.get(index, "unknown"), up=False))
+                handle = self.session.gpu_call(
+                    index, known or "unknown", pynvml.nvmlDeviceGetHandleByIndex, index
+                )
+            except pynvml.NVMLError:
+                gpus.append(GpuReading(index, known or "unknown", up=False))
                 continue
-            reading = self.session.call(read_gpu, index, handle, self._uuids.get(index))
+            reading = read_gpu(self.session, index, handle, known)
             if reading.up:
                 self._uuids[index] = reading.uuid
             gpus.append(reading)
+        gpus, self._seen = with_gone_gpus(gpus, self._seen, self.clock(), GONE_GPU_SECONDS)
         return driver, format_cuda_version(cuda), tuple(gpus)

@@ -1,4 +1,8 @@
-"""Lists the processes on each GPU with their memory and recent SM utilization."""
+"""Lists the processes on each GPU with their memory and recent SM utilization.
+
+Each GPU stands alone: a GPU whose process list NVML does not support, or whose calls fail
+(counted by the session), is left out of the result, and the others are still read.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from dataclasses import dataclass
 
 import pynvml
 
-from .nvml import NvmlSession
+from .nvml import ABSENT_FIELD_ERRORS, NvmlSession, text
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +25,15 @@ class GpuProcess:
     pid: int
     used_memory_bytes: int | None  # None: the driver does not account it (NVML "not available")
     sm_utilization_ratio: float  # 0 when NVML has no recent sample for the process
+
+
+@dataclass(frozen=True)
+class GpuProcessList:
+    """Every process NVML lists on one GPU."""
+
+    gpu_index: int
+    gpu_uuid: str
+    processes: tuple[GpuProcess, ...]
 
 
 class _ProcessInfoV1(ctypes.Structure):
@@ -101,40 +114,59 @@ class GpuProcessReader:
     def __init__(self, session: NvmlSession) -> None:
         self.session = session
         self._last_seen: dict[str, int] = {}
+        self._uuids: dict[int, str] = {}
 
-    def read(self) -> tuple[GpuProcess, ...]:
+    def read(self) -> tuple[GpuProcessList, ...]:
+        """The process lists of the GPUs that could be read."""
         self.session.ensure()
-        found: list[GpuProcess] = []
+        found: list[GpuProcessList] = []
         for index in range(self.session.call(pynvml.nvmlDeviceGetCount)):
             try:
-                found.extend(self._read_gpu(index))
-            except pynvml.NVMLError_GpuIsLost:
-                continue  # the gpu collector reports it; its processes are unknowable
+                found.append(self._read_gpu(index))
+            except pynvml.NVMLError as exc:
+                # Lost (the gpu collector reports it), not supported, or a failed call
+                # (counted): this GPU's processes are unknown, the other GPUs' are not.
+                log.debug("GPU %d: processes not read: %s", index, exc)
         return tuple(found)
 
-    def _read_gpu(self, index: int) -> list[GpuProcess]:
-        handle = self.session.call(pynvml.nvmlDeviceGetHandleByIndex, index)
-        uuid = pynvml.nvmlDeviceGetUUID(handle)
-        uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
+    def _read_gpu(self, index: int) -> GpuProcessList:
+        uuid = self._uuids.get(index, "unknown")
+        handle = self.session.gpu_call(index, uuid, pynvml.nvmlDeviceGetHandleByIndex, index)
+        uuid = text(self.session.gpu_call(index, uuid, pynvml.nvmlDeviceGetUUID, handle))
+        self._uuids[index] = uuid
         processes = {}
         for kind in PROCESS_LISTERS:
-            for info in self.session.call(list_processes, handle, kind):
+            call = f"Get{kind.title()}RunningProcesses"
+            for info in self.session.gpu_call(index, uuid, list_processes, handle, kind, call=call):
                 # A process with both contexts is listed twice; count it once.
                 processes.setdefault(info.pid, info.usedGpuMemory)
-        utilization = self._utilization(handle, uuid)
-        return [
-            GpuProcess(index, uuid, pid, memory, utilization.get(pid, 0.0))
-            for pid, memory in sorted(processes.items())
-        ]
+        utilization = self._utilization(index, handle, uuid)
+        return GpuProcessList(
+            index,
+            uuid,
+            tuple(
+                GpuProcess(index, uuid, pid, memory, utilization.get(pid, 0.0))
+                for pid, memory in sorted(processes.items())
+            ),
+        )
 
-    def _utilization(self, handle: object, uuid: str) -> dict[int, float]:
+    def _utilization(self, index: int, handle: object, uuid: str) -> dict[int, float]:
         try:
-            samples = pynvml.nvmlDeviceGetProcessUtilization(handle, self._last_seen.get(uuid, 0))
-        except (pynvml.NVMLError_NotFound, pynvml.NVMLError_NotSupported):
+            samples = self.session.gpu_call(
+                index,
+                uuid,
+                pynvml.nvmlDeviceGetProcessUtilization,
+                handle,
+                self._last_seen.get(uuid, 0),
+                expected=(pynvml.NVMLError_NotFound,),
+            )
+        except (pynvml.NVMLError_NotFound, *ABSENT_FIELD_ERRORS):
             # NotFound: no process ran a kernel since the last sample, as on an idle GPU.
             return {}
-        except pynvml.NVMLError_FunctionNotFound:
-            return {}
+        except pynvml.NVMLError_GpuIsLost:
+            raise
+        except pynvml.NVMLError:
+            return {}  # counted; the memory of its processes is still known
         by_pid, last_seen = latest_sm_utilization(list(samples))
         if last_seen:
             self._last_seen[uuid] = last_seen

@@ -19,6 +19,7 @@ from .common import (
     table_panel,
     timeseries_panel,
 )
+from .jobs import Jobs
 from .rules import CLASS_GPU_MEMORY_RATIO, CLASS_GPU_UTILIZATION, USER_GPU_MEMORY, USERS_ON_GPU
 
 UID = "dlcourse-class"
@@ -223,14 +224,14 @@ def alert_list() -> db.Panel:
     )
 
 
-def build() -> db.Dashboard:
+def build(jobs: Jobs) -> db.Dashboard:
     dashboard = new_dashboard(
         UID,
         TITLE,
         "At a glance: who is online, how busy each GPU is and who holds it, whose kernel just "
         "crashed, what is firing.",
         ["class"],
-    ).variables(standard_variables())
+    ).variables(standard_variables(jobs))
     for panel in summary_stats():
         dashboard = dashboard.with_panel(panel)
     dashboard = dashboard.with_row(row("GPUs"))

@@ -16,6 +16,8 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 
+from .jobs import Jobs
+
 TAG = "dlcourse"
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 # Grafana's built-in datasource (annotations, alert events): the same uid on every Grafana.
@@ -74,11 +76,11 @@ def query_variable(
     return variable
 
 
-def instance_variable() -> db.QueryVariable:
+def instance_variable(jobs: Jobs) -> db.QueryVariable:
     return query_variable(
         "instance",
         "Exporter",
-        'label_values(dlcourse_exporter_build_info{job="dlcourse"}, instance)',
+        f"label_values(dlcourse_exporter_build_info{{{jobs.selector('exporter')}}}, instance)",
     )
 
 
@@ -88,8 +90,8 @@ def group_variable() -> db.QueryVariable:
     )
 
 
-def standard_variables() -> list[db.DatasourceVariable | db.QueryVariable]:
-    return [datasource_variable(), instance_variable(), group_variable()]
+def standard_variables(jobs: Jobs) -> list[db.DatasourceVariable | db.QueryVariable]:
+    return [datasource_variable(), instance_variable(jobs), group_variable()]
 
 
 # ---- dashboards ------------------------------------------------------------------------

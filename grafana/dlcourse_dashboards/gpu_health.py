@@ -20,6 +20,7 @@ from .common import (
     table_panel,
     timeseries_panel,
 )
+from .jobs import Jobs
 from .rules import GPU_MEMORY_RATIO
 
 UID = "dlcourse-gpu"
@@ -117,7 +118,7 @@ def slowdown_timeline() -> db.Panel:
     )
 
 
-def build() -> db.Dashboard:
+def build(jobs: Jobs) -> db.Dashboard:
     return (
         new_dashboard(
             UID,
@@ -126,7 +127,7 @@ def build() -> db.Dashboard:
             "ECC and XID errors, and who holds its memory.",
             ["gpu"],
         )
-        .variables([*standard_variables(), gpu_variable()])
+        .variables([*standard_variables(jobs), gpu_variable()])
         .with_panel(gpu_table())
         .with_panel(
             stat_panel(

@@ -1,7 +1,7 @@
 """Hub health: spawns, servers found stopped, API latency, active users, exporter and host.
 
 The hub panels read JupyterHub's own metrics (jupyterhub/metrics.py), scraped from
-/hub/metrics as job "jupyterhub"; the host panels read node_exporter (job "node").
+/hub/metrics (job `jupyterhub` by default); the host panels read node_exporter (job `node`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,20 @@ from .common import (
     stat_panel,
     timeseries_panel,
 )
-from .rules import HUB_SPAWN_P90
+from .jobs import Jobs
+from .rules import hub_spawn_p90
 
 UID = "dlcourse-hub"
 TITLE = "Hub health"
 
-HUB = 'job="jupyterhub"'
-NODE = 'job="node"'
-# Handlers of the REST API (jupyterhub.apihandlers.users.UserAPIHandler, ...), not pages.
-API = f'{HUB}, handler=~"jupyterhub[.]apihandlers[.].*"'
-DISKS = f'{NODE}, fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs"'
+
+def api_handlers(hub: str) -> str:
+    """Handlers of the REST API (jupyterhub.apihandlers.users.UserAPIHandler, ...), not pages."""
+    return f'{hub}, handler=~"jupyterhub[.]apihandlers[.].*"'
+
+
+def disks(node: str) -> str:
+    return f'{node}, fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs"'
 
 
 def quantiles(metric: str, selector: str, by: str = "le") -> list:
@@ -41,27 +45,28 @@ def quantiles(metric: str, selector: str, by: str = "le") -> list:
     ]
 
 
-def summary_stats() -> list[db.Panel]:
+def summary_stats(jobs: Jobs) -> list[db.Panel]:
+    hub = jobs.selector("jupyterhub")
     return [
         stat_panel(
             "Hub users",
             "Users the hub knows.",
             "none",
-            [query(f"sum(jupyterhub_total_users{{{HUB}}})")],
+            [query(f"sum(jupyterhub_total_users{{{hub}}})")],
             w=4,
         ),
         stat_panel(
             "Active users (24 h)",
             "Users active in the last 24 hours, as the hub counts them.",
             "none",
-            [query(f'sum(jupyterhub_active_users{{{HUB}, period="24h"}})')],
+            [query(f'sum(jupyterhub_active_users{{{hub}, period="24h"}})')],
             w=4,
         ),
         stat_panel(
             "Running servers",
             "Single-user servers the hub counts as running.",
             "none",
-            [query(f"sum(jupyterhub_running_servers{{{HUB}}})")],
+            [query(f"sum(jupyterhub_running_servers{{{hub}}})")],
             w=4,
         ),
         stat_panel(
@@ -69,7 +74,7 @@ def summary_stats() -> list[db.Panel]:
             "90th percentile of successful spawn durations over 15 minutes (recording rule; "
             "the slow-spawn alert watches it).",
             "s",
-            [query(f"max({HUB_SPAWN_P90})")],
+            [query(f"max({hub_spawn_p90(jobs)})")],
             w=4,
             thresholds=[(None, "green"), (30, "orange"), (120, "red")],
         ),
@@ -80,7 +85,7 @@ def summary_stats() -> list[db.Panel]:
             [
                 query(
                     "sum(increase(jupyterhub_server_spawn_duration_seconds_count"
-                    f'{{{HUB}, status!="success"}}[$__range])) or vector(0)'
+                    f'{{{hub}, status!="success"}}[$__range])) or vector(0)'
                 )
             ],
             w=4,
@@ -97,15 +102,16 @@ def summary_stats() -> list[db.Panel]:
     ]
 
 
-def build() -> db.Dashboard:
+def build(jobs: Jobs) -> db.Dashboard:
+    hub, node = jobs.selector("jupyterhub"), jobs.selector("node")
     dashboard = new_dashboard(
         UID,
         TITLE,
         "JupyterHub itself: spawn duration and failures, servers found stopped, API latency, "
         "active users; the exporter's collectors and the host's CPU, memory and disks.",
         ["hub"],
-    ).variables(standard_variables())
-    for panel in summary_stats():
+    ).variables(standard_variables(jobs))
+    for panel in summary_stats(jobs):
         dashboard = dashboard.with_panel(panel)
     return (
         dashboard.with_row(row("Spawns"))
@@ -114,7 +120,7 @@ def build() -> db.Dashboard:
                 "Spawn duration",
                 "Time from a spawn request to a running server, successful spawns.",
                 "s",
-                quantiles("jupyterhub_server_spawn_duration_seconds", f'{HUB}, status="success"'),
+                quantiles("jupyterhub_server_spawn_duration_seconds", f'{hub}, status="success"'),
                 w=8,
             )
         )
@@ -127,7 +133,7 @@ def build() -> db.Dashboard:
                     query(
                         "sum by (status, reason) (increase("
                         "jupyterhub_server_spawn_duration_seconds_count"
-                        f'{{{HUB}, status!="success"}}[$__rate_interval]))',
+                        f'{{{hub}, status!="success"}}[$__rate_interval]))',
                         "{{status}} {{reason}}",
                     )
                 ],
@@ -146,7 +152,7 @@ def build() -> db.Dashboard:
                         # JupyterHub 6.1 spells the label "ServerPollStatus.stopped" (its
                         # enum lacks __str__); match both spellings.
                         "sum(increase(jupyterhub_server_poll_duration_seconds_count"
-                        f'{{{HUB}, status=~"stopped|ServerPollStatus.stopped"}}'
+                        f'{{{hub}, status=~"stopped|ServerPollStatus.stopped"}}'
                         "[$__rate_interval]))",
                         "found stopped",
                     )
@@ -161,7 +167,7 @@ def build() -> db.Dashboard:
                 "API latency",
                 "REST API request duration (jupyterhub.apihandlers handlers).",
                 "s",
-                quantiles("jupyterhub_request_duration_seconds", API),
+                quantiles("jupyterhub_request_duration_seconds", api_handlers(hub)),
                 w=8,
             )
         )
@@ -173,7 +179,7 @@ def build() -> db.Dashboard:
                 [
                     query(
                         "sum by (code) (rate(jupyterhub_request_duration_seconds_count"
-                        f"{{{API}}}[$__rate_interval]))",
+                        f"{{{api_handlers(hub)}}}[$__rate_interval]))",
                         "{{code}}",
                     )
                 ],
@@ -185,7 +191,7 @@ def build() -> db.Dashboard:
                 "Active users",
                 "Users active in the last 24 hours, 7 days and 30 days.",
                 "none",
-                [query(f"sum by (period) (jupyterhub_active_users{{{HUB}}})", "{{period}}")],
+                [query(f"sum by (period) (jupyterhub_active_users{{{hub}}})", "{{period}}")],
                 w=8,
             )
         )
@@ -211,7 +217,7 @@ def build() -> db.Dashboard:
                 "Hub event loop",
                 "How late the hub's event loop wakes up: a busy or blocked hub answers slowly.",
                 "s",
-                quantiles("jupyterhub_event_loop_interval_seconds", HUB)[1:],
+                quantiles("jupyterhub_event_loop_interval_seconds", hub)[1:],
                 w=12,
             )
         )
@@ -244,13 +250,13 @@ def build() -> db.Dashboard:
                 [
                     query(
                         "1 - avg by (instance) (rate(node_cpu_seconds_total"
-                        f'{{{NODE}, mode="idle"}}[$__rate_interval]))',
+                        f'{{{node}, mode="idle"}}[$__rate_interval]))',
                         "CPU busy",
                         ref="A",
                     ),
                     query(
-                        f"1 - node_memory_MemAvailable_bytes{{{NODE}}} / "
-                        f"node_memory_MemTotal_bytes{{{NODE}}}",
+                        f"1 - node_memory_MemAvailable_bytes{{{node}}} / "
+                        f"node_memory_MemTotal_bytes{{{node}}}",
                         "memory used",
                         ref="B",
                     ),
@@ -266,8 +272,8 @@ def build() -> db.Dashboard:
                 "percentunit",
                 [
                     query(
-                        f"1 - node_filesystem_avail_bytes{{{DISKS}}} / "
-                        f"node_filesystem_size_bytes{{{DISKS}}}",
+                        f"1 - node_filesystem_avail_bytes{{{disks(node)}}} / "
+                        f"node_filesystem_size_bytes{{{disks(node)}}}",
                         "{{mountpoint}}",
                     )
                 ],

@@ -7,6 +7,7 @@ $instance filter still applies. Panels that need the per-GPU split use the raw m
 from __future__ import annotations
 
 from .common import INSTANCE
+from .jobs import Jobs
 
 # Average utilization over all GPUs of an exporter.
 CLASS_GPU_UTILIZATION = f"instance:dlcourse_gpu_utilization_ratio:avg{{{INSTANCE}}}"
@@ -18,5 +19,9 @@ GPU_MEMORY_RATIO = f"gpu:dlcourse_gpu_memory_used:ratio{{{INSTANCE}}}"
 USER_GPU_MEMORY = f"user:dlcourse_user_gpu_memory_used_bytes:sum{{{INSTANCE}}}"
 # Students holding GPU memory.
 USERS_ON_GPU = f"instance:dlcourse_users_on_gpu:count{{{INSTANCE}}}"
-# Spawn duration, 90th percentile over 15 minutes: what the slow-spawn alert watches.
-HUB_SPAWN_P90 = 'instance:jupyterhub_server_spawn_duration_seconds:p90_rate15m{job="jupyterhub"}'
+
+
+def hub_spawn_p90(jobs: Jobs) -> str:
+    """Spawn duration, 90th percentile over 15 minutes: what the slow-spawn alert watches."""
+    selector = jobs.selector("jupyterhub")
+    return f"instance:jupyterhub_server_spawn_duration_seconds:p90_rate15m{{{selector}}}"

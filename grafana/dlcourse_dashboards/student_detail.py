@@ -16,6 +16,7 @@ from .common import (
     stat_panel,
     timeseries_panel,
 )
+from .jobs import Jobs
 
 UID = "dlcourse-student"
 TITLE = "Student detail"
@@ -89,14 +90,14 @@ def summary_stats() -> list[db.Panel]:
     ]
 
 
-def build() -> db.Dashboard:
+def build(jobs: Jobs) -> db.Dashboard:
     dashboard = new_dashboard(
         UID,
         TITLE,
         "One student: GPU memory and utilization, CPU and memory against the limit, kernels, "
         "crashes, OOM kills and their server.",
         ["student"],
-    ).variables([*standard_variables(), user_variable()])
+    ).variables([*standard_variables(jobs), user_variable()])
     for panel in summary_stats():
         dashboard = dashboard.with_panel(panel)
     return (

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import getpass
 import subprocess
 from pathlib import Path
 
 import pytest
 from exporter_process import RunningExporter
 
-FAST = ["--collection.interval=0.3"]
+# The sleeper's processes run as this account with JUPYTERHUB_USER set, as a spawner that
+# runs every user's server under one account would start them.
+FAST = ["--collection.interval=0.3", f"--user.spawner-account={getpass.getuser()}"]
 
 
 @pytest.fixture

@@ -76,7 +76,23 @@ def test_token_file(tmp_path):
     [
         (["--collector.nope"], "unknown collector 'nope'"),
         (["--web.listen-address=nohost"], "must be HOST:PORT"),
-        (["--collection.interval=0"], "must be greater than 0"),
+        (["--collection.interval=0"], "must be a number of seconds from 0.1 to 3600"),
+        # Why 7: nan busy-looped, inf froze the data, 1e-9 was a busy loop too.
+        (["--collection.interval=nan"], "must be a number of seconds"),
+        (["--collection.interval=inf"], "must be a number of seconds"),
+        (["--collection.interval=1e-9"], "must be a number of seconds"),
+        (["--hub.interval=-inf"], "must be a number of seconds"),
+        (["--hub.timeout=1e400"], "must be a number of seconds"),
+        (["--hub.max-users=0"], "must be a whole number from 1"),
+        (["--hub.max-users=2.5"], "must be a whole number"),
+        (["--web.max-connections=1"], "must be a whole number from 8"),
+        (["--web.listen-address=notahost.invalid:9945"], "does not resolve"),
+        (["--web.listen-address= 127.0.0.1:9945"], "the host an IP address or a name"),
+        (["--web.listen-address=[::1:9945"], "the host an IP address or a name"),
+        (["--hub.url=http://"], "has no host"),
+        (["--hub.url=http://[bad"], "is not a valid URL"),
+        (["--hub.url=http://h:99999/hub/api"], "is not a valid URL"),
+        (["--hub.url= http://h/hub/api"], "must not contain spaces"),
         (
             ["--hub.url=http://h", "--hub.token-file=/nonexistent/t"],
             "hub token file /nonexistent/t",
@@ -89,7 +105,7 @@ def test_token_file(tmp_path):
 )
 def test_bad_input_is_one_line_error(argv, message):
     with pytest.raises(ConfigError) as error:
-        load(argv, DEFAULTS, {"JUPYTERHUB_API_TOKEN": "t"} if "ftp" in str(argv) else {})
+        load(argv, DEFAULTS, {"JUPYTERHUB_API_TOKEN": "t"} if "hub.url" in str(argv) else {})
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 
@@ -109,3 +125,46 @@ def test_bad_toml_and_unknown_keys(tmp_path):
     unknown.write_text("[web]\nlisten = 1\n")
     with pytest.raises(ConfigError, match="unknown setting 'web.listen'"):
         load(["--config.file", str(unknown)], DEFAULTS, {})
+
+
+def test_numbers_in_range_and_listen_addresses_pass():
+    config, _ = load(
+        ["--collection.interval=0.1", "--hub.max-users=5", "--web.listen-address=[::1]:9"],
+        DEFAULTS,
+        {},
+    )
+    assert (config.interval, config.hub_max_users) == (0.1, 5)
+    assert (config.listen_host, config.listen_port) == ("::1", 9)
+    config, _ = load(["--web.listen-address=localhost:9945"], DEFAULTS, {})
+    assert config.listen_host == "localhost"
+
+
+def test_token_from_the_environment_is_stripped():
+    # Why 7: a trailing newline was sent to the hub and reported as "unreachable".
+    env = {"JUPYTERHUB_API_URL": "http://h/hub/api", "JUPYTERHUB_API_TOKEN": "s3cret\n"}
+    config, _ = load([], DEFAULTS, env)
+    assert config.hub_token == "s3cret"
+    with pytest.raises(ConfigError, match="no token"):
+        load([], DEFAULTS, {**env, "JUPYTERHUB_API_TOKEN": " \n"})
+
+
+def test_credentials_in_a_bad_hub_url_are_not_repeated():
+    with pytest.raises(ConfigError) as error:
+        load(["--hub.url=http://me:s3cret@[bad"], DEFAULTS, {"JUPYTERHUB_API_TOKEN": "t"})
+    assert "s3cret" not in str(error.value)
+
+
+def test_toml_that_is_not_utf8_is_one_line(tmp_path):
+    # Why 7: a non-UTF-8 file gave a traceback.
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'[log]\nlevel = "d\xe9bug"\n')
+    with pytest.raises(ConfigError, match="not UTF-8 text") as error:
+        load(["--config.file", str(bad)], DEFAULTS, {})
+    assert "\n" not in str(error.value)
+
+
+def test_toml_numbers_are_checked_too(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text("[collection]\ninterval = nan\n")
+    with pytest.raises(ConfigError, match="config file collection.interval"):
+        load(["--config.file", str(toml)], DEFAULTS, {})

@@ -18,7 +18,6 @@ from exporter_process import value
 from fakenvml import Gpu, Process, Scenario, XidEvent, build_library
 
 GIB = 1024**3
-FAST = ["--collection.interval=0.3"]
 
 
 def two_gpu_class(pids: dict[str, list[int]]) -> Scenario:
@@ -241,6 +240,9 @@ def test_vanished_process_is_skipped(run_exporter, scenario_path, sleeper):
     )
     assert value(samples, "dlcourse_collector_success", collector="processes") == 1
     assert len([k for k in samples if k[0] == "dlcourse_user_gpu_processes"]) == 1
+    # Its memory is still NVML's: counted as unattributed, not dropped.
+    assert value(samples, "dlcourse_gpu_unattributed_memory_bytes", gpu="0") == GIB
+    assert value(samples, "dlcourse_gpu_unattributed_processes", gpu="0") == 1
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) missing")

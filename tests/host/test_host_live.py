@@ -83,7 +83,9 @@ def limited_cgroup(root: Path, relative: str, made: list[Path], v2: bool) -> Pat
         if v2 and path.parent != root.parent:
             # cgroup v2: a child gets the memory controller only if its parent passes it on.
             (path.parent / "cgroup.subtree_control").write_text("+memory")
-        path.mkdir()
+        if path.is_dir():
+            continue  # systemd's own system.slice: used, never removed
+        path.mkdir(exist_ok=True)
         made.append(path)
     if v2:
         (path / "memory.max").write_text(str(LIMIT))
@@ -114,10 +116,9 @@ def test_oom_kill_in_the_users_unit_cgroup(version, make_linux_user, cgroup_dirs
         pytest.skip(f"no cgroup {version} memory controller on this machine")
     account = make_linux_user()
     user = account.pw_name
-    # Named like TLJH's systemd unit, so the exporter takes it as the user's own cgroup.
-    slice_name = f"dlct-{uuid.uuid4().hex[:8]}.slice"
+    # Where TLJH's systemd unit for the user is, so the exporter takes it as the user's own.
     unit = limited_cgroup(
-        root, f"{slice_name}/jupyter-{user}.service", cgroup_dirs, version == "v2"
+        root, f"system.slice/jupyter-{user}.service", cgroup_dirs, version == "v2"
     )
     holder = start_as(account, "import sys; sys.stdin.readline()")
     (unit / "cgroup.procs").write_text(str(holder.pid))
@@ -144,16 +145,16 @@ def test_oom_kill_outside_a_unit_counted_from_the_kernel_log(make_linux_user, cg
         pytest.skip("no memory cgroup controller on this machine")
     if not os.access("/dev/kmsg", os.R_OK):
         pytest.skip("/dev/kmsg is not readable")
-    account = make_linux_user()
-    hub_user = f"hub-{account.pw_name}"
+    # TLJH's account for a hub user: the kernel log's uid alone names the student.
+    account = make_linux_user(f"jupyter-dlct{uuid.uuid4().hex[:8]}")
+    hub_user = account.pw_name.removeprefix("jupyter-")
     cgroup = limited_cgroup(root, f"dlct-{uuid.uuid4().hex[:8]}", cgroup_dirs, root != memory_v1())
-    # A process of the user that the exporter sees first, so it learns the uid's hub user.
-    holder = start_as(account, "import sys; sys.stdin.readline()", hub_user)
+    holder = start_as(account, "import sys; sys.stdin.readline()")
     try:
         with running_exporter(*COLLECTORS, "--collector.host", "--collection.interval=0.5") as url:
             wait_for(lambda: oom_kills(url, hub_user) == 0, 20, "the user was not reported")
             assert value(url, "dlcourse_user_memory_limit_bytes", user=hub_user) is None
-            provoke_oom(account, cgroup, hub_user)
+            provoke_oom(account, cgroup, None)
             wait_for(lambda: oom_kills(url, hub_user) == 1, 20, "the OOM kill was not counted")
     finally:
         holder.communicate(b"\n", timeout=10)
@@ -162,11 +163,14 @@ def test_oom_kill_outside_a_unit_counted_from_the_kernel_log(make_linux_user, cg
 def test_cpu_and_memory_summed_from_proc_without_a_cgroup(make_linux_user, tmp_path):
     account = make_linux_user()
     hub_user = f"hub-{account.pw_name}"
-    other = make_linux_user()  # not a hub user: no JUPYTERHUB_USER, no prefix
+    other = make_linux_user()  # another account: its JUPYTERHUB_USER proves nothing
     busy = start_as(account, BUSY, hub_user)
-    bystander = start_as(other, "import sys; sys.stdin.readline()")
+    bystander = start_as(other, "import sys; sys.stdin.readline()", hub_user)  # not believed
+    shared = f"--user.spawner-account={account.pw_name}"  # it runs servers for hub users
     try:
-        with running_exporter(*COLLECTORS, "--collector.host", "--collection.interval=0.5") as url:
+        with running_exporter(
+            *COLLECTORS, "--collector.host", "--collection.interval=0.5", shared
+        ) as url:
             wait_for(
                 lambda: (
                     (value(url, "dlcourse_user_memory_used_bytes", user=hub_user) or 0) > 32 << 20

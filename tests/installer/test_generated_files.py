@@ -81,6 +81,9 @@ def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
     assert "--hub.url=http://127.0.0.1:15001/hub/api" in unit
     caps = "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN"
     assert f"CapabilityBoundingSet={caps}" in unit and f"AmbientCapabilities={caps}" in unit
+    # A bad configuration exits 2 and must not restart forever; connections need descriptors.
+    assert "RestartPreventExitStatus=2" in unit.splitlines()
+    assert "LimitNOFILE=8192" in unit.splitlines()
 
 
 def test_prometheus_config_and_its_rules_pass_promtool(site):

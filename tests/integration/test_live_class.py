@@ -92,13 +92,15 @@ def server_pid(hub: LiveHub, user: str) -> int:
 
 
 def limit_memory_like_tljh(pid: int, user: str, made: list[Path]) -> None:
-    """Moves pid into a memory-limited cgroup named as TLJH's systemd unit for the user."""
+    """Moves pid into a memory-limited cgroup where a systemd unit for the user would be:
+    /system.slice/<user>.service (the exporter runs with the hub's --user.prefix=)."""
     root, v2 = memory_cgroup_root()
-    unit = root / f"dlcourse-test-{TAG}.slice" / f"jupyter-{user}.service"
+    unit = root / "system.slice" / f"{user}.service"
     if v2:
         (root / "cgroup.subtree_control").write_text("+memory")
-    unit.parent.mkdir()
-    made.append(unit.parent)
+    if not unit.parent.is_dir():  # no systemd here: make the slice, and remove it after
+        unit.parent.mkdir(exist_ok=True)
+        made.append(unit.parent)
     if v2:
         (unit.parent / "cgroup.subtree_control").write_text("+memory")
     unit.mkdir()
@@ -140,6 +142,7 @@ def live_class(tmp_path_factory, user_env, fake_nvml_dir):
                 f"--hub.url={hub.api_url}",
                 f"--hub.token-file={hub.token_file()}",
                 "--hub.interval=1",
+                *hub.attribution_args(),
             ],
             nvml_dir=fake_nvml_dir,
             scenario=scenario_path,

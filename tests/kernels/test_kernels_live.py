@@ -68,6 +68,9 @@ def test_crashes_counted_by_signal_and_shutdowns_not(
     hub_user = f"hub-{account.pw_name}"  # JUPYTERHUB_USER names the hub user, not the account
     driver = Driver(account, user_env, hub_user)
     args = (*COLLECTORS, "--collection.interval=0.5", f"--kernels.exit-events={exit_events}")
+    # The account runs servers for other hub users, as a spawner's shared account does: only
+    # then does the exporter believe JUPYTERHUB_USER (sources/owners.py).
+    args += (f"--user.spawner-account={account.pw_name}",)
     try:
         with running_exporter(*args) as url:
             kernels = [driver.ask("start") for _ in range(4)]

@@ -56,6 +56,19 @@ def test_overrides_change_thresholds_and_durations(tmp_path):
     assert not unresolved
 
 
+def test_overrides_change_the_job_names_the_rules_select(tmp_path):
+    overrides = write_json(tmp_path / "o.json", {"jobs": {"node": "node-exporter"}})
+    out = tmp_path / "alerts.yml"
+    assert render("rules", "--overrides", str(overrides), "--out", str(out)).returncode == 0
+    rules = rules_by_name(out)
+    assert rules[("DLCourseNodeExporterDown", "warning")]["expr"] == 'up{job="node-exporter"} == 0'
+    memory = rules[("DLCourseHostMemoryPressure", "warning")]["expr"]
+    assert memory.count('{job="node-exporter"}') == 2
+    # The other roles keep prometheus.yml's job names.
+    assert rules[("DLCourseExporterDown", "critical")]["expr"] == 'up{job="dlcourse"} == 0'
+    assert 'job="node"' not in out.read_text()
+
+
 def test_bad_overrides_are_all_reported_in_one_line_and_nothing_is_written(tmp_path):
     overrides = write_json(
         tmp_path / "o.json",
@@ -66,6 +79,7 @@ def test_bad_overrides_are_all_reported_in_one_line_and_nothing_is_written(tmp_p
                 "DLCourseGPULost": {"threshold": 1},
                 "DLCourseGPUSlowdown": {"reasons": 'hw_thermal"} or vector(1) #'},
             },
+            "jobs": {"exporter": 'dlcourse"} or vector(1) #', "kubelet": "kubelet"},
             "colour": "blue",
         },
     )
@@ -80,6 +94,8 @@ def test_bad_overrides_are_all_reported_in_one_line_and_nothing_is_written(tmp_p
         "DLCourseGPULost.threshold: unknown setting",
         "DLCourseGPUSlowdown.reasons: expected a string without quotes",
         "unknown key 'colour'",
+        "jobs.exporter: expected letters, digits and _.:- only",
+        "jobs.kubelet: unknown role",
     ]:
         assert fragment in result.stderr
     assert not out.exists()
