@@ -35,6 +35,37 @@ def pip_spec(argv):
     return os.environ.get("DLCOURSE_BOOTSTRAP_PIP_SPEC") or checkout()
 
 
+# These change nothing on the machine, not even the venv: they run from the checkout itself.
+LOOKING = ("--dry-run", "--help", "-h", "--version")
+
+
+def looks_only(argv):
+    return any(a in LOOKING for a in argv) or argv[:1] in (["render"], ["status"])
+
+
+def run_from_checkout(argv):
+    """Load dlcourse_installer from this checkout (no install) and run it with argv."""
+    source = checkout()
+    if source is None:
+        if "--help" in argv or "-h" in argv:
+            print(__doc__)
+            sys.exit(0)
+        sys.exit("bootstrap: --dry-run needs a checkout (run installer/bootstrap.py from it)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "dlcourse_installer",
+        os.path.join(source, "installer", "__init__.py"),
+        submodule_search_locations=[os.path.join(source, "installer")],
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["dlcourse_installer"] = module
+    spec.loader.exec_module(module)
+    from dlcourse_installer.cli import main as install_main
+
+    sys.exit(install_main(argv))
+
+
 def main():
     # Ruff assumes 3.10 (pyproject); this runs on older Pythons precisely to refuse them.
     if sys.version_info < (3, 10):  # noqa: UP036
@@ -44,30 +75,11 @@ def main():
             f"(this Python is {found})"
         )
     argv = sys.argv[1:]
-    dry_run = "--dry-run" in argv
+    if looks_only(argv):
+        run_from_checkout(argv)
     spec = pip_spec(argv)
     if spec is None:
         sys.exit("bootstrap: run it from a dlcourse checkout, or pass --source PIP_SPEC")
-    if dry_run:
-        # A dry run changes nothing, not even the venv: run the installer from the checkout.
-        source = checkout()
-        if source is None:
-            sys.exit("bootstrap: --dry-run needs a checkout (run installer/bootstrap.py from it)")
-        sys.path.insert(0, source)
-        sys.modules.pop("dlcourse_installer", None)
-        import importlib.util
-
-        spec_ = importlib.util.spec_from_file_location(
-            "dlcourse_installer",
-            os.path.join(source, "installer", "__init__.py"),
-            submodule_search_locations=[os.path.join(source, "installer")],
-        )
-        module = importlib.util.module_from_spec(spec_)
-        sys.modules["dlcourse_installer"] = module
-        spec_.loader.exec_module(module)
-        from dlcourse_installer.cli import main as install_main
-
-        sys.exit(install_main(argv))
     if os.geteuid() != 0:
         sys.exit("bootstrap: run it as root (sudo python3 installer/bootstrap.py ...)")
     python = os.path.join(VENV, "bin", "python3")
@@ -81,7 +93,8 @@ def main():
         subprocess.check_call([sys.executable, "-m", "venv", VENV])
     print("Installing dlcourse into " + VENV + " from " + spec + " ...", flush=True)
     subprocess.check_call([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-    subprocess.check_call([python, "-m", "pip", "install", "--quiet", "--upgrade", spec])
+    # pip shows its own progress: building and downloading take minutes.
+    subprocess.check_call([python, "-m", "pip", "install", "--upgrade", spec])
     if spec == checkout() and "--source" not in " ".join(argv):
         argv = argv + ["--source", spec]
     os.execv(python, [python, "-m", "dlcourse_installer"] + argv)

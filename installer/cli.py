@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from dlcourse_installer import __version__, render, runner
+from dlcourse_installer import __version__, render, roster, runner
 from dlcourse_installer.generated import Facts
 from dlcourse_installer.host import DryRunHost, Host, RealHost
-from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, parse_roster, validate
+from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, validate
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.state import State
 from dlcourse_installer.steps import STEPS, Context, purge_driver
@@ -45,10 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--driver",
-        metavar="N",
-        help="NVIDIA driver branch (default: ubuntu-drivers' recommendation)",
+        metavar="BRANCH",
+        help="NVIDIA driver branch, optionally -server and/or -open, e.g. 580-server "
+        "(default: what `ubuntu-drivers list --gpgpu` recommends for a compute server)",
     )
-    p.add_argument("--ppa", action="store_true", help="use the graphics-drivers PPA")
+    p.add_argument(
+        "--ppa",
+        action="store_true",
+        help="the graphics-drivers PPA instead of Ubuntu's archive (DKMS; needs --driver "
+        "BRANCH; refused with Secure Boot on)",
+    )
     p.add_argument(
         "--reboot",
         action="store_true",
@@ -63,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--roster",
         metavar="CSV",
-        help="students: username,section[,role] per line; role 'ta' makes a teaching assistant",
+        help="the people: a CSV file with the columns username and section, and optionally "
+        "role (student or ta; a TA is staff and needs no section); a header names them; "
+        "Excel's CSV UTF-8 is fine",
     )
     p.add_argument("--mem-limit", metavar="SIZE", help="memory per user server, e.g. 4G")
     p.add_argument("--cpu-limit", metavar="N", help="CPUs per user server, e.g. 2")
@@ -75,19 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(default instructors; roster rows with role 'ta' join it)",
     )
     p.add_argument(
-        "--domain",
-        default="",
-        metavar="NAME",
-        help="the hub's public address, e.g. course.example.edu or https://course.example.edu "
-        "(default: this server's name); Grafana's sign-in returns there",
-    )
-    p.add_argument(
         "--grafana-port",
         type=int,
         metavar="PORT",
         help="serve Grafana on this port instead of under /services/grafana/ on the hub",
     )
-    p.add_argument("--tljh-version", default=DEFAULT_TLJH_VERSION, help="TLJH release to install")
+    p.add_argument(
+        "--domain",
+        metavar="NAME",
+        help="the server's DNS name, for Grafana's links and sign-in and the URLs shown at "
+        "the end (default: hostname --fqdn); https://NAME when TLJH serves HTTPS",
+    )
+    p.add_argument(
+        "--tljh-version",
+        default=DEFAULT_TLJH_VERSION,
+        metavar="VERSION",
+        help=f"The Littlest JupyterHub release (default {DEFAULT_TLJH_VERSION}, tested)",
+    )
     p.add_argument("--source", help="pip spec of dlcourse (default: this checkout)")
     p.add_argument("--prefix", help="dlcourse's folder (default $DLCOURSE_PREFIX or /opt/dlcourse)")
     p.add_argument(
@@ -106,34 +118,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
     errors: list[str] = []
-    roster: tuple = ()
+    students: tuple = ()
     if args.roster:
         try:
-            roster, errors = parse_roster(
-                Path(args.roster).read_text(encoding="utf-8"), args.roster
-            )
+            # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
+            text = Path(args.roster).read_text(encoding="utf-8-sig")
+            students, errors = roster.parse(text, args.roster)
         except OSError as exc:
             errors.append(f"--roster: {exc.strerror}: {args.roster}")
+        except UnicodeDecodeError:
+            errors.append(
+                f"--roster {args.roster}: not UTF-8 text; in Excel, save it as 'CSV UTF-8'"
+            )
     here = checkout()
     opts = Options(
         admins=tuple(a.lower() for a in args.admin),
         driver=args.driver, ppa=args.ppa, reboot=args.reboot, no_gpu=args.no_gpu,
-        tensorflow=args.tensorflow, roster=roster, mem_limit=args.mem_limit,
-        cpu_limit=args.cpu_limit, grafana_port=args.grafana_port,
-        staff_group=args.staff_group, domain=args.domain,
+        tensorflow=args.tensorflow, roster=students, mem_limit=args.mem_limit,
+        cpu_limit=args.cpu_limit, grafana_port=args.grafana_port, domain=args.domain or "",
+        staff_group=args.staff_group,
         tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
         dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
     )  # fmt: skip
     return opts, errors + validate(opts)
 
 
-def open_log(paths: Paths, dry_run: bool):
-    if dry_run:
-        # A dry run changes nothing (not even /opt) and works without root.
-        fd, name = tempfile.mkstemp(prefix="dlcourse-install-dry-run-", suffix=".log")
-        return os.fdopen(fd, "w", encoding="utf-8"), name
+def open_log(paths: Paths):
     os.makedirs(os.path.dirname(paths.log_file), exist_ok=True)
-    return open(paths.log_file, "a", encoding="utf-8"), paths.log_file
+    return open(paths.log_file, "a", encoding="utf-8")
 
 
 def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = None) -> int:
@@ -142,14 +154,19 @@ def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = 
     if errors:
         for e in errors:
             print(f"dlcourse-install: {e}", file=sys.stderr)
-        return runner.EXIT_REFUSED
+        return runner.EXIT_BAD_OPTIONS
     paths = paths or Paths.from_env(args.prefix)
     log = None
-    if host is None:
-        log, log_path = open_log(paths, opts.dry_run)
-        host = (DryRunHost if opts.dry_run else RealHost)(root="/", log=log)
-        mode = "DRY RUN, " if opts.dry_run else ""
-        print(f"dlcourse-install {__version__}: {mode}log in {log_path}")
+    if host is None and opts.dry_run:
+        # A dry run looks and prints; it writes nothing anywhere, not even a log.
+        host = DryRunHost(root="/")
+        print(f"dlcourse-install {__version__}: DRY RUN, nothing is changed or written")
+    elif host is None:
+        log = open_log(paths)
+        host = RealHost(root="/", log=log)
+        print(f"dlcourse-install {__version__}: full command output in {paths.log_file}")
+    if not opts.domain:
+        opts = replace(opts, domain=server_name(host))
     state = State.load(host, paths)
     state.argv = _absolute(argv)
     ctx = Context(host=host, paths=paths, opts=opts, state=state, facts=facts(host, paths))
@@ -160,12 +177,19 @@ def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = 
             log.close()
 
 
+def server_name(host: Host) -> str:
+    """The name URLs use unless --domain gives one: the fully qualified host name."""
+    for argv in (["hostname", "--fqdn"], ["hostname"]):
+        name = host.query(argv).stdout.strip()
+        if name and " " not in name:
+            return name
+    return "localhost"
+
+
 def facts(host: Host, paths: Paths) -> Facts:
     # The resume unit runs the installer with the Python running it now: bootstrap.py's venv.
     python = paths.installer_python if host.exists(paths.installer_python) else sys.executable
-    # The hub's public address unless --domain says otherwise.
-    name = host.query(["hostname", "--fqdn"]).stdout.strip()
-    return Facts(python=python, fqdn=name or "localhost")
+    return Facts(python=python)
 
 
 def render_files(argv: list[str]) -> int:
@@ -179,7 +203,7 @@ def render_files(argv: list[str]) -> int:
     if errors:
         for e in errors:
             print(f"dlcourse-install render: {e}", file=sys.stderr)
-        return runner.EXIT_REFUSED
+        return runner.EXIT_BAD_OPTIONS
     return render.main(args.root, args.relocate, args.port, opts, Paths.from_env(args.prefix))
 
 
@@ -243,7 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     paths = Paths.from_env()
     if command == "status":
         return status(RealHost(), paths)
-    log, _ = open_log(paths, dry_run=False)
-    with log:
+    with open_log(paths) as log:
         host = RealHost(log=log)
         return resume(host, paths) if command == "resume" else driver(rest, host, paths)

@@ -18,12 +18,15 @@ import os
 import pwd
 import shlex
 import shutil
-import subprocess
+import stat
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import TextIO
+
+from dlcourse_installer import streaming
+from dlcourse_installer.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,17 @@ class Host:
     actions: list[str] = field(default_factory=list)
     # apt-get update ran in this run (a new source, e.g. Grafana's, resets it).
     apt_lists_fresh: bool = False
+    # The live line of the running step; None: nothing but the log sees command output.
+    progress: Progress | None = None
+    # What a dry run would have made by now: later steps see it as there, as they would.
+    planned: set[str] = field(default_factory=set)
 
     # -- commands --------------------------------------------------------------
-    def query(self, argv: list[str], *, env: dict[str, str] | None = None) -> Result:
+    def query(
+        self, argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> Result:
+        """A command that only looks; stopped after ``timeout`` (a wedged GPU can hang
+        nvidia-smi), with exit status 124."""
         raise NotImplementedError
 
     def run(
@@ -88,6 +99,13 @@ class Host:
 
     def exists(self, path: str) -> bool:
         return os.path.lexists(self.local(path))
+
+    def is_regular_file(self, path: str) -> bool:
+        """A file, not a symlink to one: the installer never writes or chmods through links."""
+        try:
+            return stat.S_ISREG(os.lstat(self.local(path)).st_mode)
+        except OSError:
+            return False
 
     def read_text(self, path: str) -> str | None:
         try:
@@ -128,8 +146,13 @@ class Host:
 
     def set_attrs(self, path: str, *, mode: int, owner: str, group: str) -> None:
         self._record(f"chmod {mode:04o} {path}; chown {owner}:{group} {path}")
-        os.chmod(self.local(path), mode)
-        self._chown(self.local(path), owner, group)
+        local = self.local(path)
+        fd = os.open(local, os.O_RDONLY | os.O_NOFOLLOW)  # a symlink here fails (ELOOP)
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        self._chown(local, owner, group)
 
     def make_dirs(self, path: str, *, mode: int = 0o755) -> None:
         self._record(f"mkdir -p -m {mode:04o} {path}")
@@ -163,38 +186,75 @@ class Host:
 
 
 class RealHost(Host):
-    """The server itself. Full command output goes to the log, never to the terminal."""
+    """The server itself. Command output streams to the log as it comes, never the terminal,
+    which shows the live line of the step instead."""
 
-    def query(self, argv: list[str], *, env: dict[str, str] | None = None) -> Result:
-        return self._exec(argv, env=env)
+    stall_after: float = 300.0
+
+    def query(self, argv, *, env=None, timeout=300):
+        return self._exec(argv, env=env, timeout=timeout, live=False)
 
     def run(
         self, argv: list[str], *, env: dict[str, str] | None = None, input: str | None = None
     ) -> Result:
         self._record(f"run {shlex.join(argv)}")
-        result = self._exec(argv, env=env, input=input)
+        result = self._exec(argv, env=env, input=input, live=True)
         if not result.ok:
             raise CommandError(result)
         return result
 
-    def _exec(self, argv: list[str], *, env: dict[str, str] | None, input: str | None = None):
-        merged = {**os.environ, **(env or {})}
+    def _exec(self, argv, *, env, input=None, timeout=None, live: bool) -> Result:
         self._log(f"$ {shlex.join(argv)}")
+        watcher = _Watcher(self, shlex.join(argv), live)
         try:
-            proc = subprocess.run(
-                argv, capture_output=True, text=True, env=merged, input=input, check=False
-            )
+            done = streaming.run(
+                argv, env={**os.environ, **(env or {})}, watcher=watcher, input=input,
+                stall_after=self.stall_after, timeout=timeout,
+            )  # fmt: skip
         except FileNotFoundError:
             self._log(f"  (not found: {argv[0]})")
             return Result(tuple(argv), 127, "", f"{argv[0]}: command not found")
         except PermissionError as exc:
             return Result(tuple(argv), 126, "", str(exc))
-        self._log(_indent(proc.stdout + proc.stderr) + f"  [exit {proc.returncode}]")
-        return Result(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+        finally:
+            if live and self.progress is not None:
+                self.progress.finished()
+        self._log(f"  [exit {done.rc}]")
+        return Result(tuple(argv), done.rc, done.stdout, done.stderr)
+
+
+class _Watcher:
+    """Each line to the log at once; the live line and stall messages for changes."""
+
+    def __init__(self, host: RealHost, command: str, live: bool):
+        self.host, self.command = host, command
+        self.progress = host.progress if live else None
+
+    def line(self, text: str) -> None:
+        self.host._log(f"  {text}")
+        if self.progress is not None:
+            self.progress.output(text)
+
+    def tick(self) -> None:
+        if self.progress is not None:
+            self.progress.tick()
+
+    def stalled(self, quiet_seconds: float, protected: bool) -> None:
+        self.host._log(f"  (no output and no CPU for {quiet_seconds:.0f}s)")
+        if self.progress is not None:
+            self.progress.stalled(self.command, quiet_seconds, protected)
+
+    def interrupted(self) -> None:
+        if self.progress is not None:
+            self.progress.interrupted(self.command)
 
 
 class DryRunHost(RealHost):
     """Looks at the real machine, prints what it would change, changes nothing."""
+
+    def exists(self, path):
+        made = any(p == path or p.startswith(path.rstrip("/") + "/") for p in self.planned)
+        return made or Host.exists(self, path)  # (the fake dry-run host borrows this method)
 
     def run(
         self, argv: list[str], *, env: dict[str, str] | None = None, input: str | None = None
@@ -207,6 +267,7 @@ class DryRunHost(RealHost):
         self, path, content, *, mode=0o644, owner="root", group="root", secret=False, origin=""
     ):
         self._plan(f"write {path} (mode {mode:04o}, {owner}:{group})")
+        self.planned.add(path)
         if secret or origin:
             sys.stdout.write(f"      {_shown(content, secret, origin)}\n")
             return
@@ -221,6 +282,7 @@ class DryRunHost(RealHost):
 
     def make_dirs(self, path, *, mode=0o755):
         self._plan(f"mkdir -p -m {mode:04o} {path}")
+        self.planned.add(path)
 
     def remove(self, path):
         self._plan(f"rm -rf {path}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 
 from dlcourse_installer import files, generated
 from dlcourse_installer.generated import Facts, GeneratedFile
@@ -21,6 +22,8 @@ from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports, parse_override
 
 EXIT_OK, EXIT_BAD_OPTIONS = 0, 2
+# The fixed server model: its name when --domain is not given.
+MODEL_DOMAIN = "gpu-server.example.edu"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -83,6 +86,7 @@ def main(root: str, relocate: bool, port_overrides: list[str], opts, paths: Path
             print(f"dlcourse-install render: {e}", file=sys.stderr)
         return EXIT_BAD_OPTIONS
     root = os.path.abspath(root)
+    opts = replace(opts, domain=opts.domain or MODEL_DOMAIN)
     inside = paths.under(root) if relocate else paths
     # The fixed server model: the installer's own venv made by bootstrap.py resumes it.
     plan = generated.plan(inside, ports, opts, Facts(python=inside.installer_python))

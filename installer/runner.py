@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 import time
 
-from dlcourse_installer import generated, systemd, templates
+from dlcourse_installer import generated, preflight, systemd, templates
 from dlcourse_installer.host import CommandError
+from dlcourse_installer.progress import Progress, elapsed
 from dlcourse_installer.steps import (
     STEPS,
     Context,
@@ -15,24 +16,29 @@ from dlcourse_installer.steps import (
     Step,
     StepError,
     ensure_part,
+    summary,
 )
 
 EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_REFUSED = 2
-EXIT_REBOOT = 3  # the install stopped for the driver's reboot; rerun (or wait) after it
-
-
-def elapsed(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+EXIT_FAILED = 1  # a step failed; the message says why, the rerun resumes there
+EXIT_BAD_OPTIONS = 2  # as argparse's own errors
+EXIT_REFUSED = 3  # the preflight refuses this machine (a dry run: would refuse); nothing changed
+EXIT_REBOOT = 4  # the install stopped for the driver's reboot; rerun (or wait) after it
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 
 
 def run(ctx: Context, steps: list[Step] = STEPS) -> int:
     out, host, opts = ctx.out, ctx.host, ctx.opts
     started = time.monotonic()
-    refused: PreflightFailed | None = None
+    refused = False
+    host.progress = Progress(out)
+    if opts.dry_run:
+        # The reasons a machine would be refused come first, then the whole plan all the same.
+        ctx.findings = preflight.check(host, opts)
+        if ctx.findings.errors:
+            out.write("This machine would be refused, for these reasons:\n")
+            out.write("".join(f"  - {e}\n" for e in ctx.findings.errors))
+            out.write("The plan below is what an accepted machine would get.\n\n")
     for number, step in enumerate(steps, start=1):
         label = f"[{number}/{len(steps)}] {step.title}"
         inputs = {**step.inputs(opts), "files": generated.digest(ctx.files, step.parts)}
@@ -42,16 +48,23 @@ def run(ctx: Context, steps: list[Step] = STEPS) -> int:
         out.write(f"{label} ...\n")
         out.flush()
         t0, before = time.monotonic(), len(host.actions)
+        host.progress.step(number, len(steps), step.title)
         try:
             step.ensure(ctx)
+        except KeyboardInterrupt:
+            _save(ctx)
+            out.write(
+                f"\ndlcourse-install: stopped by Ctrl-C in step '{step.title}'. Run the same "
+                "command again: it resumes at this step.\n"
+            )
+            return EXIT_INTERRUPTED
         except PreflightFailed as exc:
             if not opts.dry_run:
                 out.write(f"\ndlcourse-install: {exc}\nNothing was changed.\n")
                 return EXIT_REFUSED
-            refused = exc
-            out.write("      refused, for these reasons:\n")
-            out.write("".join(f"        - {e}\n" for e in exc.errors))
-            out.write("      (dry run: the plan goes on to show what this machine would get)\n")
+            refused = True
+            out.write("      would refuse this machine (the reasons are at the top)\n")
+            continue
         except RebootRequired as exc:
             if opts.dry_run:
                 out.write(f"      -- reboot here ({exc}); the install resumes after it --\n")
@@ -65,39 +78,45 @@ def run(ctx: Context, steps: list[Step] = STEPS) -> int:
                 "Fix the cause and run the same command again: finished steps are kept.\n"
             )
             return EXIT_FAILED
-        if step.name == "preflight" and not opts.dry_run and not _confirmed(ctx):
-            out.write("Nothing was changed.\n")
-            return EXIT_REFUSED
+        if step.name == "preflight" and not opts.dry_run:
+            answer = _confirmed(ctx)
+            if answer is not True:
+                out.write("Nothing was changed.\n")
+                return answer
         changes = len(host.actions) - before
         what = "nothing to change" if changes == 0 else f"{changes} change(s)"
         if opts.dry_run and changes:
             what = f"{changes} planned change(s)"
         out.write(f"      ok: {what} ({elapsed(time.monotonic() - t0)})\n")
-        if refused is None and not step.always:
+        if not opts.dry_run and not step.always:
             ctx.state.mark_done(step.name, inputs)
             _save(ctx)
 
-    total = elapsed(time.monotonic() - started)
-    if refused is not None:
-        out.write(f"\nDry run, nothing was changed; {refused}\n")
-        return EXIT_REFUSED
     if opts.dry_run:
-        out.write(f"\nDry run: nothing was changed ({total}). Run without --dry-run to install.\n")
+        out.write("\nOnce installed:\n" + "".join(f"  {line}\n" for line in summary(ctx)))
+        if refused:
+            out.write(
+                "\nDry run: nothing was changed. This machine would be refused (see the top).\n"
+            )
+            return EXIT_REFUSED
+        out.write(
+            "\nDry run: nothing was changed. Run the same command without --dry-run, as root.\n"
+        )
         return EXIT_OK
-    out.write(f"\nDone in {total}.\n")
-    for line in ctx.summary:
-        out.write(f"  {line}\n")
+    out.write(f"\nDone in {elapsed(time.monotonic() - started)}.\n")
+    out.write("".join(f"  {line}\n" for line in summary(ctx)))
     return EXIT_OK
 
 
-def _confirmed(ctx: Context) -> bool:
+def _confirmed(ctx: Context) -> bool | int:
+    """True to go on, else the exit status."""
     if ctx.opts.yes:
         return True
     if not sys.stdin.isatty():
         ctx.out.write("dlcourse-install: not a terminal; pass --yes to install unattended.\n")
-        return False
+        return EXIT_BAD_OPTIONS
     answer = input("Install dlcourse on this server, as listed above and in --dry-run? [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
+    return True if answer.strip().lower() in ("y", "yes") else EXIT_FAILED
 
 
 def _save(ctx: Context) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from functools import cached_property
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from dlcourse_installer import (
     apt,
@@ -22,6 +23,7 @@ from dlcourse_installer import (
     generated,
     grafana_config,
     preflight,
+    pytorch,
     staff,
     systemd,
     templates,
@@ -43,11 +45,6 @@ TLJH_BOOTSTRAP_URL = (
     "/bootstrap/bootstrap.py"
 )
 GRAFANA_KEY_URL = "https://apt.grafana.com/gpg.key"
-PYTORCH_INDEX = "https://download.pytorch.org/whl/{tag}"
-# The minimum driver for each CUDA build of PyTorch (NVIDIA's CUDA release notes, Linux).
-CUDA_BUILDS = [((570, 26), "cu128"), ((560, 28), "cu126"), ((550, 54), "cu124"),
-               ((530, 30), "cu121"), ((520, 61), "cu118")]  # fmt: skip
-
 # NVML through ctypes: proves the library the exporter uses answers, without any package.
 NVML_CHECK = (
     "import ctypes, sys\n"
@@ -60,8 +57,6 @@ NVML_CHECK = (
     "print(buf.value.decode(), count.value)\n"
     "nvml.nvmlShutdown()\n"
 )
-TORCH_VERSION = "import torch; print(torch.__version__)"
-TORCH_CUDA = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"
 
 
 class StepError(Exception):
@@ -83,7 +78,6 @@ class Context:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     findings: preflight.Findings | None = None
     driver_branch: driver.Branch | None = None  # chosen by the driver step
-    summary: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
         self.out.write(f"      {text}\n")
@@ -125,7 +119,8 @@ class PreflightFailed(StepError):
 
 
 def ensure_preflight(ctx: Context) -> None:
-    ctx.findings = preflight.check(ctx.host, ctx.opts)
+    if ctx.findings is None:  # a dry run has looked already, to list refusals first
+        ctx.findings = preflight.check(ctx.host, ctx.opts)
     for warning in ctx.findings.warnings:
         ctx.note(f"warning: {warning}")
     if ctx.findings.gpus:
@@ -165,7 +160,13 @@ def ensure_nvidia_driver(ctx: Context) -> None:
         ctx.note("skipped: --no-gpu")
         return
     kernel = host.query(["uname", "-r"]).stdout.strip()
-    branch = driver.installed(host) or chosen_branch(ctx)
+    present = driver.installed(host)
+    if present and opts.driver and str(present) != opts.driver:
+        raise StepError(
+            f"driver {present} is installed, not {opts.driver}: to switch, run "
+            "`dlcourse-install driver --purge`, reboot, and run this command again"
+        )
+    branch = present or chosen_branch(ctx)
     if branch is None:
         if not opts.dry_run:
             raise StepError(
@@ -173,9 +174,10 @@ def ensure_nvidia_driver(ctx: Context) -> None:
                 "server: choose one with --driver BRANCH (e.g. 580-server)"
             )
         branch = driver.Branch("<recommended by ubuntu-drivers>", server=True)
-    ctx.note(f"driver {branch}" + ("" if opts.driver else " (ubuntu-drivers' choice for servers)"))
+    chosen = "as given (--driver)" if opts.driver else "ubuntu-drivers' choice for servers"
+    ctx.note(f"driver {branch}, {chosen}")
     ctx.driver_branch = branch
-    if driver.installed(host) is None:
+    if present is None:
         install_driver(ctx, branch, kernel)
     gpus = preflight.nvidia_gpus(host)
     switches = preflight.nvswitches(host)
@@ -330,20 +332,6 @@ def download(host: Host, url: str, dest: str) -> None:
 
 
 # -- 5. users' environment -----------------------------------------------------------
-def torch_build(version: str | None) -> str | None:
-    """The newest CUDA build of PyTorch the driver runs (``550.54.15`` -> ``cu124``)."""
-    if version is None:
-        return None
-    try:
-        major_minor = tuple(int(x) for x in version.split(".")[:2])
-    except ValueError:
-        return None
-    for minimum, tag in CUDA_BUILDS:
-        if major_minor >= minimum:
-            return tag
-    return None
-
-
 def ensure_user_environment(ctx: Context) -> None:
     host, paths, opts = ctx.host, ctx.paths, ctx.opts
     if not tljh.is_installed(host, paths) and not opts.dry_run:
@@ -356,27 +344,94 @@ def ensure_user_environment(ctx: Context) -> None:
             "tensorflow[and-cuda]" if p == "tensorflow" and not opts.no_gpu else p for p in todo
         ]
         tljh.user_pip_install(host, paths, specs)
+    if opts.no_gpu:
+        install_torch(ctx, pytorch.CPU)
+        ctx.note("no GPU check: --no-gpu (the CPU build of PyTorch)")
+        return
+    ensure_torch_on_the_gpus(ctx)
 
-    tag = "cpu" if opts.no_gpu else torch_build(driver_version(host))
-    if tag is None:
+
+def ensure_torch_on_the_gpus(ctx: Context) -> None:
+    """The newest build the driver runs, proven on every GPU, or the fallback, said so."""
+    host, opts = ctx.host, ctx.opts
+    branch = ctx.driver_branch
+    running = driver_version(host) or (branch.number if branch else "")
+    build = pytorch.first_choice(running)
+    if build is None:
         if not opts.dry_run:
-            raise StepError("no PyTorch CUDA build matches the driver (need 520.61 or newer)")
-        tag = "cu<matching the driver>"
-    current = host.query([f"{paths.user_env}/bin/python", "-c", TORCH_VERSION])
-    if not (current.ok and current.stdout.strip().endswith(f"+{tag}")):
-        # --index-url: PyTorch's own index carries each CUDA build; PyPI's has one.
-        tljh.user_pip_install(
-            host, paths, list(opts.torch_spec), "--force-reinstall",
-            "--index-url", PYTORCH_INDEX.format(tag=tag),
-        )  # fmt: skip
-        ctx.note(f"PyTorch build {tag} for all users")
-    if not opts.no_gpu and not opts.dry_run:
-        if not host.query([f"{paths.user_env}/bin/python", "-c", TORCH_CUDA]).ok:
             raise StepError(
-                f"torch.cuda.is_available() is False in {paths.user_env}: "
-                "check nvidia-smi and the PyTorch build"
+                f"driver {running or '(none answers)'} is too old for any PyTorch CUDA build "
+                "(CUDA 12 needs 525 or newer): reinstall with --driver 580-server"
             )
-        ctx.note("torch.cuda.is_available() is True in the users' environment")
+        ctx.note("PyTorch: the newest CUDA build the driver chosen by ubuntu-drivers runs")
+        return
+    installed = torch_tag(ctx)
+    fallback = pytorch.fallback(running, tried=(build.tag,))
+    if installed == build.tag or (fallback and installed == fallback.tag and installed_ok(ctx)):
+        return  # a fallback chosen by an earlier run stays
+    ctx.note(f"PyTorch {build.describe()}, the newest build that driver {running} runs")
+    install_torch(ctx, build)
+    if opts.dry_run:
+        ctx.note(
+            "then, as a temporary unprivileged account: torch.cuda.is_available() and a "
+            "matrix product on each GPU; on failure, the build whose full-feature minimum "
+            "driver this one meets"
+        )
+        return
+    error = torch_check(ctx)
+    if error is None:
+        ctx.note(f"PyTorch {build.tag} checked on every GPU as an unprivileged account")
+        return
+    if fallback is None:
+        raise StepError(f"PyTorch {build.tag} does not run on this server's GPUs: {error}")
+    minimum = ".".join(str(n) for n in fallback.full_feature_driver)
+    ctx.note(
+        f"PyTorch {build.tag} failed on this server ({error}); falling back to "
+        f"{fallback.describe()}, whose full feature set needs driver {minimum}, which "
+        f"{running} meets"
+    )
+    install_torch(ctx, fallback)
+    error = torch_check(ctx)
+    if error is not None:
+        raise StepError(
+            f"PyTorch {fallback.tag} does not run on this server's GPUs either: {error}"
+        )
+    ctx.note(f"PyTorch {fallback.tag} checked on every GPU as an unprivileged account")
+
+
+def torch_tag(ctx: Context) -> str | None:
+    """The CUDA build of the installed torch (``2.13.0+cu130`` -> ``cu130``)."""
+    current = ctx.host.query([f"{ctx.paths.user_env}/bin/python", "-c", pytorch.VERSION])
+    if not current.ok:
+        return None
+    return current.stdout.strip().partition("+")[2] or None
+
+
+def installed_ok(ctx: Context) -> bool:
+    return ctx.opts.dry_run or torch_check(ctx) is None
+
+
+def install_torch(ctx: Context, build: pytorch.CudaBuild) -> None:
+    if torch_tag(ctx) == build.tag:
+        return
+    # --index-url: PyTorch's own index carries each CUDA build; PyPI's has one.
+    # --force-reinstall: the same torch version of another build counts as installed.
+    tljh.user_pip_install(
+        ctx.host, ctx.paths, list(ctx.opts.torch_spec), "--force-reinstall",
+        "--index-url", build.index,
+    )  # fmt: skip
+
+
+def torch_check(ctx: Context) -> str | None:
+    """None if torch computes on every GPU for an ordinary account; else what went wrong."""
+    python = f"{ctx.paths.user_env}/bin/python"
+    with users.temporary_account(ctx.host) as account:
+        check = ["runuser", "-u", account, "--", python, "-c", pytorch.CHECK]
+        result = ctx.host.query(check, timeout=900)  # CUDA starts slowly on many GPUs
+    if result.ok:
+        return None
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exit {result.rc}"
 
 
 # -- 6. course -----------------------------------------------------------------------
@@ -386,7 +441,7 @@ def ensure_course(ctx: Context) -> None:
     changed = False
     for key, names in (
         ("users.admin", opts.admins),
-        ("users.allowed", [user for user, _, _ in opts.roster]),
+        ("users.allowed", [student.username for student in opts.roster]),
     ):
         present = set(tljh.lookup(cfg, key) or [])
         for name in names:
@@ -400,7 +455,7 @@ def ensure_course(ctx: Context) -> None:
     changed |= ensure_part(ctx, "course")
     if tljh.is_installed(host, paths) and tljh.passwords_missing(host, paths):
         tljh.seed_passwords(host, paths)  # before the hub loads the TAs from the roster
-    sections = {section for _, section, _ in opts.roster if section}
+    sections = {student.group for student in opts.roster if student.group}
     if opts.roster:
         ctx.note(f"{len(opts.roster)} people in {len(sections)} sections")
     for ta in opts.tas:
@@ -447,10 +502,10 @@ def ensure_grafana(ctx: Context) -> bool:
     for f in ctx.files:
         if f.group == "grafana" and f.part != "grafana":
             files.ensure_owner(host, f)
+    ctx.note(f"{len(assets.dashboards())} dashboards from grafana/dashboards/")
     changed = ensure_part(ctx, "grafana")
     if changed:
         systemd.reload_daemon(host)  # the drop-in
-    ctx.note(f"{len(assets.dashboards())} dashboards from grafana/dashboards/")
     return changed
 
 
@@ -486,7 +541,7 @@ def _get_json(host: Host, netrc: str, url: str, *params: str) -> dict | None:
 
 
 def ensure_final_check(ctx: Context) -> None:
-    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    host, opts, netrc = ctx.host, ctx.opts, ctx.paths.instructor_netrc
     if opts.dry_run:
         ctx.note("after a real run: services active, Prometheus targets up, a sample query")
         return
@@ -506,7 +561,7 @@ def ensure_final_check(ctx: Context) -> None:
     active: list[dict] = []
     down: list[str] = ["(no answer from Prometheus)"]
     for _ in range(12):  # targets turn up after their first scrape (15 s)
-        targets = _get_json(host, paths.instructor_netrc, f"{prom}/api/v1/targets", "state=active")
+        targets = _get_json(host, netrc, f"{prom}/api/v1/targets", "state=active")
         if targets is not None:
             active = targets.get("data", {}).get("activeTargets", [])
             down = [t["labels"].get("job", "?") for t in active if t.get("health") != "up"]
@@ -515,9 +570,7 @@ def ensure_final_check(ctx: Context) -> None:
         host.sleep(5)
     if down:
         raise StepError(f"Prometheus targets down: {', '.join(down)} (see {prom}/targets)")
-    answer = _get_json(
-        host, paths.instructor_netrc, f"{prom}/api/v1/query", "query=dlcourse_exporter_build_info"
-    )
+    answer = _get_json(host, netrc, f"{prom}/api/v1/query", "query=dlcourse_exporter_build_info")
     series = (answer or {}).get("data", {}).get("result", [])
     if not series:
         raise StepError(
@@ -525,20 +578,26 @@ def ensure_final_check(ctx: Context) -> None:
         )
     ctx.note(f"{len(active)} Prometheus targets up; a sample query answered")
 
-    hub = generated.public_url(opts, ctx.facts)
-    grafana = grafana_config.root_url(hub, opts.grafana_port)
-    ctx.summary += [
-        "JupyterHub:  " + hub + "/  (admins: "
-        + ", ".join(f"{a}, password in {paths.hub_password(a)}" for a in opts.admins) + ")",
-        f"Staff only (hub admins and group {opts.staff_group!r}), through the hub's login:",
+
+def summary(ctx: Context) -> list[str]:
+    """Where everything is once installed: URLs, and the file of each credential (never its
+    value)."""
+    paths, opts, ports = ctx.paths, ctx.opts, ctx.ports
+    hub = generated.public_url(opts)
+    admins = "; ".join(f"admin {a}: password in {paths.hub_password(a)}" for a in opts.admins)
+    return [
+        f"JupyterHub:   {hub}/  ({admins})",
+        f"Staff only (hub admins and the group {opts.staff_group!r}), through the hub's login:",
         f"  class status {hub}/services/{staff.STATUS_SERVICE}/",
-        f"  Grafana      {grafana}",
-        f"Prometheus:  {prom}/ and Alertmanager http://{ctx.ports.address('alertmanager')}/, "
-        f"as root: curl --netrc-file {paths.instructor_netrc} ..., amtool ...",
-        f"Credentials: in {paths.etc} and {paths.monitoring_auth}, readable by root and the "
-        "one service each is for (docs/security.md)",
-        f"Log:         {paths.log_file}",
-    ]  # fmt: skip
+        f"  Grafana      {grafana_config.root_url(hub, opts.grafana_port)}",
+        f"Prometheus:   http://{ports.address('prometheus')}/ and Alertmanager "
+        f"http://{ports.address('alertmanager')}/, on the server only, user instructor "
+        f"(ssh -L {ports.prometheus}:{ports.address('prometheus')} {urlsplit(hub).hostname}; "
+        f"as root: curl --netrc-file {paths.instructor_netrc}, amtool)",
+        f"Credentials:  in {paths.etc} and {paths.monitoring_auth}, each readable by root and "
+        "the one service it is for (docs/security.md)",
+        f"Install log:  {paths.log_file}",
+    ]
 
 
 # -- the checklist -------------------------------------------------------------------
@@ -560,7 +619,8 @@ STEPS = [
     ),
     Step(
         "course", "Course: admins, roster, limits", ensure_course,
-        lambda o: {"admins": o.admins, "roster": o.roster, "staff": o.staff_group,
+        lambda o: {"admins": o.admins, "roster": [astuple(s) for s in o.roster],
+                   "staff": o.staff_group,
                    "mem": o.mem_limit, "cpu": o.cpu_limit},
         parts=("course",),
     ),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from dlcourse_installer.host import Host
 
 
@@ -24,3 +28,15 @@ def ensure_system_user(host: Host, name: str) -> bool:
         ]
     )  # fmt: skip
     return True
+
+
+@contextmanager
+def temporary_account(host: Host, prefix: str = "dlcourse-check") -> Iterator[str]:
+    """An unprivileged account with no home and no login, removed afterwards."""
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    host.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+              "--shell", "/usr/sbin/nologin", name])  # fmt: skip
+    try:
+        yield name
+    finally:
+        host.run(["userdel", name])

@@ -15,7 +15,7 @@ import shlex
 import shutil
 import uuid
 
-from dlcourse_installer import steps, tljh
+from dlcourse_installer import pytorch, steps, tljh
 from dlcourse_installer.host import CommandError, DryRunHost, FileMeta, Host, Result
 
 UBUNTU_24_04 = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nID=ubuntu\nVERSION_ID="24.04"\n'
@@ -24,6 +24,9 @@ KERNEL = "6.8.0-45-generic"
 RECOMMENDED = "nvidia-headless-no-dkms-580-server linux-modules-nvidia-580-server-generic\n"
 # The upstream version each branch's packages carry in this model's archive.
 DRIVER_VERSIONS = {"580": "580.65.06", "575": "575.57.08", "550": "550.163.01", "535": "535.247.01"}
+# The newest torch on each of PyTorch's indexes (RELEASE.md's matrix, see installer/pytorch.py).
+TORCH_ON_INDEX = {"cu130": "2.13.0", "cu126": "2.13.0", "cu128": "2.11.0", "cu124": "2.6.0",
+                  "cu121": "2.5.1", "cu118": "2.7.1", "cpu": "2.13.0"}  # fmt: skip
 # What a fresh Ubuntu server image already has.
 PREINSTALLED = {"python3", "curl", "git", "ubuntu-drivers-common"}
 
@@ -52,6 +55,10 @@ class FakeHost(Host):
         self.claimable_when_hub_started: list[str] = []  # admins without one at first start
         self.user_pip: set[str] = set()
         self.torch: str | None = None
+        # The CUDA builds that compute on this server's GPUs (a GPU too new for a build's
+        # code would fail under minor-version compatibility).
+        self.torch_runs = {"cu130", "cu128", "cu126", "cu124", "cu121", "cu118"}
+        self.checked_as: list[str] = []  # accounts the torch check ran as
         self.fail: str | None = None  # a run command containing this text fails
         self.reboots = 0
         self.restarts: list[str] = []
@@ -108,7 +115,7 @@ class FakeHost(Host):
         return [a for a in self.actions if a.startswith("run ")]
 
     # -- Host ----------------------------------------------------------------------
-    def query(self, argv, *, env=None) -> Result:
+    def query(self, argv, *, env=None, timeout=300) -> Result:
         self.commands.append(tuple(argv))
         return self._answer(list(argv), env or {})
 
@@ -146,6 +153,8 @@ class FakeHost(Host):
 
         if cmd == "id":
             return out("0\n")
+        if cmd == "hostname":
+            return out("gpu-server.example.edu\n")
         if cmd == "df":
             return out("Filesystem 1024-blocks Used Available Capacity Mounted on\n"
                        "/dev/sda1 500000000 1000 400000000 1% /\n")  # fmt: skip
@@ -215,6 +224,15 @@ class FakeHost(Host):
         if cmd == "useradd":
             self.users.add(args[-1])
             return ok
+        if cmd == "userdel":
+            self.users.discard(args[-1])
+            return ok
+        if cmd == "runuser":
+            account, command = args[1], args[3:]
+            assert args[0] == "-u" and args[2] == "--" and account in self.users, args
+            assert account != "root" and command[0].endswith("/user/bin/python"), args
+            self.checked_as.append(account)
+            return self._user_python(command[1:])
         if cmd == "systemctl":
             return self._systemctl(args)
         if cmd == "tljh-config":
@@ -362,15 +380,18 @@ class FakeHost(Host):
         if args[:3] == ["-m", "pip", "install"]:
             if "--index-url" in args:
                 tag = args[args.index("--index-url") + 1].rsplit("/", 1)[1]
-                self.torch = f"2.5.1+{tag}"
+                self.torch = f"{TORCH_ON_INDEX[tag]}+{tag}"
             else:
                 self.user_pip |= {re.sub(r"\[.*", "", a) for a in args[3:]}
             return ok
-        if args[0] == "-c" and args[1] == steps.TORCH_VERSION:
+        if args[0] == "-c" and args[1] == pytorch.VERSION:
             return Result(tuple(args), 0, f"{self.torch}\n") if self.torch else Result((), 1)
-        if args[0] == "-c" and args[1] == steps.TORCH_CUDA:
-            cuda = self.driver_loaded and bool(self.torch) and "+cu" in self.torch
-            return ok if cuda else Result(tuple(args), 1)
+        if args[0] == "-c" and args[1] == pytorch.CHECK:
+            tag = (self.torch or "").partition("+")[2]
+            if not (self.driver_loaded and tag in self.torch_runs):
+                error = "RuntimeError: CUDA error: no kernel image is available for execution"
+                return Result(tuple(args), 1, "", f"Traceback ...\n{error}\n")
+            return Result(tuple(args), 0, f"{self.torch} {self.gpus_answering}\n")
         raise AssertionError(f"user python {args}?")
 
 
@@ -378,6 +399,7 @@ class FakeDryHost(FakeHost):
     """--dry-run over the fake server: looks at it, prints what it would do, changes nothing."""
 
     run = DryRunHost.run
+    exists = DryRunHost.exists
     write_file = DryRunHost.write_file
     set_attrs = DryRunHost.set_attrs
     make_dirs = DryRunHost.make_dirs

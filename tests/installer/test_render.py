@@ -14,6 +14,7 @@ from alerting_stack import Process, request, wait_until
 from exporter_process import free_port
 from rendered import render_site
 
+from dlcourse_installer import runner
 from dlcourse_installer.paths import Paths
 
 from .conftest import install
@@ -51,7 +52,7 @@ def test_owners_lists_every_file_with_the_mode_it_has(tmp_path):
         "/etc/systemd/system/dlcourse-install-resume.service",
         "/opt/tljh/config/jupyterhub_config.d/dlcourse-course.py",
         "/etc/prometheus/dlcourse/dlcourse-alerts.yml",  # not .../rules/rules/...
-        "/var/lib/grafana/dashboards/dlcourse/class-overview.json",
+        "/etc/grafana/dashboards/dlcourse/class-overview.json",
     ):
         assert expected in site.owners
     # Not relocated: the files name the server's paths.
@@ -85,7 +86,7 @@ def test_render_writes_exactly_what_an_install_writes(tmp_path):
     host = FakeHost(tmp_path / "server")
     host.put(Paths().installer_python, "")  # bootstrap.py made the installer's venv
     installed: dict[str, tuple] = {}
-    assert install(host, args)[0] == 3  # stopped for the driver's reboot
+    assert install(host, args)[0] == runner.EXIT_REBOOT
     _written(host, installed)
     host.reboot_now()
     rc, out = install(host, args)

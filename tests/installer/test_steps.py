@@ -21,10 +21,10 @@ MILESTONES = [
     "write /etc/dlcourse/hub-passwords/teacher (0600 root:root)",
     "tljh-bootstrap-2.0.0.py --version 2.0.0 --admin teacher --plugin",
     "pip install jupyterlab-nvdashboard jupyter-resource-usage ipywidgets",
-    "--index-url https://download.pytorch.org/whl/cu128 torch torchvision",
+    "--index-url https://download.pytorch.org/whl/cu130 torch torchvision",
     "tljh-config set limits.memory 4G",
     "tljh-config set limits.cpu 2",
-    "useradd --system",
+    "useradd --system --user-group",
     "write /etc/dlcourse/hub-token (0600 root:root)",
     "write /opt/tljh/config/jupyterhub_config.d/dlcourse-services.py",
     "write /etc/systemd/system/dlcourse-exporter.service",
@@ -56,7 +56,7 @@ def test_fresh_host_yields_the_full_plan_in_order(tmp_path):
     assert order == sorted(order), "steps ran out of order"
     for n in range(1, 10):
         assert f"[{n}/9]" in out
-    assert "torch.cuda.is_available() is True" in out
+    assert "PyTorch cu130 checked on every GPU as an unprivileged account" in out
     assert "Grafana      http://gpu-server.example.edu/services/grafana/" in out
     assert "class status http://gpu-server.example.edu/services/dlcourse-status/" in out
     assert host.active >= {"jupyterhub", "dlcourse-exporter", "prometheus", "grafana-server"}
@@ -100,7 +100,7 @@ def test_failure_in_a_step_keeps_earlier_steps_and_the_rerun_resumes_there(tmp_p
     assert rc == runner.EXIT_OK, out
     assert out.count("done in an earlier run") == 3
     # The first change of the rerun is step 5's, not a repeat of steps 2-4.
-    assert "--index-url https://download.pytorch.org/whl/cu128" in host.actions[0]
+    assert "--index-url https://download.pytorch.org/whl/cu130" in host.actions[0]
     assert not any("bootstrap" in a or "ubuntu-drivers" in a for a in host.actions)
 
 
@@ -237,7 +237,7 @@ def test_bad_options_are_all_listed_and_nothing_runs(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("username,section\nAda Lovelace,a\nalan\n")
     rc = cli.install(["--mem-limit", "lots", "--roster", str(bad)], host=host, paths=Paths())
-    assert rc == runner.EXIT_REFUSED
+    assert rc == runner.EXIT_BAD_OPTIONS
     err = capsys.readouterr().err
     for text in ("--admin NAME is required", "--mem-limit 'lots'", "bad.csv:2:", "bad.csv:3:"):
         assert text in err
