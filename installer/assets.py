@@ -66,3 +66,13 @@ def alertmanager_config() -> Asset | None:
 
 def dashboards() -> list[Asset]:
     return _files(GRAFANA, "dashboards", ".json")
+
+
+def grafana_provisioning() -> list[Asset]:
+    """Datasources and the dashboard provider, shared with docker-compose.yml; the name keeps
+    the kind: ``datasources/dlcourse.yml``."""
+    found = []
+    for kind in ("datasources", "dashboards"):
+        for a in _files(GRAFANA, f"provisioning/{kind}", ".yml"):
+            found.append(Asset(f"{kind}/{a.name}", a.origin, a.text))
+    return found

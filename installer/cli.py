@@ -8,10 +8,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from dlcourse_installer import __version__, render, runner
+from dlcourse_installer import __version__, render, roster, runner
 from dlcourse_installer.generated import Facts
 from dlcourse_installer.host import DryRunHost, Host, RealHost
-from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, parse_roster, validate
+from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, validate
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.state import State
 from dlcourse_installer.steps import STEPS, Context, purge_driver
@@ -45,10 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--driver",
-        metavar="N",
-        help="NVIDIA driver branch (default: ubuntu-drivers' recommendation)",
+        metavar="BRANCH",
+        help="NVIDIA driver branch, optionally -server and/or -open, e.g. 580-server "
+        "(default: what `ubuntu-drivers list --gpgpu` recommends for a compute server)",
     )
-    p.add_argument("--ppa", action="store_true", help="use the graphics-drivers PPA")
+    p.add_argument(
+        "--ppa",
+        action="store_true",
+        help="the graphics-drivers PPA instead of Ubuntu's archive (DKMS; needs --driver "
+        "BRANCH; refused with Secure Boot on)",
+    )
     p.add_argument(
         "--reboot",
         action="store_true",
@@ -63,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--roster",
         metavar="CSV",
-        help="students: username,section[,role] per line; role 'ta' makes a teaching assistant",
+        help="the people: a CSV file with the columns username and section, and optionally "
+        "role (student or ta; a TA is staff and needs no section); a header names them; "
+        "Excel's CSV UTF-8 is fine",
     )
     p.add_argument("--mem-limit", metavar="SIZE", help="memory per user server, e.g. 4G")
     p.add_argument("--cpu-limit", metavar="N", help="CPUs per user server, e.g. 2")
@@ -75,20 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(default instructors; roster rows with role 'ta' join it)",
     )
     p.add_argument(
-        "--domain",
-        default="",
-        metavar="NAME",
-        help="the hub's public address, e.g. course.example.edu or https://course.example.edu "
-        "(default: hostname --fqdn); Grafana's links and sign-in and the URLs shown at the end "
-        "use it",
-    )
-    p.add_argument(
         "--grafana-port",
         type=int,
         metavar="PORT",
         help="serve Grafana on this port instead of under /services/grafana/ on the hub",
     )
-    p.add_argument("--tljh-version", default=DEFAULT_TLJH_VERSION, help="TLJH release to install")
+    p.add_argument(
+        "--domain",
+        metavar="NAME",
+        help="the server's DNS name, for Grafana's links and sign-in and the URLs shown at "
+        "the end (default: hostname --fqdn); https://NAME when TLJH serves HTTPS",
+    )
+    p.add_argument(
+        "--tljh-version",
+        default=DEFAULT_TLJH_VERSION,
+        metavar="VERSION",
+        help=f"The Littlest JupyterHub release (default {DEFAULT_TLJH_VERSION}, tested)",
+    )
     p.add_argument("--source", help="pip spec of dlcourse (default: this checkout)")
     p.add_argument("--prefix", help="dlcourse's folder (default $DLCOURSE_PREFIX or /opt/dlcourse)")
     p.add_argument(
@@ -107,21 +118,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
     errors: list[str] = []
-    roster: tuple = ()
+    students: tuple = ()
     if args.roster:
         try:
-            roster, errors = parse_roster(
-                Path(args.roster).read_text(encoding="utf-8"), args.roster
-            )
+            # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
+            text = Path(args.roster).read_text(encoding="utf-8-sig")
+            students, errors = roster.parse(text, args.roster)
         except OSError as exc:
             errors.append(f"--roster: {exc.strerror}: {args.roster}")
+        except UnicodeDecodeError:
+            errors.append(
+                f"--roster {args.roster}: not UTF-8 text; in Excel, save it as 'CSV UTF-8'"
+            )
     here = checkout()
     opts = Options(
         admins=tuple(a.lower() for a in args.admin),
         driver=args.driver, ppa=args.ppa, reboot=args.reboot, no_gpu=args.no_gpu,
-        tensorflow=args.tensorflow, roster=roster, mem_limit=args.mem_limit,
-        cpu_limit=args.cpu_limit, grafana_port=args.grafana_port,
-        staff_group=args.staff_group, domain=args.domain,
+        tensorflow=args.tensorflow, roster=students, mem_limit=args.mem_limit,
+        cpu_limit=args.cpu_limit, grafana_port=args.grafana_port, domain=args.domain or "",
+        staff_group=args.staff_group,
         tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
         dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
     )  # fmt: skip
@@ -174,8 +189,7 @@ def server_name(host: Host) -> str:
 def facts(host: Host, paths: Paths) -> Facts:
     # The resume unit runs the installer with the Python running it now: bootstrap.py's venv.
     python = paths.installer_python if host.exists(paths.installer_python) else sys.executable
-    # The hub's public address unless --domain says otherwise.
-    return Facts(python=python, fqdn=server_name(host))
+    return Facts(python=python)
 
 
 def render_files(argv: list[str]) -> int:

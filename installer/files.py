@@ -35,7 +35,7 @@ def ensure_generated(host: Host, f: GeneratedFile, *, planning: bool = False) ->
 
 def ensure_owner(host: Host, f: GeneratedFile) -> bool:
     """The owner and mode of the registry, for a file written before its account existed."""
-    if not host.exists(f.path):
+    if not host.is_regular_file(f.path):
         return False
     return ensure_attrs(host, f.path, mode=f.mode, owner=f.owner, group=f.group)
 
@@ -57,8 +57,11 @@ def ensure_file(
     origin: str = "",
     secret: bool = False,
 ) -> bool:
-    """Write ``content`` unless it is already there, as it should be. True if it changed."""
-    if host.read_text(path) == content:
+    """Write ``content`` unless it is already there, as it should be. True if it changed.
+
+    A symlink at ``path`` is replaced by the file, never written through.
+    """
+    if host.is_regular_file(path) and host.read_text(path) == content:
         return ensure_attrs(host, path, mode=mode, owner=owner, group=group)
     host.write_file(
         path, content, mode=mode, owner=owner, group=group, origin=origin, secret=secret
@@ -76,8 +79,9 @@ def ensure_attrs(host: Host, path: str, *, mode: int, owner: str, group: str) ->
 def ensure_secret(
     host: Host, path: str, *, mode: int = 0o600, owner: str = "root", group: str = "root"
 ) -> bool:
-    """A random token, made once: rerunning the installer never rotates a credential."""
-    if host.exists(path):
+    """A random token, made once: rerunning the installer never rotates a credential. A
+    symlink at ``path`` is no secret: it is replaced by a fresh one."""
+    if host.is_regular_file(path):
         return ensure_attrs(host, path, mode=mode, owner=owner, group=group)
     host.write_file(path, new_secret(), mode=mode, owner=owner, group=group, secret=True)
     return True

@@ -39,8 +39,8 @@ class GeneratedFile:
     mode: int = 0o644
     owner: str = "root"
     group: str = "root"
-    # A packaged asset copied as it is (rules, dashboards): the dry run names it, and
-    # does not print it.
+    # The packaged asset it comes from (rules, dashboards, provisioning): the dry run names
+    # it instead of printing it.
     origin: str = ""
     # Made from secrets (content None): never printed or logged either.
     derived: Derived | None = None
@@ -56,14 +56,12 @@ class Facts:
     install, fixed (a fresh Ubuntu 24.04 GPU server) for render."""
 
     python: str  # the Python that resumes the install after the driver's reboot
-    # This server's name, for the hub's public address when --domain is not given.
-    fqdn: str = "gpu-server.example.edu"
 
 
-def public_url(opts: Options, facts: Facts) -> str:
-    """The hub's address as browsers know it: --domain (with its scheme, if it has one)."""
-    domain = opts.domain or facts.fqdn
-    return domain.rstrip("/") if "://" in domain else f"http://{domain}"
+def public_url(opts: Options) -> str:
+    """The hub's address as browsers know it: --domain (the server's name unless given), with
+    its scheme if it has one."""
+    return opts.domain if "://" in opts.domain else f"http://{opts.domain}"
 
 
 def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[GeneratedFile]:
@@ -73,10 +71,10 @@ def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[Genera
         *_hub_accounts(paths, opts),
         *_user_environment(paths),
         *_course(paths, opts),
-        *_hub_services(paths, ports, opts, facts),
+        *_hub_services(paths, ports, opts),
         *_prometheus(paths, ports),
         *_alertmanager(paths, ports),
-        *_grafana(paths, ports, opts, facts),
+        *_grafana(paths, ports, opts),
     ]
 
 
@@ -111,9 +109,9 @@ def _course(paths: Paths, opts: Options) -> list[GeneratedFile]:
     return [*tas, GeneratedFile(f"{paths.tljh_config_d}/dlcourse-course.py", "course", snippet)]
 
 
-def _hub_services(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[GeneratedFile]:
+def _hub_services(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
     snippet = templates.hub_services_snippet(paths)
-    grafana_root = grafana_config.root_url(public_url(opts, facts), opts.grafana_port)
+    grafana_root = grafana_config.root_url(public_url(opts), opts.grafana_port)
     staff_snippet = staff.hub_snippet(
         paths, ports, staff_group=opts.staff_group, grafana_proxied=opts.grafana_port is None,
         grafana_redirect_uri=grafana_config.redirect_uri(grafana_root),
@@ -151,12 +149,12 @@ def _prometheus(paths: Paths, ports: Ports) -> list[GeneratedFile]:
 def _alertmanager(paths: Paths, ports: Ports) -> list[GeneratedFile]:
     packaged = assets.alertmanager_config()
     if packaged:
-        config = GeneratedFile(
-            paths.alertmanager_config, "alertmanager", packaged.text, origin=packaged.origin
-        )
+        text, origin = packaged.text, packaged.origin
     else:
-        default = templates.default_alertmanager_config()
-        config = GeneratedFile(paths.alertmanager_config, "alertmanager", default)
+        text, origin = templates.default_alertmanager_config(), ""
+    # Receivers may hold SMTP or webhook credentials: Alertmanager's account reads it, no one else.
+    config = GeneratedFile(paths.alertmanager_config, "alertmanager", text, mode=0o640,
+                           group="prometheus", origin=origin)  # fmt: skip
     args = templates.default_args(templates.alertmanager_args(paths, ports))
     return [
         config,
@@ -164,12 +162,24 @@ def _alertmanager(paths: Paths, ports: Ports) -> list[GeneratedFile]:
     ]
 
 
-def _grafana(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[GeneratedFile]:
-    prov = paths.grafana_provisioning
+def _grafana(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
     ini = grafana_config.grafana_ini(
-        paths, ports, public_url=public_url(opts, facts), grafana_port=opts.grafana_port,
+        paths, ports, public_url=public_url(opts), grafana_port=opts.grafana_port,
         staff_group=opts.staff_group,
     )  # fmt: skip
+    # The repository's provisioning, as docker-compose.yml uses it, with this install's
+    # addresses, folders and Grafana's password file in place of the ones it names.
+    here = {Ports().address(name): ports.address(name) for name in ("prometheus", "alertmanager")}
+    here[Paths().grafana_dashboards_dir] = paths.grafana_dashboards_dir
+    here[grafana_config.COMPOSE_PASSWORD_FILE] = paths.password("grafana")
+    provisioning = []
+    for a in assets.grafana_provisioning():
+        text = _with(a.text, here)
+        origin = a.origin if text == a.text else f"{a.origin}, with this install's addresses"
+        path = f"{paths.grafana_provisioning}/{a.name}"
+        provisioning.append(
+            GeneratedFile(path, "grafana", text, mode=0o640, group="grafana", origin=origin)
+        )
     dashboards = [
         GeneratedFile(f"{paths.grafana_dashboards_dir}/{a.name}", "grafana", a.text,
                       origin=a.origin)
@@ -183,12 +193,15 @@ def _grafana(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[Ge
         GeneratedFile(paths.grafana_ini, "grafana", ini, mode=0o640, group="grafana"),
         GeneratedFile(paths.unit("grafana-server.service.d/dlcourse.conf"), "grafana",
                       grafana_config.dropin(paths)),
-        GeneratedFile(f"{prov}/datasources/dlcourse.yml", "grafana",
-                      grafana_config.datasource(paths, ports), mode=0o640, group="grafana"),
-        GeneratedFile(f"{prov}/dashboards/dlcourse.yml", "grafana",
-                      templates.grafana_dashboard_provider(paths), mode=0o640, group="grafana"),
+        *provisioning,
         *dashboards,
     ]  # fmt: skip
+
+
+def _with(text: str, replacements: dict[str, str]) -> str:
+    for default, value in replacements.items():
+        text = text.replace(default, value)
+    return text
 
 
 def part(files: list[GeneratedFile], name: str) -> list[GeneratedFile]:

@@ -18,6 +18,7 @@ import os
 import pwd
 import shlex
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -70,6 +71,8 @@ class Host:
     apt_lists_fresh: bool = False
     # The live line of the running step; None: nothing but the log sees command output.
     progress: Progress | None = None
+    # What a dry run would have made by now: later steps see it as there, as they would.
+    planned: set[str] = field(default_factory=set)
 
     # -- commands --------------------------------------------------------------
     def query(
@@ -96,6 +99,13 @@ class Host:
 
     def exists(self, path: str) -> bool:
         return os.path.lexists(self.local(path))
+
+    def is_regular_file(self, path: str) -> bool:
+        """A file, not a symlink to one: the installer never writes or chmods through links."""
+        try:
+            return stat.S_ISREG(os.lstat(self.local(path)).st_mode)
+        except OSError:
+            return False
 
     def read_text(self, path: str) -> str | None:
         try:
@@ -136,8 +146,13 @@ class Host:
 
     def set_attrs(self, path: str, *, mode: int, owner: str, group: str) -> None:
         self._record(f"chmod {mode:04o} {path}; chown {owner}:{group} {path}")
-        os.chmod(self.local(path), mode)
-        self._chown(self.local(path), owner, group)
+        local = self.local(path)
+        fd = os.open(local, os.O_RDONLY | os.O_NOFOLLOW)  # a symlink here fails (ELOOP)
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        self._chown(local, owner, group)
 
     def make_dirs(self, path: str, *, mode: int = 0o755) -> None:
         self._record(f"mkdir -p -m {mode:04o} {path}")
@@ -237,6 +252,10 @@ class _Watcher:
 class DryRunHost(RealHost):
     """Looks at the real machine, prints what it would change, changes nothing."""
 
+    def exists(self, path):
+        made = any(p == path or p.startswith(path.rstrip("/") + "/") for p in self.planned)
+        return made or Host.exists(self, path)  # (the fake dry-run host borrows this method)
+
     def run(
         self, argv: list[str], *, env: dict[str, str] | None = None, input: str | None = None
     ) -> Result:
@@ -248,6 +267,7 @@ class DryRunHost(RealHost):
         self, path, content, *, mode=0o644, owner="root", group="root", secret=False, origin=""
     ):
         self._plan(f"write {path} (mode {mode:04o}, {owner}:{group})")
+        self.planned.add(path)
         if secret or origin:
             sys.stdout.write(f"      {_shown(content, secret, origin)}\n")
             return
@@ -262,6 +282,7 @@ class DryRunHost(RealHost):
 
     def make_dirs(self, path, *, mode=0o755):
         self._plan(f"mkdir -p -m {mode:04o} {path}")
+        self.planned.add(path)
 
     def remove(self, path):
         self._plan(f"rm -rf {path}")

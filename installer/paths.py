@@ -154,7 +154,8 @@ class Paths:
     amtool_config: str = "/etc/prometheus/amtool.yml"
     grafana_ini: str = "/etc/grafana/grafana.ini"
     grafana_provisioning: str = "/etc/grafana/provisioning"
-    grafana_dashboards_dir: str = "/var/lib/grafana/dashboards/dlcourse"
+    # Where grafana/provisioning/dashboards/dlcourse.yml looks, as in docker-compose.yml.
+    grafana_dashboards_dir: str = "/etc/grafana/dashboards/dlcourse"
     apt_keyrings: str = "/etc/apt/keyrings"
     apt_sources_d: str = "/etc/apt/sources.list.d"
     etc_default: str = "/etc/default"

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from functools import cached_property
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from dlcourse_installer import (
     apt,
@@ -159,7 +160,13 @@ def ensure_nvidia_driver(ctx: Context) -> None:
         ctx.note("skipped: --no-gpu")
         return
     kernel = host.query(["uname", "-r"]).stdout.strip()
-    branch = driver.installed(host) or chosen_branch(ctx)
+    present = driver.installed(host)
+    if present and opts.driver and str(present) != opts.driver:
+        raise StepError(
+            f"driver {present} is installed, not {opts.driver}: to switch, run "
+            "`dlcourse-install driver --purge`, reboot, and run this command again"
+        )
+    branch = present or chosen_branch(ctx)
     if branch is None:
         if not opts.dry_run:
             raise StepError(
@@ -167,9 +174,10 @@ def ensure_nvidia_driver(ctx: Context) -> None:
                 "server: choose one with --driver BRANCH (e.g. 580-server)"
             )
         branch = driver.Branch("<recommended by ubuntu-drivers>", server=True)
-    ctx.note(f"driver {branch}" + ("" if opts.driver else " (ubuntu-drivers' choice for servers)"))
+    chosen = "as given (--driver)" if opts.driver else "ubuntu-drivers' choice for servers"
+    ctx.note(f"driver {branch}, {chosen}")
     ctx.driver_branch = branch
-    if driver.installed(host) is None:
+    if present is None:
         install_driver(ctx, branch, kernel)
     gpus = preflight.nvidia_gpus(host)
     switches = preflight.nvswitches(host)
@@ -433,7 +441,7 @@ def ensure_course(ctx: Context) -> None:
     changed = False
     for key, names in (
         ("users.admin", opts.admins),
-        ("users.allowed", [user for user, _, _ in opts.roster]),
+        ("users.allowed", [student.username for student in opts.roster]),
     ):
         present = set(tljh.lookup(cfg, key) or [])
         for name in names:
@@ -447,7 +455,7 @@ def ensure_course(ctx: Context) -> None:
     changed |= ensure_part(ctx, "course")
     if tljh.is_installed(host, paths) and tljh.passwords_missing(host, paths):
         tljh.seed_passwords(host, paths)  # before the hub loads the TAs from the roster
-    sections = {section for _, section, _ in opts.roster if section}
+    sections = {student.group for student in opts.roster if student.group}
     if opts.roster:
         ctx.note(f"{len(opts.roster)} people in {len(sections)} sections")
     for ta in opts.tas:
@@ -494,10 +502,10 @@ def ensure_grafana(ctx: Context) -> bool:
     for f in ctx.files:
         if f.group == "grafana" and f.part != "grafana":
             files.ensure_owner(host, f)
+    ctx.note(f"{len(assets.dashboards())} dashboards from grafana/dashboards/")
     changed = ensure_part(ctx, "grafana")
     if changed:
         systemd.reload_daemon(host)  # the drop-in
-    ctx.note(f"{len(assets.dashboards())} dashboards from grafana/dashboards/")
     return changed
 
 
@@ -533,7 +541,7 @@ def _get_json(host: Host, netrc: str, url: str, *params: str) -> dict | None:
 
 
 def ensure_final_check(ctx: Context) -> None:
-    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    host, opts, netrc = ctx.host, ctx.opts, ctx.paths.instructor_netrc
     if opts.dry_run:
         ctx.note("after a real run: services active, Prometheus targets up, a sample query")
         return
@@ -553,7 +561,7 @@ def ensure_final_check(ctx: Context) -> None:
     active: list[dict] = []
     down: list[str] = ["(no answer from Prometheus)"]
     for _ in range(12):  # targets turn up after their first scrape (15 s)
-        targets = _get_json(host, paths.instructor_netrc, f"{prom}/api/v1/targets", "state=active")
+        targets = _get_json(host, netrc, f"{prom}/api/v1/targets", "state=active")
         if targets is not None:
             active = targets.get("data", {}).get("activeTargets", [])
             down = [t["labels"].get("job", "?") for t in active if t.get("health") != "up"]
@@ -562,9 +570,7 @@ def ensure_final_check(ctx: Context) -> None:
         host.sleep(5)
     if down:
         raise StepError(f"Prometheus targets down: {', '.join(down)} (see {prom}/targets)")
-    answer = _get_json(
-        host, paths.instructor_netrc, f"{prom}/api/v1/query", "query=dlcourse_exporter_build_info"
-    )
+    answer = _get_json(host, netrc, f"{prom}/api/v1/query", "query=dlcourse_exporter_build_info")
     series = (answer or {}).get("data", {}).get("result", [])
     if not series:
         raise StepError(
@@ -577,19 +583,19 @@ def summary(ctx: Context) -> list[str]:
     """Where everything is once installed: URLs, and the file of each credential (never its
     value)."""
     paths, opts, ports = ctx.paths, ctx.opts, ctx.ports
-    hub = generated.public_url(opts, ctx.facts)
-    grafana = grafana_config.root_url(hub, opts.grafana_port)
+    hub = generated.public_url(opts)
     admins = "; ".join(f"admin {a}: password in {paths.hub_password(a)}" for a in opts.admins)
     return [
         f"JupyterHub:   {hub}/  ({admins})",
-        f"Staff only (hub admins and group {opts.staff_group!r}), through the hub's login:",
+        f"Staff only (hub admins and the group {opts.staff_group!r}), through the hub's login:",
         f"  class status {hub}/services/{staff.STATUS_SERVICE}/",
-        f"  Grafana      {grafana}",
+        f"  Grafana      {grafana_config.root_url(hub, opts.grafana_port)}",
         f"Prometheus:   http://{ports.address('prometheus')}/ and Alertmanager "
-        f"http://{ports.address('alertmanager')}/, on the server only, as root: "
-        f"curl --netrc-file {paths.instructor_netrc} ..., amtool ...",
-        f"Credentials:  in {paths.etc} and {paths.monitoring_auth}, readable by root and the "
-        "one service each is for (docs/security.md)",
+        f"http://{ports.address('alertmanager')}/, on the server only, user instructor "
+        f"(ssh -L {ports.prometheus}:{ports.address('prometheus')} {urlsplit(hub).hostname}; "
+        f"as root: curl --netrc-file {paths.instructor_netrc}, amtool)",
+        f"Credentials:  in {paths.etc} and {paths.monitoring_auth}, each readable by root and "
+        "the one service it is for (docs/security.md)",
         f"Install log:  {paths.log_file}",
     ]
 
@@ -613,7 +619,8 @@ STEPS = [
     ),
     Step(
         "course", "Course: admins, roster, limits", ensure_course,
-        lambda o: {"admins": o.admins, "roster": o.roster, "staff": o.staff_group,
+        lambda o: {"admins": o.admins, "roster": [astuple(s) for s in o.roster],
+                   "staff": o.staff_group,
                    "mem": o.mem_limit, "cpu": o.cpu_limit},
         parts=("course",),
     ),

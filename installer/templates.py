@@ -291,20 +291,6 @@ def node_exporter_args(paths: Paths, ports: Ports) -> list[str]:
     ]
 
 
-def grafana_dashboard_provider(paths: Paths) -> str:
-    return f"""# {HEADER}
-apiVersion: 1
-providers:
-  - name: dlcourse
-    folder: dlcourse
-    type: file
-    disableDeletion: true
-    allowUiUpdates: false
-    options:
-      path: {paths.grafana_dashboards_dir}
-"""
-
-
 def grafana_apt_source(paths: Paths) -> str:
     return (
         f"# {HEADER}\n"

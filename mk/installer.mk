@@ -6,4 +6,4 @@ installer-test: venv
 
 # What `dlcourse-install` would do on this machine (never changes anything, needs no root).
 installer-plan: venv
-	$(VENV)/bin/dlcourse-install --dry-run --admin teacher || true
+	$(VENV)/bin/dlcourse-install --dry-run --admin teacher --driver 580 || true

@@ -227,8 +227,10 @@ class AlertingStack:
         overrides: Path | dict = E2E_OVERRIDES,
         hub_token_file: Path | None = None,
         interval: str = "1s",
+        exporter_token_file: Path | None = None,
     ) -> None:
         self.workdir = workdir
+        self.exporter_token_file = exporter_token_file or token_file()
         self.targets = targets
         self.overrides = overrides
         self.hub_token_file = hub_token_file
@@ -257,7 +259,8 @@ class AlertingStack:
         am_port, prom_port = free_port(), free_port()
         self.alertmanager_url = f"http://127.0.0.1:{am_port}"
         self.prometheus_url = f"http://127.0.0.1:{prom_port}"
-        web_config = self.workdir / "web-config.yml"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        web_config = self.web_config = self.workdir / "web-config.yml"
         web_config.write_text(webauth.web_config({self.auth[0]: webauth.bcrypt_hash(self.auth[1])}))
         password_file = self.workdir / "prometheus.password"
         password_file.touch(mode=0o600)
@@ -297,7 +300,7 @@ class AlertingStack:
             f"127.0.0.1:{am_port}",
             f"127.0.0.1:{prom_port}",
             {
-                "dlcourse": token_file(),
+                "dlcourse": self.exporter_token_file,
                 "jupyterhub": self.hub_token_file or Path(os.devnull),
                 "basic_auth": password_file,
             },

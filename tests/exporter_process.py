@@ -65,10 +65,11 @@ class RunningExporter:
         scenario: Path | None = None,
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
-        port: int | None = None,
         open_files: int | None = None,
+        port: int | None = None,
     ) -> None:
-        """open_files: soft and hard RLIMIT_NOFILE both, so the exporter cannot raise it."""
+        """open_files: soft and hard RLIMIT_NOFILE both, so the exporter cannot raise it.
+        port: a port chosen beforehand (a configuration names it), else a free one."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environ = {

@@ -106,6 +106,21 @@ c.Spawner.pre_spawn_hook = hold_spawn
 """
 
 
+def tljh_authenticator(store: Path, allowed: Sequence[str], admins: Sequence[str] = ()) -> str:
+    """Configuration for TLJH's own login (tljh/configurer.py, TLJH 2.0.0): FirstUseAuthenticator
+    (the first login sets a password, unless one is in `store`), no new accounts, `allowed`
+    and `admins` (which the hub creates at start) and users added later (JupyterHub 5's
+    allow_existing_users) the only ones. Append it with `extra_config` or `add_config`."""
+    return f"""
+c.JupyterHub.authenticator_class = "firstuseauthenticator.FirstUseAuthenticator"
+c.FirstUseAuthenticator.dbm_path = {str(store)!r}
+c.FirstUseAuthenticator.create_users = False
+c.Authenticator.allow_all = False
+c.Authenticator.allowed_users = {set(allowed)!r}
+c.Authenticator.admin_users = {set(admins)!r}
+"""
+
+
 class HubError(AssertionError):
     """The live hub did not do what a test asked; the message carries its log's tail."""
 

@@ -147,7 +147,8 @@ def write_roster(folder: Path) -> tuple[Path, list[str]]:
     it and the names, students first."""
     students = [f"dlct-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     ta = f"dlct-ta-{uuid.uuid4().hex[:6]}"
-    rows = [f"{students[0]},A", f"{students[1]},A", f"{students[2]},B", f"{ta},,ta"]
+    rows = [f"{students[0]},A,student", f"{students[1]},A,student", f"{students[2]},B,student",
+            f"{ta},,ta"]  # fmt: skip
     roster = folder / "roster.csv"
     roster.write_text("username,section,role\n" + "\n".join(rows) + "\n")
     return roster, [*students, ta]

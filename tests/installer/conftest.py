@@ -10,6 +10,10 @@ from dlcourse_installer.paths import Paths
 from .fakehost import FakeHost
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# TLJH 2.0.0's source beside the checkout (../shared/upstream); a plain clone lacks it.
+UPSTREAM_TLJH = os.path.join(
+    os.path.dirname(REPO), "shared", "upstream", "the-littlest-jupyterhub-2.0.0"
+)
 
 
 @pytest.fixture

@@ -399,6 +399,7 @@ class FakeDryHost(FakeHost):
     """--dry-run over the fake server: looks at it, prints what it would do, changes nothing."""
 
     run = DryRunHost.run
+    exists = DryRunHost.exists
     write_file = DryRunHost.write_file
     set_attrs = DryRunHost.set_attrs
     make_dirs = DryRunHost.make_dirs

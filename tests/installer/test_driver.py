@@ -33,7 +33,7 @@ def test_default_is_ubuntus_compute_path_with_signed_prebuilt_modules(tmp_path):
     # Nothing is built on the server: no DKMS, no headers (the old path installed both).
     assert not any(p.startswith(("nvidia-dkms", "linux-headers", "dkms")) for p in host.packages)
     assert f"linux-modules-nvidia-580-server-{KERNEL}" in host.packages
-    assert "driver 580-server (ubuntu-drivers' choice for servers)" in out
+    assert "driver 580-server, ubuntu-drivers' choice for servers" in out
     assert "driver 580.65.06 loaded; nvidia-smi and NVML see all 1 GPU(s)" in out
 
 
@@ -144,6 +144,15 @@ def test_a_module_that_does_not_load_after_the_reboot_is_reported(tmp_path):
     rc, out = install(host, ARGV)
     assert rc == runner.EXIT_FAILED
     assert "the nvidia module did not load after the reboot (no /sys/module/nvidia)" in out
+
+
+def test_a_different_installed_driver_is_not_switched_silently(tmp_path):
+    host = FakeHost(tmp_path)
+    host.packages |= {"nvidia-driver-535", "linux-modules-nvidia-535-generic"}
+    rc, out = install(host, [*ARGV, "--driver", "580-server"])
+    assert rc == runner.EXIT_FAILED
+    assert "driver 535 is installed, not 580-server: to switch, run `dlcourse-install " in out
+    assert not any("ubuntu-drivers install" in a for a in host.runs)
 
 
 def test_branch_names():

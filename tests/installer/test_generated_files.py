@@ -14,9 +14,11 @@ import yaml
 from jupyterhub.app import JupyterHub
 from rendered import render_site
 
-from dlcourse_installer import hub_passwords, templates, tljh_plugin
+from dlcourse_installer import cli, hub_passwords, options, templates, tljh_plugin
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
+
+from .conftest import UPSTREAM_TLJH
 
 EXPORTER_UNIT = f"/etc/systemd/system/{templates.EXPORTER_SERVICE}.service"
 RESUME_UNIT = f"/etc/systemd/system/{templates.RESUME_UNIT}"
@@ -112,17 +114,31 @@ def test_alertmanager_config_passes_amtool(site, tmp_path):
 
 
 def test_grafana_provisioning_points_at_the_stack(site):
+    """The repository's provisioning (shared with docker-compose.yml), with this install's
+    addresses and folder; relocated, the folder is in the site and has the dashboards."""
     datasources = yaml.safe_load(site.read("/etc/grafana/provisioning/datasources/dlcourse.yml"))
-    [prometheus] = datasources["datasources"]
-    assert prometheus["url"] == "http://127.0.0.1:9090"
+    urls = {d["type"]: d["url"] for d in datasources["datasources"]}
+    assert urls == {"prometheus": "http://127.0.0.1:9090", "alertmanager": "http://127.0.0.1:9093"}
     # Basic auth, the password read by Grafana from its own file ($__file{}), never inline.
-    assert prometheus["basicAuth"] is True and prometheus["basicAuthUser"] == "grafana"
     password_file = site.local("/etc/dlcourse/monitoring/grafana.password")
-    assert prometheus["secureJsonData"]["basicAuthPassword"] == f"$__file{{{password_file}}}"
+    for datasource in datasources["datasources"]:
+        assert datasource["basicAuth"] is True and datasource["basicAuthUser"] == "grafana"
+        assert datasource["secureJsonData"]["basicAuthPassword"] == f"$__file{{{password_file}}}"
     provider = yaml.safe_load(site.read("/etc/grafana/provisioning/dashboards/dlcourse.yml"))
     folder = provider["providers"][0]["options"]["path"]
-    dashboards = sorted(os.listdir(folder))  # relocated: the folder is in the site
+    assert folder.startswith(str(site.root))
+    dashboards = sorted(os.listdir(folder))
     assert "class-overview.json" in dashboards and len(dashboards) >= 4
+    home = f"\ndefault_home_dashboard_path = {folder}/class-overview.json\n"
+    assert home in site.read("/etc/grafana/grafana.ini")
+
+
+def test_grafana_provisioning_follows_moved_ports(tmp_path):
+    site = render_site(tmp_path / "site", "--admin", "t", ports={"prometheus": 19090,
+                       "alertmanager": 19093})  # fmt: skip
+    text = site.read("/etc/grafana/provisioning/datasources/dlcourse.yml")
+    assert "url: http://127.0.0.1:19090" in text and "url: http://127.0.0.1:19093" in text
+    assert ":9090" not in text and ":9093" not in text
 
 
 TLJH_LIKE_CONFIG = """
@@ -203,6 +219,9 @@ def test_tljh_plugin_registers_through_the_tljh_entry_point(tmp_path, monkeypatc
     pm.load_setuptools_entrypoints("tljh")
     assert pm.get_plugin("dlcourse") is tljh_plugin
     pm.check_pending()  # every hookimpl of ours matches a TLJH hook
+    # The plugin writes no file itself (its old tljh_post_install wrote JSON in place): the
+    # installer's registry has the settings file, written atomically.
+    assert not pm.hook.tljh_post_install.get_hookimpls()
 
     assert pm.hook.tljh_extra_user_pip_packages() == [
         ["jupyterlab-nvdashboard", "jupyter-resource-usage", "ipywidgets"]
@@ -238,3 +257,25 @@ def test_secret_files_are_created_root_only(tmp_path):
     st = os.stat(tmp_path / "etc/dlcourse/hub-token")
     assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
     assert not files.ensure_secret(host, "/etc/dlcourse/hub-token")  # made once, kept
+
+
+def test_the_pinned_tljh_and_the_tested_jupyterhub_agree():
+    """TLJH 2.0.0 is pinned (1.0.0 was: JupyterHub 4, Python 3.10, a Mambaforge download
+    upstream stopped); the tests run the JupyterHub major that TLJH release installs."""
+    import jupyterhub
+
+    assert options.DEFAULT_TLJH_VERSION == "2.0.0"
+    requirements = os.path.join(UPSTREAM_TLJH, "tljh", "requirements-hub-env.txt")
+    if not os.path.exists(requirements):
+        pytest.skip("no ../shared/upstream copy of TLJH 2.0.0")
+    with open(requirements) as f:
+        (spec,) = [line for line in f if line.startswith("jupyterhub>=")]
+    assert spec.strip() == "jupyterhub>=5.2.0,<6"
+    assert jupyterhub.__version__.split(".")[0] == "5"
+
+
+def test_docker_stack_option_is_gone(capsys):
+    """--stack docker could not start (no Dockerfile, sources, secrets or NVIDIA toolkit)."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser().parse_args(["--admin", "t", "--stack", "docker"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --stack" in capsys.readouterr().err

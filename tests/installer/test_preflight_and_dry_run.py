@@ -11,7 +11,7 @@ import tempfile
 import pytest
 
 from dlcourse_installer import cli, preflight, runner
-from dlcourse_installer.options import Options, parse_roster, validate
+from dlcourse_installer.options import Options, validate
 from dlcourse_installer.paths import Paths
 
 from .conftest import REPO
@@ -103,33 +103,7 @@ def test_little_disk_is_refused(tmp_path):
     assert errors and "GiB free" in errors[0]
 
 
-def test_roster_parsing_and_validation():
-    rows, errors = parse_roster("username,section\nAda,A\nada,B\nbad name,A\n,\n\n# note\nx,\n")
-    assert rows == (("ada", "section-a", "student"),)
-    assert len(errors) == 3 and "appears twice" in errors[0]
-
-
-def test_roster_roles_make_teaching_assistants_staff():
-    text = "username,section,role\nada,A,student\nbea,A\ntom,,ta\numa,B,TA\nvic,B,boss\nwes,\n"
-    rows, errors = parse_roster(text)
-    assert rows == (
-        ("ada", "section-a", "student"),
-        ("bea", "section-a", "student"),
-        ("tom", "", "ta"),  # a TA needs no section
-        ("uma", "section-b", "ta"),
-    )
-    assert errors == [
-        "roster:6: role 'boss' of 'vic' is not student or ta",
-        "roster:7: empty section for 'wes'",
-    ]
-    opts = Options(roster=rows, staff_group="tutors")
-    assert opts.tas == ("tom", "uma")
-    assert opts.groups() == {
-        "section-a": ["ada", "bea"], "tutors": ["tom", "uma"], "section-b": ["uma"]
-    }  # fmt: skip
-    assert "--staff-group 'Bad Group' is not a valid group name" in validate(
-        Options(admins=("t",), staff_group="Bad Group")
-    )
+def test_no_gpu_excludes_driver_choices():
     assert validate(Options(admins=("t",), no_gpu=True, driver="550")) == [
         "--no-gpu cannot be combined with --driver or --ppa"
     ]

@@ -52,7 +52,7 @@ def test_owners_lists_every_file_with_the_mode_it_has(tmp_path):
         "/etc/systemd/system/dlcourse-install-resume.service",
         "/opt/tljh/config/jupyterhub_config.d/dlcourse-course.py",
         "/etc/prometheus/dlcourse/dlcourse-alerts.yml",  # not .../rules/rules/...
-        "/var/lib/grafana/dashboards/dlcourse/class-overview.json",
+        "/etc/grafana/dashboards/dlcourse/class-overview.json",
     ):
         assert expected in site.owners
     # Not relocated: the files name the server's paths.

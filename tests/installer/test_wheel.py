@@ -70,7 +70,7 @@ def test_dry_run_from_the_wheel_finds_every_asset(wheel_venv):
         assert f"/etc/prometheus/dlcourse/{rule} " in out, rule
         assert f"(a copy of prometheus/rules/{rule} from the dlcourse package)" in out
     for dashboard in sorted(os.listdir(REPO / "grafana" / "dashboards")):
-        assert f"/var/lib/grafana/dashboards/dlcourse/{dashboard} " in out, dashboard
+        assert f"/etc/grafana/dashboards/dlcourse/{dashboard} " in out, dashboard
     assert "(a copy of prometheus/alertmanager.yml from the dlcourse package)" in out
     assert "2 rule files from prometheus/rules/" in out
     assert "0.0.0+unknown" not in out and "dlcourse-install 0.1.0" in out
@@ -89,7 +89,7 @@ def test_render_from_the_wheel_needs_no_root(wheel_venv, make_linux_user, tmp_pa
         assert result.returncode == 0, result.stdout + result.stderr
         owners = parse_owners((root / "site" / "OWNERS").read_text())
         assert "/etc/prometheus/dlcourse/dlcourse-alerts.yml" in owners
-        assert "/var/lib/grafana/dashboards/dlcourse/class-overview.json" in owners
+        assert "/etc/grafana/dashboards/dlcourse/class-overview.json" in owners
         secret = root / "site" / "etc/dlcourse/hub-token"
         assert secret.stat().st_uid == account.pw_uid and secret.stat().st_mode & 0o777 == 0o600
     finally:

@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -31,7 +32,7 @@ from pathlib import Path
 import pytest
 from alerting_stack import PROMETHEUS_DIR, SYSTEM_PYTHON, Process, Webhook, find_tool, wait_until
 from exporter_process import RunningExporter, free_port
-from hubfixture import LinuxAccounts
+from hubfixture import LinuxAccounts, LiveHub
 from rendered import Site, render_site
 
 from fakenvml import Gpu, Scenario
@@ -44,6 +45,7 @@ DAEMONS = {  # the Debian package's binary, and the /etc/default file its unit r
     "prometheus": ("prometheus", "/etc/default/prometheus"),
 }
 EXPORTER_UNIT = "/etc/systemd/system/dlcourse-exporter.service"
+CONFIG_D = "/opt/tljh/config/jupyterhub_config.d"
 MONITORING = "/etc/dlcourse/monitoring"
 
 pytestmark = pytest.mark.skipif(
@@ -57,8 +59,22 @@ class Stack:
     ports: dict[str, int]
     exporter: RunningExporter
     webhook: Webhook
-    student: str  # who probes
+    student: str  # who probes (hub name; Linux account jupyter-<name>)
     classmate: str  # whose GPU use is on the monitoring stack
+    daemons: dict[str, Process]
+    work: Path
+
+    def start(self, name: str) -> None:
+        """Starts (or restarts) a daemon as its Debian unit would, from /etc/default/<name>."""
+        if name in self.daemons:
+            self.daemons[name].stop()
+        binary, default_file = DAEMONS[name]
+        argv = [find_tool(binary), *daemon_args(self.site, default_file)]
+        self.daemons[name] = Process(name, argv, self.work, user="prometheus")
+
+    @property
+    def student_account(self) -> str:
+        return f"jupyter-{self.student}"
 
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
@@ -77,9 +93,10 @@ def only(account: str) -> dict:
 
 
 def apply_owners(site: Site) -> None:
-    """chown as OWNERS says, for the accounts this machine has (Grafana's has no package here:
-    its files stay root's, which only takes from Grafana)."""
-    for path, (owner, group, _) in site.owners.items():
+    """Modes and owners as OWNERS says, for the accounts this machine has (Grafana's has no
+    package here: its files stay root's, which only takes from Grafana)."""
+    for path, (owner, group, mode) in site.owners.items():
+        os.chmod(site.local(path), mode)
         try:
             os.chown(site.local(path), pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
         except KeyError:
@@ -126,7 +143,7 @@ def render_alertmanager_receiver(site: Site, webhook: Webhook) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(fake_nvml_dir) -> Iterator[Stack]:
+def stack(fake_nvml_dir, user_env) -> Iterator[Stack]:
     for binary, _ in DAEMONS.values():
         if find_tool(binary) is None:
             pytest.skip(f"{binary} is not installed (scripts/apt-packages.txt lists its package)")
@@ -134,17 +151,23 @@ def stack(fake_nvml_dir) -> Iterator[Stack]:
     work = Path(tempfile.mkdtemp(prefix="dlcourse-access-"))
     work.chmod(0o755)
     accounts = LinuxAccounts()
-    processes: list[Process] = []
+    daemons: dict[str, Process] = {}
     notebooks: list[subprocess.Popen] = []
     exporter = None
     webhook = Webhook()
+    # A real hub with the rendered machine services (the exporter's and Prometheus's tokens).
+    hub = LiveHub(work / "hub", user_env, services={})
     try:
-        student, classmate = (accounts.create(f"dlct-{uuid.uuid4().hex[:8]}").pw_name
-                              for _ in range(2))  # fmt: skip
-        ports = {
-            n: free_port() for n in ("exporter", "prometheus", "alertmanager", "node_exporter")
-        }
+        services = ("exporter", "prometheus", "alertmanager", "node_exporter")
+        ports = {name: free_port() for name in services} | {"hub": hub.hub_port}
         site = render_site(work / "site", "--admin", "teacher", relocate=True, ports=ports)
+        hub.add_config(site.read(f"{CONFIG_D}/dlcourse-services.py"))
+        hub.start()
+        # Two students as TLJH makes them: hub user X, Linux account jupyter-X.
+        student, classmate = (f"dlct-{uuid.uuid4().hex[:8]}" for _ in range(2))
+        for name in (student, classmate):
+            accounts.create(f"jupyter-{name}")
+            hub.api("POST", f"/users/{name}")
         render_alertmanager_receiver(site, webhook)
         apply_owners(site)
         for data in ("/var/lib/prometheus/metrics2", "/var/lib/prometheus/alertmanager"):
@@ -153,35 +176,33 @@ def stack(fake_nvml_dir) -> Iterator[Stack]:
 
         # The classmate's notebook on the GPU: a real process of their account.
         notebook = subprocess.Popen(
-            ["sleep", "600"], env={"JUPYTERHUB_USER": classmate}, **only(classmate)
+            ["sleep", "600"], env={"JUPYTERHUB_USER": classmate}, **only(f"jupyter-{classmate}")
         )
         notebooks.append(notebook)
         scenario = work / "gpus.scn"
         Scenario(
             gpus=[Gpu(memory_used=3 * GIB, processes=[GpuProcess(notebook.pid, 3 * GIB, 50)])]
         ).write(scenario)
-        # No hub here: with a hub configured nobody counts as a student until it has answered
-        # (issue 11), so the exporter runs as the unit says but without the hub, and names the
-        # classmate by their Linux account.
         exporter = RunningExporter(
-            [a for a in unit_command(site) if not a.startswith("--hub.")],
+            unit_command(site),
             nvml_dir=fake_nvml_dir,
             scenario=scenario,
             log_path=work / "exporter.log",
             port=ports["exporter"],
         )
-        for name, (binary, default_file) in DAEMONS.items():
-            argv = [find_tool(binary), *daemon_args(site, default_file)]
-            processes.append(Process(name, argv, work, user="prometheus"))
-        yield Stack(site, ports, exporter, webhook, student, classmate)
+        stack = Stack(site, ports, exporter, webhook, student, classmate, daemons, work)
+        for name in DAEMONS:
+            stack.start(name)
+        yield stack
     finally:
-        for process in reversed(processes):
+        for process in reversed(daemons.values()):
             process.stop()
         for notebook in notebooks:
             notebook.kill()
             notebook.wait()
         if exporter is not None:
             exporter.stop()
+        hub.close()
         webhook.close()
         accounts.remove_all()
         shutil.rmtree(work, ignore_errors=True)
@@ -211,7 +232,7 @@ def query(stack: Stack, promql: str) -> list:
 
 
 def test_prometheus_scrapes_everything_with_its_credentials(stack):
-    wanted = {"dlcourse", "node", "alertmanager", "prometheus"}
+    wanted = {"dlcourse", "jupyterhub", "node", "alertmanager", "prometheus"}
     up = wait_until(
         lambda: {r["metric"]["job"] for r in query(stack, "up == 1")} >= wanted or None,
         120,
@@ -259,7 +280,7 @@ def as_student(stack: Stack, requests: list[tuple[str, str, dict, str]]) -> list
     checkout: the student cannot read it)."""
     result = subprocess.run(
         ["/usr/bin/python3", "-c", PROBE],
-        input=json.dumps(requests), **only(stack.student), capture_output=True, text=True,
+        input=json.dumps(requests), **only(stack.student_account), capture_output=True, text=True,
         timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -377,7 +398,7 @@ def test_the_student_cannot_read_any_credential(stack):
     paths = [str(stack.site.local(p)) for p in secret_files]
     result = subprocess.run(
         ["/usr/bin/python3", "-c", script, *paths],
-        **only(stack.student), capture_output=True, text=True, timeout=60,
+        **only(stack.student_account), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
 
@@ -419,7 +440,7 @@ def test_the_instructors_tools_work_and_the_students_do_not(stack):
     # curl goes on without the netrc it cannot read, and is refused; amtool stops there.
     for command, refusal in ((curl, "error: 401"), (amtool, "permission denied")):
         student = subprocess.run(
-            command, **only(stack.student), capture_output=True, text=True, timeout=30,
+            command, **only(stack.student_account), capture_output=True, text=True, timeout=30,
             env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"},
         )  # fmt: skip
         assert student.returncode != 0 and stack.classmate not in student.stdout
@@ -431,3 +452,46 @@ def test_the_exporter_unit_carries_no_secret(stack):
     for path in ("/etc/dlcourse/exporter-token", "/etc/dlcourse/hub-token"):
         assert stack.site.read(path).strip() not in unit
     assert "--web.token-file=%d/web-token" in unit
+
+
+def test_deleting_one_students_data_as_docs_security_md_says(stack):
+    """The commands of docs/security.md "Deleting one student's data", step 2, on the
+    rendered files (the sed edits the relocated /etc/default/prometheus)."""
+    mine = f'dlcourse_user_gpu_memory_used_bytes{{user="{stack.classmate}"}}'
+    wait_until(lambda: query(stack, mine), 60, mine)
+    default = stack.site.local("/etc/default/prometheus")
+    netrc = stack.site.local(f"{MONITORING}/instructor.netrc")
+    prometheus = stack.url("prometheus", "")
+    subprocess.run(["sed", "-i", 's/^ARGS="/ARGS="--web.enable-admin-api /', default], check=True)
+    stack.start("prometheus")
+    # Everything up to this moment must go; the exporter keeps reporting the running notebook
+    # afterwards, hence a query that looks at the past only.
+    until = int(time.time())
+
+    def series_until_now() -> list:
+        """The classmate's samples of the last hour up to `until`, series by series."""
+        return query(stack, f'{{user="{stack.classmate}"}}[1h] @ {until}')
+
+    assert len(wait_until(series_until_now, 60, "the classmate's series")) >= 3
+    delete = f'{prometheus}/api/v1/admin/tsdb/delete_series?match[]={{user="{stack.classmate}"}}'
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["curl", "-fsS", "--netrc-file", netrc, "-X", "POST", "-g", delete],
+                capture_output=True,
+            ).returncode
+            == 0
+        ),
+        60,
+        "Prometheus with its admin API to delete the series",
+    )
+    subprocess.run(
+        ["curl", "-fsS", "--netrc-file", netrc, "-X", "POST",
+         f"{prometheus}/api/v1/admin/tsdb/clean_tombstones"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert series_until_now() == []
+    assert query(stack, 'count_over_time(up{job="dlcourse"}[1h])')  # the rest is kept
+    subprocess.run(["sed", "-i", "s/--web.enable-admin-api //", default], check=True)
+    stack.start("prometheus")
+    assert "--web.enable-admin-api" not in default.read_text()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from exporter_process import free_port
-from hubfixture import HubError, LiveHub
+from hubfixture import HubError, LiveHub, tljh_authenticator
 from rendered import Site, render_site
 
 STATUS = "/services/dlcourse-status/"
@@ -53,15 +53,8 @@ def course(user_env, tmp_path_factory) -> Iterator[Course]:
          str(site.local("/etc/dlcourse/hub-passwords")), str(store)],
         check=True, capture_output=True,
     )  # fmt: skip
-    tljh_auth = f"""
-c.JupyterHub.authenticator_class = "firstuseauthenticator.FirstUseAuthenticator"
-c.FirstUseAuthenticator.dbm_path = {str(store)!r}
-c.FirstUseAuthenticator.create_users = False
-c.Authenticator.allow_all = False
-c.Authenticator.allowed_users = {{{student!r}, {ta!r}}}
-"""
     try:
-        hub.add_config(tljh_auth)
+        hub.add_config(tljh_authenticator(store, [student, ta]))
         for snippet in ("dlcourse-course.py", "dlcourse-staff.py"):
             hub.add_config(site.read(f"{CONFIG_D}/{snippet}"))
         hub.start()
