@@ -33,8 +33,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 UPSTREAM = REPO.parent / "shared" / "upstream" / "the-littlest-jupyterhub-2.0.0"
 VENV = REPO / "build" / "tljh" / "venv"
-# What pip may leave in a source folder; the shared copy must not pass them on.
-BUILD_LEFTOVERS = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
 TLJH_STAMP = VENV / ".tljh-installed"
 PLUGIN_STAMP = VENV / ".dlcourse-installed"
 
@@ -59,14 +57,12 @@ def ensure() -> Path:
     if reason:
         raise FileNotFoundError(reason)
     base = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-    tljh_key = _digest(
-        [*sorted(_source_files(UPSTREAM))], extra=subprocess.check_output([base, "-VV"])
-    )
+    tljh_key = _digest(UPSTREAM, _source_files(UPSTREAM), subprocess.check_output([base, "-VV"]))
     if _stamp(TLJH_STAMP) != tljh_key:
         _install_tljh(base)
         TLJH_STAMP.write_text(tljh_key)
         PLUGIN_STAMP.unlink(missing_ok=True)
-    plugin_key = _digest([REPO / "pyproject.toml"])
+    plugin_key = _digest(REPO, [REPO / "pyproject.toml"])
     if _stamp(PLUGIN_STAMP) != plugin_key:
         _pip("install", "--editable", str(REPO))
         PLUGIN_STAMP.write_text(plugin_key)
@@ -80,7 +76,9 @@ def _install_tljh(base: str) -> None:
     _pip("install", "--upgrade", "pip")
     with tempfile.TemporaryDirectory(prefix="tljh-source-") as tmp:
         source = Path(tmp) / "tljh"
-        shutil.copytree(UPSTREAM, source, ignore=BUILD_LEFTOVERS)
+        shutil.copytree(
+            UPSTREAM, source, ignore=lambda _, names: {n for n in names if _leftover(n)}
+        )
         wanted = (source / "tljh" / "requirements-hub-env.txt").read_text().splitlines()
         requirements = Path(tmp) / "requirements-hub-env.txt"
         requirements.write_text(
@@ -96,19 +94,23 @@ def _pip(*args: str) -> None:
         raise RuntimeError(f"pip {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
 
+def _leftover(name: str) -> bool:
+    """What pip or Python may have left in a source folder: not part of the source."""
+    return name in ("build", "__pycache__") or name.endswith(".egg-info")
+
+
 def _source_files(top: Path) -> list[Path]:
     found = []
     for dirpath, dirnames, filenames in os.walk(top):
-        dirnames[:] = [d for d in dirnames if d != "build" and not d.endswith(".egg-info")]
-        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        dirnames[:] = [d for d in dirnames if not _leftover(d)]
         found += [Path(dirpath) / name for name in filenames]
-    return found
+    return sorted(found)
 
 
-def _digest(files: list[Path], extra: bytes = b"") -> str:
+def _digest(top: Path, files: list[Path], extra: bytes = b"") -> str:
     h = hashlib.sha256(extra)
     for path in files:
-        h.update(str(path).encode() + b"\0" + path.read_bytes())
+        h.update(str(path.relative_to(top)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 

@@ -159,7 +159,7 @@ class TljhHub(LiveHub):
 
     def __init__(self, workdir: Path, user_env: Path, *install_args: str) -> None:
         super().__init__(workdir, user_env, real_accounts=False, services={})
-        self.python = tljh_env.ensure()
+        self.python = tljh_env.python()  # built by the tljh_python fixture
         self.admin = f"dlct-admin-{uuid.uuid4().hex[:6]}"
         self.install_args = ("--admin", self.admin, *install_args)
         # The ports the rendered files name: the hub's, and the services' it starts or routes.
