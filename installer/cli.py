@@ -13,6 +13,7 @@ from dlcourse_installer.generated import Facts
 from dlcourse_installer.host import DryRunHost, Host, RealHost
 from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, validate
 from dlcourse_installer.paths import Paths
+from dlcourse_installer.staff import DEFAULT_STAFF_GROUP
 from dlcourse_installer.state import State
 from dlcourse_installer.steps import STEPS, Context, purge_driver
 
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-limit", metavar="N", help="CPUs per user server, e.g. 2")
     p.add_argument(
         "--staff-group",
-        default="instructors",
+        default=DEFAULT_STAFF_GROUP,
         metavar="GROUP",
         help="hub group whose members (TAs) see per-student data, as hub admins do "
         "(default instructors; roster rows with role 'ta' join it)",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from dlcourse_installer import driver
 from dlcourse_installer.roster import NAME, Student
+from dlcourse_installer.staff import DEFAULT_STAFF_GROUP
 
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
 HOSTNAME = re.compile(
@@ -32,7 +33,7 @@ class Options:
     tensorflow: bool = False
     roster: tuple[Student, ...] = ()
     # Hub admins and this group's members are staff: they alone see per-student data.
-    staff_group: str = "instructors"
+    staff_group: str = DEFAULT_STAFF_GROUP
     mem_limit: str | None = None
     cpu_limit: str | None = None
     grafana_port: int | None = None
