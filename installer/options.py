@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from dlcourse_installer import driver
+from dlcourse_installer.course_packages import CoursePackages
 from dlcourse_installer.roster import NAME, Student
 from dlcourse_installer.staff import DEFAULT_STAFF_GROUP
 
@@ -34,6 +35,7 @@ class Options:
     roster: tuple[Student, ...] = ()
     # Hub admins and this group's members are staff: they alone see per-student data.
     staff_group: str = DEFAULT_STAFF_GROUP
+    packages: CoursePackages | None = None  # --packages FILE
     mem_limit: str | None = None
     cpu_limit: str | None = None
     grafana_port: int | None = None
