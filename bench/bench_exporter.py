@@ -40,6 +40,7 @@ def write_procfs(root: Path, scenario) -> None:
             (d / "cgroup").write_text(f"0::/system.slice/jupyter-student{student:03d}.service\n")
             (d / "environ").write_bytes(f"JUPYTERHUB_USER=student{student:03d}\0".encode())
             (d / "status").write_text("Name:\tpython\nUid:\t0\t0\t0\t0\n")
+    (root / "uptime").write_text("86400.00 170000.00\n")  # the kernels collector reads it
 
 
 def cycle_cpu_seconds(lib_dir: Path, procfs: Path, cycles: int) -> list[float]:

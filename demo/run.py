@@ -6,7 +6,8 @@ running for real (as root: as real Linux accounts, as on TLJH), two stand-in GPU
 processes are those kernels, the exporter attributing them to the students, Prometheus with
 the course's recording and alert rules, Alertmanager, and node_exporter. One student's kernel
 crashes every few minutes, so the crash metrics and alerts have something to show. Ctrl-C
-stops it all and removes what it created.
+(or SIGTERM, or closing the terminal) stops it all and removes what it created; a demo that
+could not (killed, crashed) is cleaned up by the next one (demo/lifecycle.py).
 
 The protections are the installed server's (docs/security.md): the hub's staff snippet,
 status page and exporter token come from `dlcourse-install render`; the instructor alone
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +33,8 @@ from alerting_stack import AlertingStack, find_tool  # noqa: E402
 from alerting_stack import Process as StackProcess  # noqa: E402
 from exporter_process import RunningExporter, free_port  # noqa: E402
 from hubfixture import DEFAULT_SERVICES, LiveHub, tljh_authenticator  # noqa: E402
+from leftovers import Ledger  # noqa: E402
+from lifecycle import Refusal, claim_workdir, shield_cleanup, stop_like_ctrl_c  # noqa: E402
 from rendered import Site, render_site  # noqa: E402
 
 from fakenvml import Gpu, Process, Scenario, build_library  # noqa: E402
@@ -42,13 +44,14 @@ STUDENTS = {"ada": "monday", "grace": "monday", "alan": "thursday", "katherine":
 CRASHING_STUDENT = "katherine"
 CRASH_EVERY_SECONDS = 180
 DEMO_OVERRIDES = Path(__file__).with_name("alert-overrides.json")
-INSTRUCTOR = "teacher"
 
 
 class Demo:
-    def __init__(self, workdir: Path, user_env: Path) -> None:
+    def __init__(self, workdir: Path, user_env: Path, ledger: Ledger, prefix: str = "") -> None:
         self.dir = workdir
         self.user_env = user_env
+        self.ledger = ledger  # what this demo started, for the next one if this one is killed
+        self.prefix = prefix  # of account names: tests run demos beside each other
         self.hub: LiveHub | None = None
         self.stack: AlertingStack | None = None
         self.node: StackProcess | None = None
@@ -56,6 +59,7 @@ class Demo:
         self.exporter: RunningExporter | None = None
         self.kernels: dict[str, list[int]] = {}
         self.site: Site | None = None
+        self.instructor = prefix + "teacher"
 
     # --- the class ------------------------------------------------------------------
 
@@ -67,7 +71,7 @@ class Demo:
         # on its own port, it gets no route and no link.
         self.exporter_port = free_port()
         self.site = render_site(
-            self.dir / "site", "--admin", INSTRUCTOR, "--grafana-port", "3000",
+            self.dir / "site", "--admin", self.instructor, "--grafana-port", "3000",
             "--domain", self.hub.public_url, relocate=True,
             ports={"hub": self.hub.hub_port, "exporter": self.exporter_port,
                    "status": free_port()},
@@ -78,24 +82,32 @@ class Demo:
              str(self.site.local("/etc/dlcourse/hub-passwords")), str(store)],
             check=True, capture_output=True,
         )  # fmt: skip
-        # The hub creates the instructor, an admin, at start; students are added below.
-        self.hub.add_config(tljh_authenticator(store, [INSTRUCTOR], admins=[INSTRUCTOR]))
+        self.hub.add_config(tljh_authenticator(store))  # the users added below may log in
         self.hub.add_config(
             self.site.read("/opt/tljh/config/jupyterhub_config.d/dlcourse-staff.py")
         )
 
     def start_class(self) -> None:
         self.hub.start()
+        self.hub.wait_for_service("dlcourse-status")
+        for pid in self.hub.children("JUPYTERHUB_SERVICE_NAME=dlcourse-status"):
+            self.ledger.record(pid, "status page")
+        self.ledger.record(self.hub.process.pid, "jupyterhub")
+        self.ledger.record(int((self.hub.dir / "proxy.pid").read_text()), "proxy")
         for name, section in STUDENTS.items():
-            self.hub.add_user(name, groups=[section])
+            self.hub.add_user(self.prefix + name, groups=[section])
+        self.hub.add_user(self.instructor, admin=True)
         for name in STUDENTS:
-            self.hub.start_server(name)
+            server = self.hub.start_server(self.prefix + name)
+            self.ledger.record(server["state"]["pid"], f"server of {self.prefix + name}")
             self.start_kernel(name)
         self.start_kernel("ada")  # ada has two notebooks open
 
     def start_kernel(self, user: str) -> None:
-        kernel_id = self.hub.start_kernel(user)
-        self.kernels.setdefault(user, []).append(self.hub.kernel_pid(user, kernel_id))
+        kernel_id = self.hub.start_kernel(self.prefix + user)
+        pid = self.hub.kernel_pid(self.prefix + user, kernel_id)
+        self.ledger.record(pid, f"kernel of {self.prefix + user}")
+        self.kernels.setdefault(user, []).append(pid)
 
     def scenario(self, t: float) -> Scenario:
         """GPU 0: ada and grace train in waves; GPU 1: alan hogs memory idle, katherine trains."""
@@ -159,6 +171,7 @@ class Demo:
             log_path=self.dir / "exporter.log",
             port=self.exporter_port,
         )
+        self.ledger.record(self.exporter.process.pid, "exporter")
 
     def start_monitoring(self) -> None:
         """Prometheus and Alertmanager with the shipped configuration and rules (demo
@@ -187,9 +200,11 @@ class Demo:
             ],
             self.dir,
         )
+        for process in [self.node, *self.stack.processes]:
+            self.ledger.record(process.popen.pid, process.name)
 
     def instructor_password(self) -> str:
-        return self.site.read(f"/etc/dlcourse/hub-passwords/{INSTRUCTOR}").strip()
+        return self.site.read(f"/etc/dlcourse/hub-passwords/{self.instructor}").strip()
 
     def new_alerts(self) -> list[str]:
         """Alerts the webhook received since the last call, one line each."""
@@ -223,15 +238,24 @@ def main() -> int:
     parser.add_argument(
         "--duration", type=float, default=0, help="stop after N seconds (0: until Ctrl-C)"
     )
+    parser.add_argument(
+        "--account-prefix",
+        default="",
+        help="put before the demo's user names (tests use a random one: runs share machines)",
+    )
     args = parser.parse_args()
     if not (args.user_env / "bin" / "jupyterhub-singleuser").exists():
         args.user_env = Path(sys.prefix)
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    args.workdir.mkdir(parents=True)
-    args.workdir.chmod(0o755)  # students' servers read the scenario and their own folders
+    users = [args.account_prefix + name for name in [*STUDENTS, "teacher"]]
+    try:
+        # As root the users are Linux accounts: those names must be free, or leftovers.
+        ledger = claim_workdir(args.workdir, users if os.geteuid() == 0 else None)
+    except Refusal as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
 
-    demo = Demo(args.workdir, args.user_env)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    demo = Demo(args.workdir, args.user_env, ledger, args.account_prefix)
+    stop_like_ctrl_c(args.workdir)
     try:
         nvml_dir = build_library(args.workdir / "nvml")
         demo.configure_hub()
@@ -246,15 +270,16 @@ def main() -> int:
         demo.scenario(0).write(scenario_path)
         demo.start_monitoring()
         user, password = demo.stack.auth
+        students = ", ".join(users[:-1])
         print(
             f"""
 dlcourse demo is running (Ctrl-C to stop). Demo credentials, printed because they protect
 nothing real; per-student data is for staff only, as on an installed server:
   JupyterHub          {demo.hub.public_url}/
-                      instructor: {INSTRUCTOR} / {demo.instructor_password()}
-                      students {", ".join(STUDENTS)}: the first login sets the password
-  class status page   {demo.hub.public_url}/services/dlcourse-status/  (log in as {INSTRUCTOR};
-                      a student gets 403)
+                      instructor: {demo.instructor} / {demo.instructor_password()}
+                      students {students}: the first login sets the password
+  class status page   {demo.hub.public_url}/services/dlcourse-status/  (log in as
+                      {demo.instructor}; a student gets 403)
   Prometheus          {demo.stack.prometheus_url}/graph  and /alerts
   Alertmanager        {demo.stack.alertmanager_url}/#/alerts
                       both as {user} / {password}
@@ -276,8 +301,10 @@ Alerts that Alertmanager sends are printed here as they arrive. Logs: {args.work
     except KeyboardInterrupt:
         pass
     finally:
-        print("demo: stopping ...")
+        shield_cleanup(args.workdir)
+        print("demo: stopping ...", flush=True)
         demo.close()
+        print("demo: stopped, accounts and processes removed", flush=True)
     return 0
 
 

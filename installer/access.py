@@ -33,8 +33,6 @@ READERS = {
 }
 # The account that reads each user's password file (None: root only).
 PASSWORD_GROUP = {"prometheus": "prometheus", "grafana": "grafana", "instructor": None}
-DAEMON_PART = {"prometheus": "prometheus", "alertmanager": "alertmanager",
-               "node-exporter": "node-exporter"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,9 +81,9 @@ def monitoring_files(paths: Paths, ports: Ports) -> list[generated.GeneratedFile
             group=group or "root")
         for user, group in PASSWORD_GROUP.items()
     ]  # fmt: skip
-    for daemon, readers in READERS.items():
+    for daemon, readers in READERS.items():  # each written by its daemon's part (step)
         web = WebConfig(tuple((user, paths.password(user)) for user in readers))
-        files.append(new(paths.web_config(daemon), DAEMON_PART[daemon], None, mode=0o640,
+        files.append(new(paths.web_config(daemon), daemon, None, mode=0o640,
                          group="prometheus", derived=web))  # fmt: skip
     netrc = Netrc(LOOPBACK, "instructor", paths.password("instructor"))
     client = webauth.client_config("instructor", paths.password("instructor"))

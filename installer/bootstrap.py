@@ -95,7 +95,9 @@ def main():
     subprocess.check_call([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
     # pip shows its own progress: building and downloading take minutes.
     subprocess.check_call([python, "-m", "pip", "install", "--upgrade", spec])
-    if spec == checkout() and "--source" not in " ".join(argv):
+    # The install records where dlcourse came from; the other commands take no --source.
+    subcommand = argv[:1] in (["packages"], ["resume"], ["driver"])
+    if spec == checkout() and "--source" not in " ".join(argv) and not subcommand:
         argv = argv + ["--source", spec]
     os.execv(python, [python, "-m", "dlcourse_installer"] + argv)
 

@@ -8,15 +8,18 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from dlcourse_installer import __version__, render, roster, runner
+from dlcourse_installer import __version__, course_packages, render, roster, runner, user_env
+from dlcourse_installer.course_packages import CoursePackages
 from dlcourse_installer.generated import Facts
 from dlcourse_installer.host import DryRunHost, Host, RealHost
 from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, validate
 from dlcourse_installer.paths import Paths
+from dlcourse_installer.staff import DEFAULT_STAFF_GROUP
 from dlcourse_installer.state import State
-from dlcourse_installer.steps import STEPS, Context, purge_driver
+from dlcourse_installer.steps import STEPS, Context, packages_summary, purge_driver
 
-COMMANDS = ("install", "render", "status", "resume", "driver")
+COMMANDS = ("install", "render", "status", "resume", "driver", "packages")
+COURSE_PACKAGES_STEP = next(step for step in STEPS if step.name == "course-packages")
 
 
 def checkout() -> str:
@@ -31,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn a fresh Ubuntu GPU server into the dlcourse platform: NVIDIA driver, "
         "The Littlest JupyterHub, PyTorch with CUDA for all users, the exporter, Prometheus, "
         "Alertmanager and Grafana. Safe to rerun: finished steps are kept.",
-        epilog="Other commands: `dlcourse-install status`, `dlcourse-install resume`, "
+        epilog="Other commands: `dlcourse-install packages FILE` (course packages during the "
+        "term), `dlcourse-install status`, `dlcourse-install resume`, "
         "`dlcourse-install driver --purge`, `dlcourse-install render --root DIR [options]`.",
     )
     p.add_argument("--version", action="version", version=f"dlcourse-install {__version__}")
@@ -73,11 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
         "role (student or ta; a TA is staff and needs no section); a header names them; "
         "Excel's CSV UTF-8 is fine",
     )
+    p.add_argument(
+        "--packages",
+        metavar="FILE",
+        help="the course's packages for every student: pip requirements, then an optional "
+        "'conda:' section of conda-forge packages (kept as /etc/dlcourse/course-packages)",
+    )
     p.add_argument("--mem-limit", metavar="SIZE", help="memory per user server, e.g. 4G")
     p.add_argument("--cpu-limit", metavar="N", help="CPUs per user server, e.g. 2")
     p.add_argument(
         "--staff-group",
-        default="instructors",
+        default=DEFAULT_STAFF_GROUP,
         metavar="GROUP",
         help="hub group whose members (TAs) see per-student data, as hub admins do "
         "(default instructors; roster rows with role 'ta' join it)",
@@ -130,17 +140,31 @@ def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
             errors.append(
                 f"--roster {args.roster}: not UTF-8 text; in Excel, save it as 'CSV UTF-8'"
             )
+    listed = None
+    if args.packages:
+        listed, package_errors = read_course_packages(args.packages, "--packages")
+        errors += package_errors
     here = checkout()
     opts = Options(
         admins=tuple(a.lower() for a in args.admin),
         driver=args.driver, ppa=args.ppa, reboot=args.reboot, no_gpu=args.no_gpu,
-        tensorflow=args.tensorflow, roster=students, mem_limit=args.mem_limit,
+        tensorflow=args.tensorflow, roster=students, packages=listed, mem_limit=args.mem_limit,
         cpu_limit=args.cpu_limit, grafana_port=args.grafana_port, domain=args.domain or "",
         staff_group=args.staff_group,
         tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
         dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
     )  # fmt: skip
     return opts, errors + validate(opts)
+
+
+def read_course_packages(path: str, option: str) -> tuple[CoursePackages | None, list[str]]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, [f"{option}: {exc.strerror}: {path}"]
+    except UnicodeDecodeError:
+        return None, [f"{option} {path}: not UTF-8 text"]
+    return course_packages.parse(text, path)
 
 
 def open_log(paths: Paths):
@@ -189,7 +213,7 @@ def server_name(host: Host) -> str:
 def facts(host: Host, paths: Paths) -> Facts:
     # The resume unit runs the installer with the Python running it now: bootstrap.py's venv.
     python = paths.installer_python if host.exists(paths.installer_python) else sys.executable
-    return Facts(python=python)
+    return Facts(python=python, pytorch=user_env.pytorch(host, paths))
 
 
 def render_files(argv: list[str]) -> int:
@@ -211,7 +235,7 @@ def _absolute(argv: list[str]) -> list[str]:
     """The resume unit runs from /: keep file arguments valid there."""
     out = list(argv)
     for i, arg in enumerate(out[:-1]):
-        if arg in ("--roster", "--source") and os.path.exists(out[i + 1]):
+        if arg in ("--roster", "--packages", "--source") and os.path.exists(out[i + 1]):
             out[i + 1] = os.path.abspath(out[i + 1])
     return out
 
@@ -222,10 +246,78 @@ def status(host: Host, paths: Paths) -> int:
     for number, step in enumerate(STEPS, start=1):
         entry = state.done.get(step.name)
         mark = f"done {entry['at']}" if entry else ("checked every run" if step.always else "to do")
-        print(f"  [{number}/{len(STEPS)}] {step.title:<38} {mark}")
+        label = f"[{number}/{len(STEPS)}]"
+        print(f"  {label:<7} {step.title:<38} {mark}")
     if state.reboot_pending:
         print("  A reboot is pending for the NVIDIA driver; run the installer again after it.")
+    for line in packages_status(host, paths):
+        print(line)
     return 0
+
+
+def packages_status(host: Host, paths: Paths) -> list[str]:
+    """The kept course packages list against what the users' environment has."""
+    text = host.read_text(paths.course_packages)
+    if text is None:
+        return []
+    listed, errors = course_packages.parse(text, paths.course_packages)
+    lines = [f"Course packages ({paths.course_packages}):"]
+    lines += [f"  error: {e}" for e in errors]
+    rows = user_env.installed(host, paths, list(listed.packages))
+    if rows is None:
+        return [*lines, f"  (the users' environment {paths.user_env} does not answer)"]
+    width = max((len(p.spec) for p in listed.packages), default=0)
+    for package, row in zip(listed.packages, rows, strict=True):
+        if row["version"] is None:
+            found = "not installed"
+        elif row["satisfied"] is False:
+            found = f"{row['version']} (not what the list asks for)"
+        else:
+            found = row["version"]
+        lines.append(f"  {package.kind:<5} {package.spec:<{width}}  {found}")
+    pins = user_env.pytorch(host, paths)
+    if pins:
+        lines.append(f"  PyTorch kept at {', '.join(pins)} ({paths.pytorch_constraints})")
+    return lines
+
+
+def packages(argv: list[str], *, host: Host | None = None, paths: Paths | None = None) -> int:
+    """``dlcourse-install packages FILE``: the course packages step alone, during the term."""
+    p = argparse.ArgumentParser(
+        prog="dlcourse-install packages",
+        description="Install the course packages of FILE for every student (pip requirements, "
+        "then an optional 'conda:' section of conda-forge packages), check that each imports "
+        "as a student, and keep FILE as /etc/dlcourse/course-packages. PyTorch stays as the "
+        "installer chose it. Run it outside class hours: running kernels keep the old "
+        "libraries until they restart.",
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--dry-run", action="store_true", help="show what it would do; change nothing")
+    args = p.parse_args(argv)
+    listed, errors = read_course_packages(args.file, "packages")
+    for e in errors:
+        print(f"dlcourse-install packages: {e}", file=sys.stderr)
+    if errors:
+        return runner.EXIT_BAD_OPTIONS
+    paths = paths or Paths.from_env()
+    log = None
+    if host is None and args.dry_run:
+        host = DryRunHost(root="/")
+    elif host is None:
+        if os.geteuid() != 0:
+            print("dlcourse-install packages: run it as root (sudo)", file=sys.stderr)
+            return runner.EXIT_BAD_OPTIONS
+        log = open_log(paths)
+        host = RealHost(root="/", log=log)
+    # recheck: the lecturer asked for this list now, so its checks run even if unchanged.
+    opts = Options(packages=listed, dry_run=args.dry_run, recheck=True)
+    ctx = Context(host=host, paths=paths, opts=opts, state=State.load(host, paths),
+                  facts=facts(host, paths))  # fmt: skip
+    try:
+        return runner.run(ctx, [COURSE_PACKAGES_STEP], closing=packages_summary)
+    finally:
+        if log is not None:
+            log.close()
 
 
 def resume(host: Host, paths: Paths) -> int:
@@ -264,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         return install(rest)
     if command == "render":
         return render_files(rest)
+    if command == "packages":
+        return packages(rest)
     paths = Paths.from_env()
     if command == "status":
         return status(RealHost(), paths)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from dlcourse_installer import access, assets, grafana_config, staff, templates
+from dlcourse_installer import access, assets, course_packages, grafana_config, staff, templates
 from dlcourse_installer.options import Options
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
@@ -56,6 +56,9 @@ class Facts:
     install, fixed (a fresh Ubuntu 24.04 GPU server) for render."""
 
     python: str  # the Python that resumes the install after the driver's reboot
+    # PyTorch's packages as installed in the users' environment ("torch==2.13.0+cu130"): known
+    # once the install has put them there; then pinned (part "pytorch-pins").
+    pytorch: tuple[str, ...] = ()
 
 
 def public_url(opts: Options) -> str:
@@ -70,6 +73,8 @@ def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[Genera
         *_driver(paths, opts, facts),
         *_hub_accounts(paths, opts),
         *_user_environment(paths),
+        *_pytorch_pins(paths, facts),
+        *_course_packages(paths, opts),
         *_course(paths, opts),
         *_hub_services(paths, ports, opts),
         *_prometheus(paths, ports),
@@ -97,6 +102,28 @@ def _user_environment(paths: Paths) -> list[GeneratedFile]:
     settings = templates.resource_usage_settings()
     path = f"{paths.user_jupyter_config_d}/dlcourse-resource-usage.json"
     return [GeneratedFile(path, "user-environment", settings)]
+
+
+def _pytorch_pins(paths: Paths, facts: Facts) -> list[GeneratedFile]:
+    """The build the installer chose stays, whatever pip or conda is asked to install."""
+    if not facts.pytorch:
+        return []
+    constraints = templates.pytorch_constraints(facts.pytorch)
+    pinned = templates.conda_pins(facts.pytorch, course_packages.CONDA_NAME)
+    return [
+        # Written before pip.conf names it: a pip.conf naming a missing file stops every pip.
+        GeneratedFile(paths.pytorch_constraints, "pytorch-pins", constraints),
+        GeneratedFile(paths.user_pip_conf, "pytorch-pins",
+                      templates.user_pip_conf(paths.pytorch_constraints)),
+        GeneratedFile(paths.user_conda_pinned, "pytorch-pins", pinned),
+    ]  # fmt: skip
+
+
+def _course_packages(paths: Paths, opts: Options) -> list[GeneratedFile]:
+    """The lecturer's list, as written: a rebuild next term installs the same."""
+    if opts.packages is None:
+        return []
+    return [GeneratedFile(paths.course_packages, "course-packages", opts.packages.text)]
 
 
 def _course(paths: Paths, opts: Options) -> list[GeneratedFile]:

@@ -7,11 +7,12 @@ form is off: the hub's login is the one door, so there is no second password to 
 built-in ``admin`` keeps a generated password (root-only file) for Grafana's own use; in an
 emergency root resets it with ``grafana cli admin reset-admin-password`` (docs/security.md).
 
-Settings as documented for Grafana 11 (grafana.com/docs/grafana/v11.6/setup-grafana/
-configure-security/configure-authentication/generic-oauth/) and read in Grafana's source
-(grafana/grafana ``pkg/login/social/connectors/generic_oauth.go``: ``email_attribute_path``
-is tried before the ``<api_url>/emails`` call that JupyterHub does not have;
-``pkg/services/provisioning/values/values.go``: ``$__file{}`` works in provisioning files).
+Settings as Grafana documents them (grafana/grafana ``docs/sources/setup-grafana/
+configure-security/configure-authentication/generic-oauth/index.md``) and as its source reads
+them (``pkg/login/social/connectors/generic_oauth.go``: ``email_attribute_path`` is tried
+before the ``<api_url>/emails`` call that JupyterHub does not have;
+``pkg/services/provisioning/values/values.go``: ``$__file{}`` works in provisioning files;
+read at commits 00100d52 and 03d9862a of grafana/grafana, not checked against 11.6 itself).
 """
 
 from __future__ import annotations

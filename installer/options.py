@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 
 from dlcourse_installer import driver
+from dlcourse_installer.course_packages import CoursePackages
 from dlcourse_installer.roster import NAME, Student
+from dlcourse_installer.staff import DEFAULT_STAFF_GROUP
 
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
 # tljh-config refuses any other limits.cpu: TLJH's schema makes it an integer
@@ -35,7 +37,8 @@ class Options:
     tensorflow: bool = False
     roster: tuple[Student, ...] = ()
     # Hub admins and this group's members are staff: they alone see per-student data.
-    staff_group: str = "instructors"
+    staff_group: str = DEFAULT_STAFF_GROUP
+    packages: CoursePackages | None = None  # --packages FILE
     mem_limit: str | None = None
     cpu_limit: str | None = None
     grafana_port: int | None = None

@@ -78,6 +78,16 @@ class Paths:
     def hub_password(self, name: str) -> str:
         return f"{self.hub_passwords_dir}/{name}"
 
+    @property
+    def course_packages(self) -> str:
+        """The lecturer's course packages file, kept so a rebuild installs the same list."""
+        return f"{self.etc}/course-packages"
+
+    @property
+    def package_snapshots(self) -> str:
+        """`pip list --format=freeze` before each course packages install, for rollback."""
+        return f"{self.prefix}/state/packages"
+
     # -- who may read the monitoring stack (docs/security.md) --------------------
     @property
     def exporter_token(self) -> str:
@@ -119,6 +129,22 @@ class Paths:
     @property
     def user_env(self) -> str:
         return f"{self.tljh_prefix}/user"
+
+    @property
+    def pytorch_constraints(self) -> str:
+        """pip constraints: PyTorch exactly as the installer chose it. In the environment, which
+        every student reads: their own `pip install --user` reads these pins too."""
+        return f"{self.user_env}/pytorch-constraints.txt"
+
+    @property
+    def user_pip_conf(self) -> str:
+        """pip's "site" configuration of the users' environment (sys.prefix/pip.conf)."""
+        return f"{self.user_env}/pip.conf"
+
+    @property
+    def user_conda_pinned(self) -> str:
+        """conda's pins of the users' environment, read by conda and mamba."""
+        return f"{self.user_env}/conda-meta/pinned"
 
     @property
     def tljh_password_store(self) -> str:

@@ -14,6 +14,15 @@ Sources, read 2026-08:
   with 12.8, 2.7 with 11.8, 2.6 with 12.4, 2.5 with 12.1. Each build has its own index,
   download.pytorch.org/whl/cu<NNN>, whose newest torch is the newest release built for it.
 
+Checked again 2026-12-01, because the pins (/opt/tljh/user/pytorch-constraints.txt) name the
+build this table chooses: PyPI's newest torch is 2.15.0 (`pip index versions torch`). The
+pytorch/pytorch RELEASE.md that could be read here is older (its matrix ends before 2.4); a
+third-party copy of the newer matrix lists 2.14 (2026-09-02) with CUDA 12.6, 13.0 and 13.2 as
+stable, so cu126 was not dropped, and has no row for 2.15 (planned for 2026-10-28). Neither is
+verified from PyTorch itself, so the table still describes 2.13. Were 2.14's cu132 confirmed,
+a 580 server's first choice would become cu132 (13.x runs on >= 580). Each index serves the
+newest torch built for its CUDA, whatever the release, and the pins name what was installed.
+
 So a 535 or 550 server runs the current release's cu126 build (minor-version compatibility),
 not the cu121/cu124 builds of PyTorch 2.5/2.6 that its full-feature minimum would pick. If the
 check on the real GPUs fails (a GPU the build has no code for would need the PTX JIT that
@@ -55,6 +64,12 @@ BUILDS = [  # newest CUDA first
     CudaBuild("cu118", "11.8", 450, (520, 61, 5), current=False, last_release="2.7"),
 ]
 CPU = CudaBuild("cpu", "none", 0, (0,), current=True)
+
+
+def index_of(pin: str) -> str | None:
+    """The index a pinned build came from: ``torch==2.13.0+cu130`` -> .../whl/cu130."""
+    label = pin.partition("+")[2]
+    return INDEX.format(tag=label) if label else None
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:

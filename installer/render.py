@@ -22,8 +22,11 @@ from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports, parse_override
 
 EXIT_OK, EXIT_BAD_OPTIONS = 0, 2
-# The fixed server model: its name when --domain is not given.
+# The fixed server model: its name when --domain is not given, and the PyTorch its 580 driver
+# gets (the current release's cu130 build, installer/pytorch.py, with that release's
+# torchvision), which the pins name.
 MODEL_DOMAIN = "gpu-server.example.edu"
+MODEL_PYTORCH = ("torch==2.13.0+cu130", "torchvision==0.28.0+cu130")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -89,7 +92,8 @@ def main(root: str, relocate: bool, port_overrides: list[str], opts, paths: Path
     opts = replace(opts, domain=opts.domain or MODEL_DOMAIN)
     inside = paths.under(root) if relocate else paths
     # The fixed server model: the installer's own venv made by bootstrap.py resumes it.
-    plan = generated.plan(inside, ports, opts, Facts(python=inside.installer_python))
+    facts = Facts(python=inside.installer_python, pytorch=MODEL_PYTORCH)
+    plan = generated.plan(inside, ports, opts, facts)
     owners = render(root, plan, relocated=relocate)
     print(f"dlcourse-install render: {len(owners)} files under {root}; owners in {root}/OWNERS")
     return EXIT_OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 from dlcourse_installer import generated, preflight, systemd, templates
 from dlcourse_installer.host import CommandError
@@ -27,12 +28,15 @@ EXIT_REBOOT = 4  # the install stopped for the driver's reboot; rerun (or wait) 
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 
 
-def run(ctx: Context, steps: list[Step] = STEPS) -> int:
+def run(
+    ctx: Context, steps: list[Step] = STEPS, closing: Callable[[Context], list[str]] = summary
+) -> int:
+    """Walk ``steps``; ``closing`` says where everything is once they are done."""
     out, host, opts = ctx.out, ctx.host, ctx.opts
     started = time.monotonic()
     refused = False
     host.progress = Progress(out)
-    if opts.dry_run:
+    if opts.dry_run and steps[0].name == "preflight":
         # The reasons a machine would be refused come first, then the whole plan all the same.
         ctx.findings = preflight.check(host, opts)
         if ctx.findings.errors:
@@ -93,7 +97,7 @@ def run(ctx: Context, steps: list[Step] = STEPS) -> int:
             _save(ctx)
 
     if opts.dry_run:
-        out.write("\nOnce installed:\n" + "".join(f"  {line}\n" for line in summary(ctx)))
+        out.write("\nOnce installed:\n" + "".join(f"  {line}\n" for line in closing(ctx)))
         if refused:
             out.write(
                 "\nDry run: nothing was changed. This machine would be refused (see the top).\n"
@@ -104,7 +108,7 @@ def run(ctx: Context, steps: list[Step] = STEPS) -> int:
         )
         return EXIT_OK
     out.write(f"\nDone in {elapsed(time.monotonic() - started)}.\n")
-    out.write("".join(f"  {line}\n" for line in summary(ctx)))
+    out.write("".join(f"  {line}\n" for line in closing(ctx)))
     return EXIT_OK
 
 

@@ -8,9 +8,11 @@ the course, the exporter and monitoring after it.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from functools import cached_property
 from typing import TextIO
 from urllib.parse import urlsplit
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit
 from dlcourse_installer import (
     apt,
     assets,
+    course_packages,
     driver,
     files,
     generated,
@@ -28,10 +31,12 @@ from dlcourse_installer import (
     systemd,
     templates,
     tljh,
+    user_env,
     users,
 )
+from dlcourse_installer.course_packages import CoursePackages, Package
 from dlcourse_installer.generated import Facts, GeneratedFile
-from dlcourse_installer.host import Host
+from dlcourse_installer.host import CommandError, Host
 from dlcourse_installer.options import Options
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
@@ -78,6 +83,7 @@ class Context:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     findings: preflight.Findings | None = None
     driver_branch: driver.Branch | None = None  # chosen by the driver step
+    pytorch_build: pytorch.CudaBuild | None = None  # chosen by the users' environment step
 
     def note(self, text: str) -> None:
         self.out.write(f"      {text}\n")
@@ -86,6 +92,11 @@ class Context:
     def files(self) -> list[GeneratedFile]:
         """Every file this install writes (generated.plan, the one registry)."""
         return generated.plan(self.paths, self.ports, self.opts, self.facts)
+
+    def learned(self, facts: Facts) -> None:
+        """What the install found out (PyTorch's exact build): the files follow it."""
+        self.facts = facts
+        self.__dict__.pop("files", None)
 
 
 def ensure_part(ctx: Context, part: str) -> bool:
@@ -338,7 +349,7 @@ def ensure_user_environment(ctx: Context) -> None:
         raise StepError(f"TLJH's user environment {paths.user_env} is missing: rerun the TLJH step")
     ensure_part(ctx, "user-environment")
     wanted = templates.USER_PIP_PACKAGES + (["tensorflow"] if opts.tensorflow else [])
-    todo = [p for p in wanted if not tljh.user_pip_installed(host, paths, p)]
+    todo = [p for p in wanted if not tljh.user_pip_installed(host, paths, p.partition("==")[0])]
     if todo:
         specs = [
             "tensorflow[and-cuda]" if p == "tensorflow" and not opts.no_gpu else p for p in todo
@@ -347,8 +358,25 @@ def ensure_user_environment(ctx: Context) -> None:
     if opts.no_gpu:
         install_torch(ctx, pytorch.CPU)
         ctx.note("no GPU check: --no-gpu (the CPU build of PyTorch)")
+    else:
+        ensure_torch_on_the_gpus(ctx)
+    pin_pytorch(ctx)
+
+
+def pin_pytorch(ctx: Context) -> None:
+    """PyTorch stays at the installed build: pip constraints, which every pip in the users'
+    environment reads through its pip.conf, and conda pins, which conda and mamba read."""
+    pins = user_env.pytorch(ctx.host, ctx.paths)
+    if not pins:
+        if ctx.opts.dry_run:
+            ctx.note(
+                f"then PyTorch is pinned at the installed build: {ctx.paths.pytorch_constraints} "
+                f"(pip, through {ctx.paths.user_pip_conf}) and {ctx.paths.user_conda_pinned}"
+            )
         return
-    ensure_torch_on_the_gpus(ctx)
+    ctx.learned(replace(ctx.facts, pytorch=pins))
+    if ensure_part(ctx, "pytorch-pins"):
+        ctx.note(f"PyTorch pinned for pip and conda: {', '.join(pins)}")
 
 
 def ensure_torch_on_the_gpus(ctx: Context) -> None:
@@ -356,7 +384,7 @@ def ensure_torch_on_the_gpus(ctx: Context) -> None:
     host, opts = ctx.host, ctx.opts
     branch = ctx.driver_branch
     running = driver_version(host) or (branch.number if branch else "")
-    build = pytorch.first_choice(running)
+    build = ctx.pytorch_build = pytorch.first_choice(running)
     if build is None:
         if not opts.dry_run:
             raise StepError(
@@ -390,6 +418,7 @@ def ensure_torch_on_the_gpus(ctx: Context) -> None:
         f"{fallback.describe()}, whose full feature set needs driver {minimum}, which "
         f"{running} meets"
     )
+    ctx.pytorch_build = fallback
     install_torch(ctx, fallback)
     error = torch_check(ctx)
     if error is not None:
@@ -416,9 +445,11 @@ def install_torch(ctx: Context, build: pytorch.CudaBuild) -> None:
         return
     # --index-url: PyTorch's own index carries each CUDA build; PyPI's has one.
     # --force-reinstall: the same torch version of another build counts as installed.
+    # PIP_CONSTRAINT: this one command replaces the pinned build on purpose (the environment
+    # variable overrides pip.conf's constraint; pip's documentation, "Configuration").
     tljh.user_pip_install(
         ctx.host, ctx.paths, list(ctx.opts.torch_spec), "--force-reinstall",
-        "--index-url", build.index,
+        "--index-url", build.index, env={"PIP_CONSTRAINT": os.devnull},
     )  # fmt: skip
 
 
@@ -434,7 +465,124 @@ def torch_check(ctx: Context) -> str | None:
     return lines[-1] if lines else f"exit {result.rc}"
 
 
-# -- 6. course -----------------------------------------------------------------------
+# -- 6. course packages --------------------------------------------------------------
+def ensure_course_packages(ctx: Context) -> None:
+    """The lecturer's list (--packages FILE, else the one kept from an earlier run) in the
+    users' environment, each package imported as a student would, PyTorch left as it is."""
+    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    listed = opts.packages or kept_course_packages(ctx)
+    if listed is None:
+        ctx.note("none listed (`--packages FILE` or `dlcourse-install packages FILE` adds them)")
+        return
+    ensure_part(ctx, "course-packages")
+    if not listed.packages:
+        ctx.note(f"{paths.course_packages} lists no package")
+        return
+    if not ctx.facts.pytorch and not opts.dry_run:
+        raise StepError(
+            "PyTorch is not in the users' environment yet: run the whole install first "
+            "(dlcourse-install --admin NAME ...), then add course packages"
+        )
+    rows = user_env.installed(host, paths, list(listed.packages)) or []
+    there = {(row["kind"], row["name"]) for row in rows if row["satisfied"]}
+    todo = [p for p in listed.packages if (p.kind, p.name) not in there]
+    ctx.note(
+        f"{len(listed.packages)} listed ({', '.join(p.spec for p in listed.packages)}); "
+        f"{len(listed.packages) - len(todo)} installed already"
+    )
+    if todo:
+        snapshot_user_packages(ctx)
+        install_course_packages(ctx, todo)
+        pin_pytorch(ctx)  # a listed torchaudio joins the pins
+    if opts.dry_run:
+        ctx.note(
+            "then, as a temporary unprivileged account, each package is imported (module "
+            "names from its metadata, or import=), one line per failure with its own error"
+        )
+        return
+    check_imports(ctx, list(listed.packages))
+
+
+def kept_course_packages(ctx: Context) -> CoursePackages | None:
+    text = ctx.host.read_text(ctx.paths.course_packages)
+    if text is None:
+        return None
+    listed, errors = course_packages.parse(text, ctx.paths.course_packages)
+    if errors:
+        raise StepError("the kept course packages file has errors:\n" + _bullets(errors))
+    return listed
+
+
+def snapshot_user_packages(ctx: Context) -> None:
+    """The environment as it was, for rollback: `pip install -r` takes it back."""
+    frozen = user_env.pip_list(ctx.host, ctx.paths)
+    folder = ctx.paths.package_snapshots
+    if frozen is None:
+        ctx.note(f"first a snapshot (pip list --format=freeze) of the environment to {folder}/")
+        return
+    path = f"{folder}/pip-list-{time.strftime('%Y%m%dT%H%M%S')}.txt"
+    ctx.host.write_file(path, frozen, mode=0o644)
+    ctx.note(f"the environment before this change, for rollback: {path}")
+
+
+def install_course_packages(ctx: Context, todo: list[Package]) -> None:
+    """conda first, then pip (conda does not see what pip installs); PyTorch's own packages
+    from the index of the installed build, so torchaudio matches torch's CUDA."""
+    host, paths = ctx.host, ctx.paths
+    conda = [p.spec for p in todo if p.kind == "conda"]
+    from_pytorch = [p.spec for p in todo if p.is_pytorch]
+    from_pypi = [p.spec for p in todo if p.kind == "pip" and not p.is_pytorch]
+    try:
+        if conda:
+            user_env.conda_install(host, paths, conda)
+        if from_pytorch:
+            user_env.pip_install(host, paths, from_pytorch, "--index-url", pytorch_index(ctx))
+        if from_pypi:
+            user_env.pip_install(host, paths, from_pypi)
+    except CommandError as exc:
+        raise StepError(f"{exc}{_kept_pytorch_hint(ctx, exc)}") from exc
+
+
+def pytorch_index(ctx: Context) -> str:
+    torch = next((pin for pin in ctx.facts.pytorch if pin.startswith("torch==")), "")
+    index = pytorch.index_of(torch) or (ctx.pytorch_build and ctx.pytorch_build.index)
+    return index or pytorch.INDEX.format(tag="<the installed build>")
+
+
+def _kept_pytorch_hint(ctx: Context, exc: CommandError) -> str:
+    output = exc.result.stdout + exc.result.stderr
+    if exc.result.argv[0].endswith("/conda") and "pytorch" in output:
+        return (
+            ". A conda-forge package here needs conda's pytorch, which would replace the "
+            "installer's build: list it in the pip part instead"
+        )
+    if "ResolutionImpossible" in output and "torch" in output:
+        return (
+            f". A listed package needs another PyTorch than the installer's "
+            f"({', '.join(ctx.facts.pytorch)}, kept by {ctx.paths.pytorch_constraints}): "
+            "list a release of it that works with this PyTorch"
+        )
+    return ""
+
+
+def check_imports(ctx: Context, packages: list[Package]) -> None:
+    try:
+        rows = user_env.imports(ctx.host, ctx.paths, packages)
+    except RuntimeError as exc:
+        raise StepError(f"the import check could not run as a temporary account: {exc}") from exc
+    failed = [row for row in rows if row["error"]]
+    for row in failed:
+        ctx.note(f"{row['name']}: {row['error']}")
+    if failed:
+        raise StepError(
+            f"{len(failed)} of {len(rows)} course packages do not import for a student (each "
+            "with its own error above)"
+        )
+    modules = sorted({m for row in rows for m in row["modules"]})
+    ctx.note(f"imported as a temporary unprivileged account: {', '.join(modules) or 'nothing'}")
+
+
+# -- 7. course -----------------------------------------------------------------------
 def ensure_course(ctx: Context) -> None:
     host, paths, opts = ctx.host, ctx.paths, ctx.opts
     cfg = tljh.config(host, paths)
@@ -464,7 +612,7 @@ def ensure_course(ctx: Context) -> None:
         restart_hub(ctx)
 
 
-# -- 7. exporter ---------------------------------------------------------------------
+# -- 8. exporter ---------------------------------------------------------------------
 def ensure_hub_services(ctx: Context) -> bool:
     host, paths = ctx.host, ctx.paths
     if not host.exists(paths.etc):
@@ -488,7 +636,7 @@ def ensure_exporter(ctx: Context) -> None:
     systemd.ensure_running(host, f"{templates.EXPORTER_SERVICE}.service", restart_needed=changed)
 
 
-# -- 8. monitoring -------------------------------------------------------------------
+# -- 9. monitoring -------------------------------------------------------------------
 def ensure_grafana(ctx: Context) -> bool:
     host, paths = ctx.host, ctx.paths
     key = f"{paths.apt_keyrings}/grafana.asc"
@@ -529,7 +677,7 @@ def ensure_monitoring(ctx: Context) -> None:
         systemd.ensure_running(host, unit, restart_needed=restart_needed)
 
 
-# -- 9. final check ------------------------------------------------------------------
+# -- 10. final check -----------------------------------------------------------------
 def _get_json(host: Host, netrc: str, url: str, *params: str) -> dict | None:
     args = [a for p in params for a in ("--data-urlencode", p)]
     # As the instructor: the password comes from a root-only netrc, never the command line.
@@ -596,6 +744,17 @@ def summary(ctx: Context) -> list[str]:
         f"as root: curl --netrc-file {paths.instructor_netrc}, amtool)",
         f"Credentials:  in {paths.etc} and {paths.monitoring_auth}, each readable by root and "
         "the one service it is for (docs/security.md)",
+        *(packages_summary(ctx)[:1] if opts.packages else []),
+        f"Install log:  {paths.log_file}",
+    ]
+
+
+def packages_summary(ctx: Context) -> list[str]:
+    paths = ctx.paths
+    return [
+        f"Packages:     {paths.course_packages} (`dlcourse-install status` shows what is "
+        "installed of it)",
+        f"Rollback:     the snapshots in {paths.package_snapshots}/ (`pip install -r` one)",
         f"Install log:  {paths.log_file}",
     ]
 
@@ -616,6 +775,11 @@ STEPS = [
         "user-environment", "Users' environment (PyTorch, CUDA)", ensure_user_environment,
         lambda o: {"tensorflow": o.tensorflow, "torch": o.torch_spec, "no_gpu": o.no_gpu},
         parts=("user-environment",),
+    ),
+    Step(
+        "course-packages", "Course packages", ensure_course_packages,
+        lambda o: {"packages": o.packages.text if o.packages else None},
+        parts=("course-packages",),
     ),
     Step(
         "course", "Course: admins, roster, limits", ensure_course,

@@ -32,8 +32,15 @@ PROMETHEUS_SCOPES = ("read:metrics",)
 # What every student needs in TLJH's user environment beyond PyTorch (which the installer
 # adds from PyTorch's index with the CUDA build matching the driver): their own GPU use
 # (nvdashboard), their memory and CPU against the limits (resource-usage), widgets. The
-# TLJH plugin hands the same list to TLJH, so `tljh` upgrades keep them.
-USER_PIP_PACKAGES = ["jupyterlab-nvdashboard", "jupyter-resource-usage", "ipywidgets"]
+# TLJH plugin hands the same list to TLJH, which installs it with `pip install --upgrade` and
+# no constraints at every TLJH upgrade (tljh/installer.py run_plugin_actions, TLJH 2.0.0):
+# so each is pinned exactly, to the newest release on PyPI on 2026-12-01 (`pip index
+# versions`), within TLJH 2.0.0's own ranges (tljh/requirements-user-env-extras.txt).
+USER_PIP_PACKAGES = [
+    "jupyterlab-nvdashboard==0.15.0",
+    "jupyter-resource-usage==1.3.0",
+    "ipywidgets==8.1.9",
+]
 
 
 def nouveau_blacklist() -> str:
@@ -70,12 +77,12 @@ ExecStart={paths.exporter_venv}/bin/dlcourse-exporter \\
     --path.procfs=/proc
 Restart=on-failure
 RestartSec=5s
-# Exit code 2 is a bad configuration or an address it cannot listen on: restarting cannot
-# fix it, so systemd stops instead of looping.
+# Exit status 2 is a bad configuration or an address it cannot listen on: restarting
+# cannot fix it, so systemd stops instead of looping (dlcourse-exporter --help).
 RestartPreventExitStatus=2
-# Room for Prometheus next to whatever connections a local account holds open; the
-# exporter caps its own connections below this (docs/exporter.md).
-LimitNOFILE=8192
+# Room for Prometheus beside whatever connections a local account holds open; the exporter
+# caps its own connections below this (docs/exporter.md, Limits).
+LimitNOFILE=65536
 
 # Students' processes belong to other accounts: reading their /proc entries takes
 # CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH; the netlink proc connector (process start and
@@ -170,6 +177,46 @@ def hub_services_snippet(paths: Paths) -> str:
     for role in roles:
         lines.append(f"c.JupyterHub.load_roles.append({json.dumps(role)})")
     return "\n".join(lines) + "\n"
+
+
+def pytorch_constraints(pins: tuple[str, ...]) -> str:
+    """pip constraints: PyTorch's packages at the exact build the installer checked."""
+    return (
+        f"# {HEADER}\n"
+        "# PyTorch as the installer chose and checked it on this server's GPUs. Every pip run\n"
+        "# in the users' environment reads this file (through its pip.conf), so no package\n"
+        "# replaces it with another build, such as PyPI's default CUDA build.\n"
+        + "".join(f"{pin}\n" for pin in pins)
+    )
+
+
+def user_pip_conf(constraints: str) -> str:
+    """pip's "site" configuration, sys.prefix/pip.conf: read by every pip of that Python
+    (pip's documentation, "Configuration"; pip/_internal/configuration.py)."""
+    return (
+        f"# {HEADER}\n"
+        "# Every `pip install` in this environment (dlcourse's, TLJH's upgrades, an admin's\n"
+        "# `sudo -E pip install` in a hub terminal) keeps PyTorch at the installer's build.\n"
+        "[install]\n"
+        f"constraint = {constraints}\n"
+    )
+
+
+def conda_pins(pins: tuple[str, ...], conda_names: dict[str, str]) -> str:
+    """conda-meta/pinned: conda and mamba constrain every solve in the environment by these
+    match specs (conda/core/solve.py get_pinned_specs; mamba's file_pins). A pin that no
+    conda-forge package matches makes conda refuse what needs conda's pytorch."""
+    lines = []
+    for pin in pins:
+        name, _, version = pin.partition("==")
+        lines.append(f"{conda_names[name]} =={version}\n")
+    return (
+        f"# {HEADER}\n"
+        "# PyTorch comes from pip, as the installer chose it; conda cannot see pip's packages.\n"
+        "# conda-forge publishes no versions with a local label (+cu130), so conda installs no\n"
+        "# pytorch over it: a conda-forge package that needs one is refused, not installed.\n"
+        + "".join(lines)
+    )
 
 
 def resource_usage_settings() -> str:

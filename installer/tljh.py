@@ -79,5 +79,7 @@ def user_pip_installed(host: Host, paths: Paths, package: str) -> bool:
     return host.query([f"{paths.user_env}/bin/python", "-m", "pip", "show", "-q", package]).ok
 
 
-def user_pip_install(host: Host, paths: Paths, specs: list[str], *extra: str) -> None:
-    host.run([f"{paths.user_env}/bin/python", "-m", "pip", "install", *extra, *specs])
+def user_pip_install(
+    host: Host, paths: Paths, specs: list[str], *extra: str, env: dict[str, str] | None = None
+) -> None:
+    host.run([f"{paths.user_env}/bin/python", "-m", "pip", "install", *extra, *specs], env=env)

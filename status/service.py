@@ -137,7 +137,12 @@ def main() -> int:
         print(f"dlcourse-status: error: {exc}", file=sys.stderr)
         return 2
     app = make_app(settings)
-    app.listen(settings.listen_port, settings.listen_host)
+    try:
+        app.listen(settings.listen_port, settings.listen_host)
+    except OSError as exc:
+        where = f"{settings.listen_host}:{settings.listen_port}"
+        print(f"dlcourse-status: error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
+        return 2
     log.info("listening on %s:%s%s", settings.listen_host, settings.listen_port, settings.prefix)
     ioloop.IOLoop.current().start()
     return 0

@@ -24,11 +24,13 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
 from exporter_process import free_port, token_file
+from leftovers import die_with_parent
 
 from dlcourse_installer import webauth
 
@@ -48,14 +50,17 @@ def find_tool(*names: str) -> str | None:
     return None
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+def wait_until(predicate, timeout: float, what: str | Callable[[], str], interval: float = 0.2):
+    """predicate()'s first true result; `what` (or what() at the deadline: a log tail, say)
+    names the condition when it never came."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            described = what() if callable(what) else what
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {described}")
         time.sleep(interval)
 
 
@@ -116,7 +121,7 @@ class Webhook:
         return wait_until(
             lambda: self.alerts(alertname, path, status),
             timeout,
-            f"{alertname} ({status}) at webhook path {path}; received: {self.summary()}",
+            lambda: f"{alertname} ({status}) at webhook path {path}; received: {self.summary()}",
         )
 
     def summary(self) -> list[str]:
@@ -149,7 +154,7 @@ class Process:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         account = {"user": user, "group": user, "extra_groups": []} if user else {}
         self.popen = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, **account
+            die_with_parent(argv), stdout=self._log, stderr=subprocess.STDOUT, env=env, **account
         )
 
     def log_tail(self, lines: int = 30) -> str:
@@ -330,7 +335,7 @@ class AlertingStack:
                 raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
             return http_ok(url, self.auth)
 
-        wait_until(ready, 30, f"{process.name} to be ready")
+        wait_until(ready, 60, lambda: f"{process.name} to be ready\n{process.log_tail()}")
 
     def query(self, promql: str) -> list[dict]:
         url = self.prometheus_url + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})

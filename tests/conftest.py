@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from leftovers import create_account, reap_accounts, remove_account
 
 REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
@@ -42,17 +41,23 @@ def make_linux_user() -> Iterator[Callable[..., pwd.struct_passwd]]:
 
     def make(name: str | None = None, home: bool = True) -> pwd.struct_passwd:
         name = name or f"dlct-{uuid.uuid4().hex[:8]}"
-        args = ["useradd", "--shell", "/bin/bash", "--user-group"]
-        args += ["--create-home"] if home else ["--no-create-home"]
-        subprocess.run([*args, name], check=True, capture_output=True)
+        entry = create_account(name, home=home)
         created.append(name)
-        return pwd.getpwnam(name)
+        return entry
 
     yield make
     for name in created:
-        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
-        subprocess.run(["userdel", "--remove", name], capture_output=True)
-        shutil.rmtree(f"/home/{name}", ignore_errors=True)
+        remove_account(name)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Removes the accounts that killed test runs and demos left (tests/leftovers.py)."""
+    if IS_ROOT:
+        reaped = reap_accounts()
+        if reaped:
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"removed accounts left by dead runs: {', '.join(reaped)}")
 
 
 @pytest.fixture(scope="session")

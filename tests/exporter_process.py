@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
+from leftovers import die_with_parent
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -85,13 +86,15 @@ class RunningExporter:
         if not any(a.startswith("--web.token-file") for a in args):
             args = [f"--web.token-file={token_file()}", *args]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dlcourse_exporter",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                *args,
-            ],
+            die_with_parent(
+                [
+                    sys.executable,
+                    "-m",
+                    "dlcourse_exporter",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    *args,
+                ]
+            ),
             env=environ,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -99,7 +102,7 @@ class RunningExporter:
         )
         self.wait_ready()
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -123,7 +126,7 @@ class RunningExporter:
     def scrape(self) -> Samples:
         return parse_samples(self.scrape_text())
 
-    def wait_for(self, predicate, timeout: float = 15.0, what: str = "condition") -> Samples:
+    def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition") -> Samples:
         """Scrape until predicate(samples) is true; returns the samples that satisfied it."""
         deadline = time.monotonic() + timeout
         samples: Samples = {}
@@ -132,7 +135,23 @@ class RunningExporter:
             if predicate(samples):
                 return samples
             time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}; last scrape: {sorted(samples)[:50]}")
+        raise AssertionError(
+            f"timed out after {timeout:g} s waiting for {what}; "
+            f"last scrape: {sorted(samples)[:50]}\n{self.log_tail()}"
+        )
+
+    def wait_poll_after(self, collector: str, seconds: float, timeout: float = 60.0) -> Samples:
+        """Scrapes until a poll of the collector that began `seconds` after the last one so
+        far ended has succeeded: it saw all that happened before now, `seconds` later."""
+        moment = poll_ended(self.scrape(), collector) + seconds
+        return self.wait_for(
+            lambda s: poll_started(s, collector) >= moment,
+            timeout,
+            f"a {collector} poll that began after {moment:.1f}",
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -156,16 +175,24 @@ def value(samples: Samples, metric: str, /, **labels: str) -> float | None:
     return matches[0] if matches else None
 
 
+def poll_ended(samples: Samples, collector: str) -> float:
+    """When the collector's last successful poll ended (wall clock); 0 before any."""
+    ended = value(samples, "dlcourse_collector_last_success_timestamp_seconds", collector=collector)
+    return ended or 0.0
+
+
+def poll_started(samples: Samples, collector: str) -> float:
+    """When the collector's last successful poll began (wall clock); 0 before any."""
+    took = value(samples, "dlcourse_collector_duration_seconds", collector=collector)
+    return poll_ended(samples, collector) - (took or 0.0)
+
+
 def wait_value(
-    exporter: RunningExporter, name: str, expected: float, timeout: float, **labels: str
-) -> float:
-    """Scrapes until name{labels} == expected; returns the seconds that took."""
-    started = time.monotonic()
-    try:
-        exporter.wait_for(lambda s: value(s, name, **labels) == expected, timeout, name)
-    except AssertionError as exc:
-        raise AssertionError(f"{name}{labels} != {expected}: {exc}\n{exporter.log()}") from None
-    return time.monotonic() - started
+    exporter: RunningExporter, name: str, expected: float, timeout: float = 60, **labels: str
+) -> Samples:
+    """Scrapes until name{labels} == expected; returns that scrape."""
+    what = f"{name}{labels} == {expected}"
+    return exporter.wait_for(lambda s: value(s, name, **labels) == expected, timeout, what)
 
 
 def log_lines(exporter: RunningExporter, text: str) -> list[str]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from exporter_process import AUTH, RunningExporter
+from exporter_process import AUTH, RunningExporter, Samples, parse_samples, poll_ended, poll_started
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -53,3 +53,20 @@ def wait_for(check: Callable[[], object], timeout: float, message: str) -> objec
         if time.monotonic() > deadline:
             raise AssertionError(message)
         time.sleep(0.25)
+
+
+def wait_poll_after(url: str, collector: str, seconds: float, timeout: float = 60) -> None:
+    """Waits until a poll of the collector that began `seconds` after the last one so far
+    ended has succeeded: it saw all that happened before now, `seconds` later."""
+
+    def scrape() -> Samples:
+        request = urllib.request.Request(url, headers=AUTH)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return parse_samples(response.read().decode())
+
+    moment = poll_ended(scrape(), collector) + seconds
+    wait_for(
+        lambda: poll_started(scrape(), collector) >= moment,
+        timeout,
+        f"no {collector} poll began after {moment:.1f}",
+    )

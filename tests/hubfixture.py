@@ -45,6 +45,14 @@ from typing import Any
 
 import httpx
 from exporter_process import free_port
+from leftovers import (
+    AccountError,
+    create_account,
+    die_with_parent,
+    kill,
+    pids,
+    remove_account,
+)
 
 # The role of docs/hub.md: keep the two in step.
 EXPORTER_SCOPES = (
@@ -79,8 +87,9 @@ c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = {spawner_class!r}
 c.Spawner.cmd = [{singleuser!r}]
 c.Spawner.args = {spawner_args!r}
-c.Spawner.start_timeout = 60
-c.Spawner.http_timeout = 60
+# Generous: CI runs on a busy 2-core machine.
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
 {extra_spawner}
 # The spawn API answers 202 at once instead of blocking up to 10 s: tests poll.
 c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
@@ -94,7 +103,10 @@ HOLD_DIR = pathlib.Path({hold_dir!r})
 
 async def hold_spawn(spawner):
     # A test leaves a spawn pending by creating HOLD_DIR/<user>; "fail" in it aborts.
+    # <user>.held tells the test that this hook has the spawn in hand.
     flag = HOLD_DIR / spawner.user.name
+    if flag.exists():
+        (HOLD_DIR / (spawner.user.name + ".held")).touch()
     while flag.exists():
         if flag.read_text().strip() == "fail":
             flag.unlink()
@@ -106,18 +118,18 @@ c.Spawner.pre_spawn_hook = hold_spawn
 """
 
 
-def tljh_authenticator(store: Path, allowed: Sequence[str], admins: Sequence[str] = ()) -> str:
+def tljh_authenticator(store: Path, allowed: Sequence[str] = ()) -> str:
     """Configuration for TLJH's own login (tljh/configurer.py, TLJH 2.0.0): FirstUseAuthenticator
-    (the first login sets a password, unless one is in `store`), no new accounts, `allowed`
-    and `admins` (which the hub creates at start) and users added later (JupyterHub 5's
-    allow_existing_users) the only ones. Append it with `extra_config` or `add_config`."""
+    (the first login sets a password, unless one is in `store`), no new accounts; `allowed`
+    (which the hub creates at start) and users added later (JupyterHub 5's
+    allow_existing_users) may log in. Append it with `extra_config` or `add_config`."""
     return f"""
 c.JupyterHub.authenticator_class = "firstuseauthenticator.FirstUseAuthenticator"
 c.FirstUseAuthenticator.dbm_path = {str(store)!r}
 c.FirstUseAuthenticator.create_users = False
 c.Authenticator.allow_all = False
 c.Authenticator.allowed_users = {set(allowed)!r}
-c.Authenticator.admin_users = {set(admins)!r}
+c.Authenticator.allow_existing_users = True
 """
 
 
@@ -126,23 +138,28 @@ class HubError(AssertionError):
 
 
 class LinuxAccounts:
-    """Real accounts for hub users (root only), removed with every process they own."""
+    """Real accounts for hub users (root only), marked as this process's (tests/leftovers.py)
+    and removed with every process they own."""
 
     def __init__(self) -> None:
         self.created: list[str] = []
 
     def create(self, name: str) -> pwd.struct_passwd:
-        args = ["useradd", "--shell", "/bin/bash", "--user-group", "--create-home", name]
-        subprocess.run(args, check=True, capture_output=True)
+        entry = create_account(name)
         self.created.append(name)
-        return pwd.getpwnam(name)
+        return entry
 
     def remove_all(self) -> None:
+        """Removes every account, then raises the first failure (if any)."""
+        errors = []
         for name in self.created:
-            subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
-            subprocess.run(["userdel", "--remove", name], capture_output=True)
-            shutil.rmtree(f"/home/{name}", ignore_errors=True)
+            try:
+                remove_account(name)
+            except AccountError as exc:
+                errors.append(exc)
         self.created.clear()
+        if errors:
+            raise errors[0]
 
 
 class LiveHub:
@@ -228,12 +245,12 @@ class LiveHub:
         env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)
         return [sys.executable, "-m", "jupyterhub", "-f", "jupyterhub_config.py"], self.dir, env
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 120) -> None:
         self._write_config()
         argv, cwd, env = self._launch()
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
-                argv,
+                die_with_parent(argv),
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -290,19 +307,39 @@ class LiveHub:
             pid = int(text) if text.isdigit() else 0
             try:  # only if the pid still is our proxy, not a recycled number
                 if b"configurable-http-proxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    _kill(pid)
+                    kill(pid)
             except OSError:
                 pass
             pid_file.unlink(missing_ok=True)
-        # Servers and kernels whose hub is gone: they carry its API URL in their environment.
-        marker = f"JUPYTERHUB_API_URL=http://127.0.0.1:{self.hub_port}/hub/api".encode()
-        for pid in _pids():
+        # Servers, kernels and services whose hub is gone: its API URL is in their environment.
+        for pid in self.children():
+            kill(pid)
+
+    def children(self, *markers: str) -> list[int]:
+        """Processes the hub started (its API URL in their environment), with every marker
+        (``NAME=value``) in it too, e.g. ``JUPYTERHUB_SERVICE_NAME=dlcourse-status``."""
+        wanted = {f"JUPYTERHUB_API_URL=http://127.0.0.1:{self.hub_port}/hub/api", *markers}
+        found = []
+        for pid in pids():
             try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes()
-            except OSError:
+                environ = set(Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0"))
+            except (OSError, UnicodeDecodeError):
                 continue
-            if marker in environ.split(b"\0"):
-                _kill(pid)
+            if wanted <= environ:
+                found.append(pid)
+        return found
+
+    def log_size(self) -> int:
+        """Where the hub's log ends now; `log_since` reads what comes after."""
+        try:
+            return self.log_file.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log_file, "rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -388,12 +425,12 @@ class LiveHub:
     def user_model(self, name: str) -> dict[str, Any]:
         return self.api("GET", f"/users/{name}").json()
 
-    def start_server(self, name: str, timeout: float = 60) -> dict[str, Any]:
+    def start_server(self, name: str, timeout: float = 120) -> dict[str, Any]:
         """Starts the user's default server and returns its model once it is ready."""
         self.api("POST", f"/users/{name}/server")
         return self.wait_server(name, ready=True, timeout=timeout)
 
-    def stop_server(self, name: str, timeout: float = 30) -> None:
+    def stop_server(self, name: str, timeout: float = 60) -> None:
         server = self.user_model(name).get("servers", {}).get("")
         if server is None:
             return
@@ -403,7 +440,7 @@ class LiveHub:
             self.api("DELETE", f"/users/{name}/server")
         self.wait_server(name, ready=None, timeout=timeout)
 
-    def wait_server(self, name: str, ready: bool | None, timeout: float = 60) -> dict[str, Any]:
+    def wait_server(self, name: str, ready: bool | None, timeout: float = 120) -> dict[str, Any]:
         """Waits for the default server to be ready (True) or gone (None)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -417,22 +454,25 @@ class LiveHub:
             time.sleep(0.2)
         raise HubError(f"server of {name} not {'ready' if ready else 'gone'}\n{self.log_tail()}")
 
-    def hold_spawn(self, name: str) -> None:
-        """Starts a spawn that stays pending until release_spawn() or cancel_spawn()."""
-        (self.hold_dir / name).write_text("hold")
+    def hold_spawn(self, name: str, timeout: float = 60) -> None:
+        """Starts a spawn that stays pending until release_spawn() or cancel_spawn();
+        returns once the hub's pre-spawn hook holds it."""
+        flag, held = self.hold_dir / name, self.hold_dir / f"{name}.held"
+        held.unlink(missing_ok=True)
+        flag.write_text("hold")
         self.api("POST", f"/users/{name}/server")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.user_model(name).get("servers", {}).get("", {}).get("pending") == "spawn":
+            if held.exists():
                 return
             time.sleep(0.1)
-        raise HubError(f"spawn of {name} not pending\n{self.log_tail()}")
+        raise HubError(f"spawn of {name} not held\n{self.log_tail()}")
 
-    def release_spawn(self, name: str, timeout: float = 60) -> dict[str, Any]:
+    def release_spawn(self, name: str, timeout: float = 120) -> dict[str, Any]:
         (self.hold_dir / name).unlink(missing_ok=True)
         return self.wait_server(name, ready=True, timeout=timeout)
 
-    def cancel_spawn(self, name: str, timeout: float = 30) -> None:
+    def cancel_spawn(self, name: str, timeout: float = 60) -> None:
         (self.hold_dir / name).write_text("fail")
         self.wait_server(name, ready=None, timeout=timeout)
 
@@ -458,12 +498,12 @@ class LiveHub:
     def kernels(self, user: str) -> list[dict[str, Any]]:
         return self._server_api("GET", user, "/kernels").json()
 
-    def kernel_pid(self, user: str, kernel_id: str, timeout: float = 20) -> int:
+    def kernel_pid(self, user: str, kernel_id: str, timeout: float = 60) -> int:
         """The pid of the kernel process whose command line names kernel-<id>.json."""
         connection_file = f"kernel-{kernel_id}.json"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for pid in _pids():
+            for pid in pids():
                 try:
                     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
                 except OSError:
@@ -482,14 +522,3 @@ class LiveHub:
             "Accept": "application/jupyterhub-pagination+json",
         }
         return json.loads(httpx.get(f"{self.api_url}/users", headers=headers).text)["items"]
-
-
-def _pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _kill(pid: int) -> None:
-    if pid <= 1:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)

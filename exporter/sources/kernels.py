@@ -44,6 +44,9 @@ from .proc_events import ProcEventListener
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 3.0
+# A process this young may not have exec'd yet: between fork and exec it shows its parent's
+# argv (seconds apart on a loaded machine), so "not a kernel" is not remembered for it.
+MAY_STILL_EXEC_SECONDS = 30.0
 POLL_SECONDS = 0.25  # fallback: how often watched kernels' /proc/<pid>/stat is read
 STOP_SIGNALS = frozenset({"SIGTERM", "SIGKILL", "SIGHUP", "SIGINT"})
 UNKNOWN = None  # exit status of a kernel that vanished before it was seen as a zombie
@@ -163,16 +166,21 @@ class KernelWatcher:
         except (OSError, ValueError):
             return None
 
-    def _identify(self, pid: int, stat: parse.ProcStat) -> KernelProcess | None:
-        """The kernel running as pid, or None; cached per process (pid + start time)."""
+    def _identify(self, pid: int, stat: parse.ProcStat, uptime: float) -> KernelProcess | None:
+        """The kernel running as pid, or None; cached per process (pid + start time), but
+        "not a kernel" only once the process is old enough to have exec'd."""
         key = (pid, stat.starttime_ticks)
-        if key not in self._seen:
-            try:
-                argv = parse.split_cmdline((self.procfs / str(pid) / "cmdline").read_bytes())
-            except OSError:
-                return None  # vanished; not cached, the pid may be reused later
-            self._seen[key] = self._kernel(pid, stat, argv)
-        return self._seen[key]
+        if key in self._seen:
+            return self._seen[key]
+        try:
+            argv = parse.split_cmdline((self.procfs / str(pid) / "cmdline").read_bytes())
+        except OSError:
+            return None  # vanished; not cached, the pid may be reused later
+        kernel = self._kernel(pid, stat, argv)
+        age = uptime - stat.starttime_ticks / parse.CLOCK_TICKS
+        if kernel is not None or age > MAY_STILL_EXEC_SECONDS:
+            self._seen[key] = kernel
+        return kernel
 
     def _kernel(self, pid: int, stat: parse.ProcStat, argv: list[str]) -> KernelProcess | None:
         connection_file = parse.kernel_connection_file(argv)
@@ -201,8 +209,11 @@ class KernelWatcher:
 
     def scan(self) -> None:
         """Finds every running kernel; the source of truth for the running count."""
+        with self._lock:
+            known_before = dict(self._state.watched)
         found: dict[int, KernelProcess] = {}
         live_keys = set()
+        uptime = parse.parse_uptime((self.procfs / "uptime").read_text())
         for entry in os.scandir(self.procfs):
             if not entry.name.isdigit():
                 continue
@@ -211,7 +222,7 @@ class KernelWatcher:
             if stat is None or stat.state == "Z":
                 continue
             live_keys.add((pid, stat.starttime_ticks))
-            kernel = self._identify(pid, stat)
+            kernel = self._identify(pid, stat, uptime)
             if kernel is not None:
                 found[pid] = kernel
         self._seen = {key: value for key, value in self._seen.items() if key in live_keys}
@@ -234,10 +245,14 @@ class KernelWatcher:
                 self._state.watched.setdefault(pid, kernel)
             if self.mode == "netlink":
                 # Exits are reported as they happen; a watched kernel missing here had its
-                # event dropped (socket overflow): it ended, but how is unknown.
-                for pid in list(self._state.watched):
-                    kernel = self._state.watched[pid]
-                    if outermost.get(pid) != kernel and (pid, kernel.starttime) not in live_keys:
+                # event dropped (socket overflow): it ended, but how is unknown. Only those
+                # watched before the walk: one exec'd during it may be behind its position.
+                for pid, kernel in known_before.items():
+                    if (
+                        self._state.watched.get(pid) == kernel
+                        and outermost.get(pid) != kernel
+                        and (pid, kernel.starttime) not in live_keys
+                    ):
                         self._exited_locked(pid, UNKNOWN)
 
     # -- exit events ------------------------------------------------------------------

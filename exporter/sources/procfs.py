@@ -67,6 +67,11 @@ def parse_stat(text: str) -> ProcStat:
     )
 
 
+def parse_uptime(text: str) -> float:
+    """Seconds since boot, the first field of /proc/uptime ("350735.47 234388.90")."""
+    return float(text.split()[0])
+
+
 def split_cmdline(raw: bytes) -> list[str]:
     """argv from a NUL-separated /proc/<pid>/cmdline (empty for kernel threads and zombies)."""
     return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]

@@ -26,6 +26,8 @@ from dlcourse_exporter.scheduler import Scheduler
 from dlcourse_exporter.sources.hub import HubClient
 
 RECORDED = Path(__file__).resolve().parent / "recorded"
+# Long enough for a healthy local answer on a busy machine; "slow" answers after three.
+CLIENT_TIMEOUT = 2.0
 PAGES = {
     "0": json.loads((RECORDED / "users_page1.json").read_text())["body"],
     "2": json.loads((RECORDED / "users_page2.json").read_text())["body"],
@@ -47,7 +49,7 @@ class Handler(BaseHTTPRequestHandler):
         offset = parse_qs(urlparse(self.path).query).get("offset", ["0"])[0]
         status, body, kind = 200, PAGES.get(offset, PAGES["0"]), "application/json"
         if mode == "slow":
-            time.sleep(1.5)
+            time.sleep(3 * CLIENT_TIMEOUT)
         elif mode in ("500", "503"):
             status, body = int(mode), json.dumps({"status": int(mode), "message": "oops"})
         elif mode == "malformed":
@@ -104,7 +106,7 @@ def test_fault_fails_the_collector_once_and_recovers(
     bad_hub: BadHub, caplog: pytest.LogCaptureFixture, mode: str, error: str
 ):
     port = bad_hub.server_address[1]
-    client = HubClient(f"http://127.0.0.1:{port}/hub/api", "t", timeout=0.5)
+    client = HubClient(f"http://127.0.0.1:{port}/hub/api", "t", timeout=CLIENT_TIMEOUT)
     ticks = Ticks()
     collector = HubCollector(client, interval=1.0, clock=ticks)
     scheduler = Scheduler([collector])
@@ -146,11 +148,12 @@ def test_hub_down_then_back_watched_by_the_exporter(
             str(hub.token_file()),
             "--hub.interval",
             str(interval),
+            "--log.level=debug",  # a line for each request that reaches no hub
         ],
         log_path=tmp_path / "exporter.log",
     )
     try:
-        wait_value(exporter, "dlcourse_hub_user_info", 1, 15, user=student, admin="false")
+        wait_value(exporter, "dlcourse_hub_user_info", 1, user=student, admin="false")
         others = [
             dict(labels)["collector"]
             for (name, labels), ok in exporter.scrape().items()
@@ -159,9 +162,9 @@ def test_hub_down_then_back_watched_by_the_exporter(
         assert others  # kernels and host, on by default
 
         hub.stop()
-        took = wait_value(exporter, "dlcourse_hub_up", 0, 10)
-        assert took <= 2 * interval, f"hub_up went to 0 {took:.1f} s after the hub stopped"
-        samples = exporter.scrape()  # the exporter itself keeps serving
+        # That the very next poll reports it is proven with a stepped clock in
+        # test_fault_fails_the_collector_once_and_recovers; here, that the exporter serves on.
+        samples = wait_value(exporter, "dlcourse_hub_up", 0)
 
         def seen(name: str, **labels: str) -> float | None:
             return value(samples, name, **labels)
@@ -173,9 +176,13 @@ def test_hub_down_then_back_watched_by_the_exporter(
         assert seen("dlcourse_collector_last_success_timestamp_seconds", collector="hub")
         assert seen("dlcourse_hub_user_info", user=student, admin="false") is None
 
-        time.sleep(3 * interval)  # several failed polls: still one log line
+        # Two more tries (after backoff) that find no hub: still one "failed" line.
+        exporter.wait_for(
+            lambda _: len(log_lines(exporter, "hub API request failed")) >= 3,
+            what="three tries of the stopped hub",
+        )
         hub.start()
-        wait_value(exporter, "dlcourse_hub_user_info", 1, 20, user=student, admin="false")
+        wait_value(exporter, "dlcourse_hub_user_info", 1, user=student, admin="false")
         assert value(exporter.scrape(), "dlcourse_hub_up") == 1
         assert len(log_lines(exporter, "collector hub failed")) == 1, exporter.log()
         assert len(log_lines(exporter, "collector hub recovered")) == 1, exporter.log()

@@ -27,6 +27,7 @@ from dlcourse_exporter.sources.hub import (
     HubUnreachable,
 )
 
+DURATION = "dlcourse_collector_duration_seconds"
 HUB_ONLY = (
     *("--no-collector.gpu", "--no-collector.processes"),
     *("--no-collector.kernels", "--no-collector.host"),
@@ -40,7 +41,9 @@ def hostile_hub() -> Iterator[HostileHub]:
     hub.close()
 
 
-def start_exporter(hub: HostileHub, tmp_path: Path, *args: str, url: str = "") -> RunningExporter:
+def start_exporter(
+    hub: HostileHub, tmp_path: Path, *args: str, url: str = "", interval: float = 1
+) -> RunningExporter:
     token = tmp_path / "hub-token"
     token.write_text("t0ken\n")
     return RunningExporter(
@@ -48,7 +51,7 @@ def start_exporter(hub: HostileHub, tmp_path: Path, *args: str, url: str = "") -
             *HUB_ONLY,
             f"--hub.url={url or hub.api_url}",
             f"--hub.token-file={token}",
-            "--hub.interval=1",
+            f"--hub.interval={interval}",
             "--hub.timeout=2",
             *args,
         ],
@@ -85,10 +88,10 @@ def test_max_users_caps_a_truthful_hub_too(hostile_hub: HostileHub, tmp_path: Pa
 
     exporter = start_exporter(hostile_hub, tmp_path, "--hub.max-users=100")
     try:
-        wait_value(exporter, "dlcourse_hub_users_truncated", 1, 20)
-        samples = exporter.scrape()
+        samples = wait_value(exporter, "dlcourse_hub_users_truncated", 1)
         assert len([k for k in samples if k[0] == "dlcourse_hub_user_info"]) == 100
-        time.sleep(2.5)  # more polls: still one line
+        asked = hostile_hub.requests
+        exporter.wait_for(lambda _: hostile_hub.requests >= asked + 2, what="more polls")
         assert len(log_lines(exporter, "more users than --hub.max-users=100")) == 1
     finally:
         exporter.stop()
@@ -115,13 +118,17 @@ def test_exporter_memory_stays_bounded_under_a_lying_and_a_huge_hub(
 ):
     """The RSS the issue asks to report: printed, and bounded."""
     hostile_hub.mode = "lying-total"
-    exporter = start_exporter(hostile_hub, tmp_path)
+    # The default interval: a poll of 1,000 pages must end within two (scheduler.py), which
+    # a busy 2-core machine cannot do in the 10 s that --hub.interval=1 leaves.
+    exporter = start_exporter(hostile_hub, tmp_path, interval=15)
     try:
-        wait_value(exporter, "dlcourse_hub_users_truncated", 1, 60)
-        polls_seen = hostile_hub.requests
-        deadline = time.monotonic() + 60
-        while hostile_hub.requests < polls_seen + 3 * MAX_PAGES and time.monotonic() < deadline:
-            time.sleep(0.5)  # three more whole polls of 1,000 pages each
+        wait_value(exporter, "dlcourse_hub_users_truncated", 1, 120)
+        asked = hostile_hub.requests
+        exporter.wait_for(
+            lambda _: hostile_hub.requests >= asked + 2 * MAX_PAGES,
+            180,
+            "two more whole polls of 1,000 pages each",
+        )
         lying = memory_kib(exporter.process.pid)
         started = time.monotonic()
         assert value(exporter.scrape(), "dlcourse_hub_up") == 1
@@ -129,7 +136,12 @@ def test_exporter_memory_stays_bounded_under_a_lying_and_a_huge_hub(
 
         hostile_hub.mode = "huge"
         wait_value(exporter, "dlcourse_hub_up", 0, 60)
-        time.sleep(3)  # a few more refused 61 MB answers
+        # One more refused 61 MB answer, from its request to the end of its poll (when the
+        # poll's duration changes; during backoff no other poll of the hub runs).
+        asked = hostile_hub.requests
+        exporter.wait_for(lambda _: hostile_hub.requests > asked, 120, "another request")
+        took = value(exporter.scrape(), DURATION, collector="hub")
+        exporter.wait_for(lambda s: value(s, DURATION, collector="hub") != took, 120, "its end")
         after_huge = memory_kib(exporter.process.pid)
         print(
             f"lying hub: RSS {lying['VmRSS'] // 1024} MiB, peak {lying['VmHWM'] // 1024} MiB, "
@@ -154,7 +166,7 @@ def test_lone_surrogates_in_names_break_nothing(hostile_hub: HostileHub, tmp_pat
     exporter = start_exporter(hostile_hub, tmp_path)
     try:
         samples = exporter.wait_for(
-            lambda s: value(s, "dlcourse_hub_user_info", user="ada") == 1, 20, "the users"
+            lambda s: value(s, "dlcourse_hub_user_info", user="ada") == 1, what="the users"
         )
         assert value(samples, "dlcourse_hub_user_info", user="\ufffd") == 1
         assert value(samples, "dlcourse_hub_user_group_info", group="\ufffd-section") == 1
@@ -189,10 +201,11 @@ def test_hub_words_and_credentials_stay_out_of_the_log(hostile_hub: HostileHub, 
         hostile_hub, tmp_path, url=f"http://admin:s3cret@127.0.0.1:{port}/hub/api"
     )
     try:
-        wait_value(exporter, "dlcourse_hub_up", 0, 20)
+        wait_value(exporter, "dlcourse_hub_up", 0)
         hostile_hub.mode = "users"  # a healthy hub: polls succeed, one after another
-        wait_value(exporter, "dlcourse_hub_up", 1, 20)
-        time.sleep(2.5)
+        wait_value(exporter, "dlcourse_hub_up", 1)
+        asked = hostile_hub.requests
+        exporter.wait_for(lambda _: hostile_hub.requests >= asked + 2, what="more polls")
         log = exporter.log()
     finally:
         exporter.stop()

@@ -70,8 +70,7 @@ def exporter(class_on_hub: ClassOnHub, tmp_path: Path) -> Iterator[RunningExport
 
 def test_exporter_publishes_the_hub_class(class_on_hub: ClassOnHub, exporter: RunningExporter):
     c = class_on_hub
-    wait_value(exporter, "dlcourse_hub_up", 1, 15)
-    samples = exporter.scrape()
+    samples = wait_value(exporter, "dlcourse_hub_up", 1)
 
     def seen(name: str, **labels: str) -> float | None:
         return value(samples, name, **labels)
@@ -120,11 +119,11 @@ def test_exporter_follows_a_server_that_stops(class_on_hub: ClassOnHub, tmp_path
     hub.start_server(eve)
     process = run_exporter(hub, tmp_path)
     try:
-        wait_value(process, "dlcourse_hub_user_servers", 1, 15, user=eve, state="ready")
+        wait_value(process, "dlcourse_hub_user_servers", 1, user=eve, state="ready")
         hub.stop_server(eve)
         # While it stops, the hub reports it pending ("stop"); then it is gone.
-        wait_value(process, "dlcourse_hub_user_servers", 0, 15, user=eve, state="ready")
-        wait_value(process, "dlcourse_hub_user_servers", 0, 15, user=eve, state="pending")
+        wait_value(process, "dlcourse_hub_user_servers", 0, user=eve, state="ready")
+        wait_value(process, "dlcourse_hub_user_servers", 0, user=eve, state="pending")
         samples = process.scrape()
         assert value(samples, "dlcourse_hub_user_servers", user=eve, state="ready") == 0
         started = "dlcourse_hub_user_server_started_timestamp_seconds"
@@ -194,15 +193,17 @@ def test_token_faults_give_hub_up_0_and_one_log_line(
     hub = class_on_hub.hub
     if token == "wrong":
         hub.tokens["wrong"] = "0123456789abcdef"  # a token the hub never issued
+    log_start = hub.log_size()
     process = run_exporter(hub, tmp_path, token)
     try:
-        wait_value(process, "dlcourse_collector_success", 0, 15, collector="hub")
-        started = time.monotonic()
-        samples = process.scrape()
+        samples = wait_value(process, "dlcourse_collector_success", 0, collector="hub")
         assert value(samples, "dlcourse_hub_up") == 0
         assert not any(name.startswith("dlcourse_hub_user") for name, _ in samples)
-        # Several more polls (with backoff: at 1 s and 3 s), still one line.
-        time.sleep(max(0.0, 3.5 - (time.monotonic() - started)))
+        # Two more tries after backoff (the hub logs every request), still one line.
+        process.wait_for(
+            lambda _: hub.log_since(log_start).count("GET /hub/api/users?") >= 3,
+            what="three requests of the exporter in the hub's log",
+        )
         lines = log_lines(process, "collector hub failed")
         assert len(lines) == 1, process.log()
         assert message in lines[0]

@@ -19,7 +19,7 @@ def process_environ(pid: int) -> dict[str, str]:
     return dict(e.decode(errors="replace").split("=", 1) for e in entries if b"=" in e)
 
 
-def gone(pid: int, timeout: float = 15) -> bool:
+def gone(pid: int, timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not Path(f"/proc/{pid}").exists():
@@ -54,8 +54,7 @@ def test_kernels_start_restart_and_shut_down_as_the_user(live_hub: LiveHub):
 def test_held_spawn_stays_pending_until_released(live_hub: LiveHub):
     user = live_hub.add_user()
     try:
-        live_hub.hold_spawn(user)
-        time.sleep(1)
+        live_hub.hold_spawn(user)  # returns once the hub's pre-spawn hook holds it
         server = live_hub.user_model(user)["servers"][""]
         assert (server["pending"], server["ready"]) == ("spawn", False)
         assert live_hub.release_spawn(user)["ready"] is True

@@ -15,7 +15,7 @@ import shlex
 import shutil
 import uuid
 
-from dlcourse_installer import pytorch, steps, tljh
+from dlcourse_installer import pytorch, steps, tljh, user_env
 from dlcourse_installer.host import CommandError, DryRunHost, FileMeta, Host, Result
 
 UBUNTU_24_04 = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nID=ubuntu\nVERSION_ID="24.04"\n'
@@ -27,6 +27,13 @@ DRIVER_VERSIONS = {"580": "580.65.06", "575": "575.57.08", "550": "550.163.01", 
 # The newest torch on each of PyTorch's indexes (RELEASE.md's matrix, see installer/pytorch.py).
 TORCH_ON_INDEX = {"cu130": "2.13.0", "cu126": "2.13.0", "cu128": "2.11.0", "cu124": "2.6.0",
                   "cu121": "2.5.1", "cu118": "2.7.1", "cpu": "2.13.0"}  # fmt: skip
+# The torchvision and torchaudio of each torch release (a model: one release each).
+COMPANION = {"torchvision": {"2.13.0": "0.28.0", "2.11.0": "0.26.0", "2.6.0": "0.21.0",
+                             "2.5.1": "0.20.1", "2.7.1": "0.22.1"},
+             "torchaudio": {"2.13.0": "2.13.0", "2.11.0": "2.11.0", "2.6.0": "2.6.0",
+                            "2.5.1": "2.5.1", "2.7.1": "2.7.1"}}  # fmt: skip
+# What PyPI and conda-forge have in this model, when a spec names no version.
+NEWEST = {"torch": "2.15.0"}
 # What a fresh Ubuntu server image already has.
 PREINSTALLED = {"python3", "curl", "git", "ubuntu-drivers-common"}
 
@@ -53,8 +60,12 @@ class FakeHost(Host):
         self.plugin_installed = False
         self.hub_passwords: set[str] = set()  # accounts with an entry in TLJH's password store
         self.claimable_when_hub_started: list[str] = []  # admins without one at first start
-        self.user_pip: set[str] = set()
-        self.torch: str | None = None
+        self.user_pip: dict[str, str] = {}  # the users' environment: pip name -> version
+        self.user_conda: dict[str, str] = {}  # conda package -> version
+        # Top-level modules of a distribution, where not its own name; and import errors.
+        self.modules = {"scikit-learn": ["sklearn"], "gdal": ["osgeo"], "ffmpeg": []}
+        self.import_errors: dict[str, str] = {}
+        self.conda_needs_pytorch = {"torchmetrics"}  # conda-forge packages that need pytorch
         # The CUDA builds that compute on this server's GPUs (a GPU too new for a build's
         # code would fail under minor-version compatibility).
         self.torch_runs = {"cu130", "cu128", "cu126", "cu124", "cu121", "cu118"}
@@ -109,6 +120,10 @@ class FakeHost(Host):
             self.put("/sys/module/nvidia/version", self.loaded_version + "\n")
         else:
             shutil.rmtree(self.local("/sys/module/nvidia"), ignore_errors=True)
+
+    @property
+    def torch(self) -> str | None:
+        return self.user_pip.get("torch")
 
     @property
     def runs(self) -> list[str]:
@@ -232,7 +247,7 @@ class FakeHost(Host):
             assert args[0] == "-u" and args[2] == "--" and account in self.users, args
             assert account != "root" and command[0].endswith("/user/bin/python"), args
             self.checked_as.append(account)
-            return self._user_python(command[1:])
+            return self._user_python(command[1:], env, as_student=True)
         if cmd == "systemctl":
             return self._systemctl(args)
         if cmd == "tljh-config":
@@ -258,7 +273,11 @@ class FakeHost(Host):
             self.plugin_installed = True
             return ok
         if argv[0].endswith("/user/bin/python"):
-            return self._user_python(args)
+            if not self.exists(argv[0]):
+                return out(f"{argv[0]}: No such file or directory", 127)
+            return self._user_python(args, env)
+        if argv[0].endswith("/user/bin/conda") and args[:2] == ["install", "--yes"]:
+            return self._conda_install(argv)
         if argv[0].endswith("/exporter/bin/python") and args[:3] == ["-m", "pip", "install"]:
             self.put(argv[0].replace("/python", "/dlcourse-exporter"), "")
             return ok
@@ -373,17 +392,16 @@ class FakeHost(Host):
             raise AssertionError(f"tljh-config {args}?")
         return Result(("tljh-config", *args), 0)
 
-    def _user_python(self, args) -> Result:
+    def _user_python(self, args, env, as_student=False) -> Result:  # noqa: C901 - dispatch
         ok = Result(tuple(args), 0)
+        if args[:2] == ["-c", user_env.probe_source()]:
+            return self._probe(args[2], json.loads(args[3]), as_student)
         if args[:3] == ["-m", "pip", "show"]:
             return ok if args[-1] in self.user_pip else Result(tuple(args), 1)
+        if args[:4] == ["-m", "pip", "list", "--format=freeze"]:
+            return Result(tuple(args), 0, "".join(f"{n}=={v}\n" for n, v in self.user_pip.items()))
         if args[:3] == ["-m", "pip", "install"]:
-            if "--index-url" in args:
-                tag = args[args.index("--index-url") + 1].rsplit("/", 1)[1]
-                self.torch = f"{TORCH_ON_INDEX[tag]}+{tag}"
-            else:
-                self.user_pip |= {re.sub(r"\[.*", "", a) for a in args[3:]}
-            return ok
+            return self._pip_install(args[3:], env)
         if args[0] == "-c" and args[1] == pytorch.VERSION:
             return Result(tuple(args), 0, f"{self.torch}\n") if self.torch else Result((), 1)
         if args[0] == "-c" and args[1] == pytorch.CHECK:
@@ -393,6 +411,77 @@ class FakeHost(Host):
                 return Result(tuple(args), 1, "", f"Traceback ...\n{error}\n")
             return Result(tuple(args), 0, f"{self.torch} {self.gpus_answering}\n")
         raise AssertionError(f"user python {args}?")
+
+    def _pip_constraints(self, args, env) -> dict[str, str]:
+        """name -> pinned version, from -c and, unless PIP_CONSTRAINT overrides it, pip.conf."""
+        files = [args[i + 1] for i, a in enumerate(args) if a in ("-c", "--constraint")]
+        conf = self.read_text("/opt/tljh/user/pip.conf")
+        if conf and "PIP_CONSTRAINT" not in env:
+            files.append(conf.split("constraint = ", 1)[1].strip())
+        pins = {}
+        for path in files:
+            text = self.read_text(path)
+            if text is None:
+                raise FileNotFoundError(path)  # pip: "Could not open requirements file"
+            for line in text.splitlines():
+                if "==" in line and not line.startswith("#"):
+                    name, _, version = line.partition("==")
+                    pins[name] = version
+        return pins
+
+    def _pip_install(self, args, env) -> Result:
+        """PyPI and PyTorch's indexes, modelled: a spec's == version, else the newest; the
+        constraints hold, as pip's resolver holds them."""
+        try:
+            pins = self._pip_constraints(args, env)
+        except FileNotFoundError as missing:
+            return Result(tuple(args), 1, "", f"ERROR: Could not open requirements file: {missing}")
+        index = (
+            args[args.index("--index-url") + 1].rsplit("/", 1)[1] if "--index-url" in args else None
+        )
+        options_with_value = ("-c", "--constraint", "--index-url")
+        specs = [a for i, a in enumerate(args) if not a.startswith("-")
+                 and (i == 0 or args[i - 1] not in options_with_value)]  # fmt: skip
+        wanted = {}
+        for spec in specs:
+            name, _, version = re.sub(r"\[.*?\]", "", spec).partition("==")
+            if index and name in ("torch", *COMPANION) and not version:
+                torch = TORCH_ON_INDEX[index]
+                version = f"{torch if name == 'torch' else COMPANION[name][torch]}+{index}"
+            version = version or pins.get(name) or NEWEST.get(name, "1.0")
+            if name in pins and pins[name] != version:
+                conflict = f"torch: the user requested {spec}, constraint {name}=={pins[name]}"
+                return Result(tuple(args), 1, "", f"{conflict}\nERROR: ResolutionImpossible")
+            wanted[name] = version
+        if "--force-reinstall" not in args:
+            wanted = {n: v for n, v in wanted.items() if self.user_pip.get(n) != v}
+        self.user_pip.update(wanted)
+        return Result(tuple(args), 0)
+
+    def _conda_install(self, argv) -> Result:
+        pinned = self.read_text("/opt/tljh/user/conda-meta/pinned") or ""
+        for spec in argv[argv.index("conda-forge") + 1 :]:
+            name, _, version = spec.partition("=")
+            if name in self.conda_needs_pytorch and "pytorch ==" in pinned:
+                return Result(tuple(argv), 1, "", f"{name} requires pytorch, pin-1 conflicts")
+            self.user_conda[name] = version.lstrip("=") or "1.0"
+        return Result(tuple(argv), 0)
+
+    def _probe(self, command, listed, as_student) -> Result:
+        rows = []
+        for p in listed:
+            have = (self.user_pip if p["kind"] == "pip" else self.user_conda).get(p["name"])
+            row = {"name": p["name"], "kind": p["kind"]}
+            if command == "installed":
+                _, _, wanted = p["spec"].partition("==")
+                row |= {"version": have, "satisfied": have is not None and wanted in ("", have)}
+            else:
+                assert as_student, "imports are checked as a student"
+                modules = p["modules"] or self.modules.get(p["name"], [p["name"].replace("-", "_")])
+                error = self.import_errors.get(p["name"]) if have else "not installed"
+                row |= {"modules": modules, "error": error}
+            rows.append(json.dumps(row))
+        return Result(("probe",), 0, "".join(f"{r}\n" for r in rows))
 
 
 class FakeDryHost(FakeHost):

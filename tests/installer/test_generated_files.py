@@ -87,7 +87,7 @@ def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
     assert f"CapabilityBoundingSet={caps}" in unit and f"AmbientCapabilities={caps}" in unit
     # A bad configuration exits 2 and must not restart forever; connections need descriptors.
     assert "RestartPreventExitStatus=2" in unit.splitlines()
-    assert "LimitNOFILE=8192" in unit.splitlines()
+    assert "LimitNOFILE=65536" in unit.splitlines()
 
 
 def test_prometheus_config_and_its_rules_pass_promtool(site):
@@ -223,8 +223,10 @@ def test_tljh_plugin_registers_through_the_tljh_entry_point(tmp_path, monkeypatc
     # installer's registry has the settings file, written atomically.
     assert not pm.hook.tljh_post_install.get_hookimpls()
 
+    # TLJH installs these with `pip install --upgrade` and no constraints at every upgrade:
+    # each is pinned exactly.
     assert pm.hook.tljh_extra_user_pip_packages() == [
-        ["jupyterlab-nvdashboard", "jupyter-resource-usage", "ipywidgets"]
+        ["jupyterlab-nvdashboard==0.15.0", "jupyter-resource-usage==1.3.0", "ipywidgets==8.1.9"]
     ]
     from traitlets.config import Config
 

@@ -170,12 +170,12 @@ def test_dry_run_here_lists_the_reasons_first_then_the_whole_plan():
     lines = out.splitlines()
     assert lines[1] == "This machine would be refused, for these reasons:"
     assert "Ubuntu 22.04, 24.04, 26.04" in lines[2] and out.index("no NVIDIA GPU") < out.index(
-        "[1/9]"
+        "[1/10]"
     )
-    for n in range(1, 10):
-        assert f"[{n}/9]" in out
+    for n in range(1, 11):
+        assert f"[{n}/10]" in out
     # Step 1 says it would refuse, and nothing else (not "ok: nothing to change").
-    step1 = out[out.index("[1/9]") : out.index("[2/9]")]
+    step1 = out[out.index("[1/10]") : out.index("[2/10]")]
     assert "would refuse this machine (the reasons are at the top)" in step1
     assert "ok:" not in step1
     assert "$ /opt/tljh/hub/bin/tljh-config add-item users.admin teacher" in out
@@ -194,7 +194,7 @@ def test_bootstrap_dry_run_is_stdlib_only():
          "--dry-run", "--admin", "teacher", "--no-gpu"],
         capture_output=True, text=True, timeout=300, cwd="/",
     )  # fmt: skip
-    assert "[9/9] Final check" in result.stdout, result.stderr
+    assert "[10/10] Final check" in result.stdout, result.stderr
     assert result.returncode in (runner.EXIT_OK, runner.EXIT_REFUSED)
     assert "dlcourse-install 0.1.0" in result.stdout  # its version, from the checkout
 

@@ -20,8 +20,12 @@ MILESTONES = [
     "update-initramfs -u",
     "write /etc/dlcourse/hub-passwords/teacher (0600 root:root)",
     "tljh-bootstrap-2.0.0.py --version 2.0.0 --admin teacher --plugin",
-    "pip install jupyterlab-nvdashboard jupyter-resource-usage ipywidgets",
+    "pip install jupyterlab-nvdashboard==0.15.0 jupyter-resource-usage==1.3.0 ipywidgets==8.1.9",
     "--index-url https://download.pytorch.org/whl/cu130 torch torchvision",
+    "useradd --system --no-create-home",  # the GPU check's temporary account
+    "write /opt/tljh/user/pytorch-constraints.txt",
+    "write /opt/tljh/user/pip.conf",
+    "write /opt/tljh/user/conda-meta/pinned",
     "tljh-config set limits.memory 4G",
     "tljh-config set limits.cpu 2",
     "useradd --system --user-group",
@@ -54,8 +58,8 @@ def test_fresh_host_yields_the_full_plan_in_order(tmp_path):
     assert rc == runner.EXIT_OK, out
     order = positions(host.actions, MILESTONES)
     assert order == sorted(order), "steps ran out of order"
-    for n in range(1, 10):
-        assert f"[{n}/9]" in out
+    for n in range(1, 11):
+        assert f"[{n}/10]" in out
     assert "PyTorch cu130 checked on every GPU as an unprivileged account" in out
     assert "Grafana      http://gpu-server.example.edu/services/grafana/" in out
     assert "class status http://gpu-server.example.edu/services/dlcourse-status/" in out
@@ -69,7 +73,7 @@ def test_second_run_performs_no_action(tmp_path):
     rc, out = install(host, ARGV)
     assert rc == runner.EXIT_OK
     assert host.actions == []
-    assert out.count("done in an earlier run") == 7
+    assert out.count("done in an earlier run") == 8
 
 
 def test_every_step_rechecked_on_the_result_changes_nothing(tmp_path):
@@ -147,7 +151,7 @@ def test_a_new_roster_reruns_only_the_course_step(tmp_path):
     host.actions.clear()
     rc, out = install(host, [*ARGV, "--roster", str(roster(tmp_path))])
     assert rc == runner.EXIT_OK
-    assert out.count("done in an earlier run") == 6
+    assert out.count("done in an earlier run") == 7
     snippet = host.read_text("/opt/tljh/config/jupyterhub_config.d/dlcourse-course.py")
     assert '"section-a"' in snippet and '"section-b-2"' in snippet
     assert "run systemctl restart jupyterhub" in host.actions

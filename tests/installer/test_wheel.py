@@ -108,4 +108,4 @@ def test_dry_run_needs_no_root(wheel_venv, make_linux_user):
     assert result.returncode in (runner.EXIT_OK, runner.EXIT_REFUSED), out + result.stderr
     assert "not running as root" not in out
     assert "warning: a real install runs as root (sudo)" in out
-    assert "[9/9] Final check" in out and "Once installed:" in out
+    assert "[10/10] Final check" in out and "Once installed:" in out

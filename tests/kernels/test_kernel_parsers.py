@@ -15,6 +15,7 @@ from dlcourse_exporter.sources.procfs import (
     exit_reason,
     kernel_connection_file,
     parse_stat,
+    parse_uptime,
     split_cmdline,
 )
 
@@ -33,6 +34,11 @@ def test_parse_stat_fields():
     assert (stat.utime_ticks, stat.stime_ticks, stat.starttime_ticks) == (175, 23, 987654)
     assert stat.exit_code == 139
     assert exit_reason(stat.exit_code) == "SIGSEGV"
+
+
+def test_parse_uptime():
+    assert parse_uptime("350735.47 234388.90\n") == 350735.47
+    assert parse_uptime(Path("/proc/uptime").read_text()) > 0
 
 
 def test_parse_stat_of_this_process():

@@ -12,11 +12,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from exporter_run import running_exporter, samples, value, wait_for
+from exporter_run import running_exporter, samples, value, wait_for, wait_poll_after
+
+from dlcourse_exporter.sources.kernels import GRACE_SECONDS
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real accounts")
 
@@ -76,7 +77,7 @@ def test_crashes_counted_by_signal_and_shutdowns_not(
             kernels = [driver.ask("start") for _ in range(4)]
             wait_for(
                 lambda: value(url, "dlcourse_user_kernels", user=hub_user) == 4,
-                30,
+                60,
                 "the exporter did not see 4 kernels",
             )
             expected_source = "netlink" if exit_events == "auto" else "poll"
@@ -93,7 +94,7 @@ def test_crashes_counted_by_signal_and_shutdowns_not(
             restarted = driver.ask(f"restart {kernels[3]['id']}")
             assert restarted["pid"] != kernels[3]["pid"]
 
-            def settled():
+            def crashes_and_running():
                 found = samples(url)
                 crashes = {
                     dict(labels)["signal"]: v
@@ -102,13 +103,17 @@ def test_crashes_counted_by_signal_and_shutdowns_not(
                     and dict(labels)["user"] == hub_user
                 }
                 running = found.get(("dlcourse_user_kernels", (("user", hub_user),)))
-                return (crashes, running) if crashes["SIGSEGV"] and crashes["SIGKILL"] else None
+                return crashes, running
 
-            crashes, running = wait_for(settled, 30, "crashes were not counted")
-            # Past the grace period the clean shutdown and the restart must still not count.
+            def counted():
+                crashes, running = crashes_and_running()
+                return crashes["SIGSEGV"] and crashes["SIGKILL"] and running == 1
 
-            time.sleep(4)
-            crashes, running = settled()
+            wait_for(counted, 60, "the crashes and the restarted kernel were not seen")
+            # Every exit was seen by then; a poll that begins a grace period later has judged
+            # them all: the clean shutdown and the restart must still not count.
+            wait_poll_after(url, "kernels", GRACE_SECONDS)
+            crashes, running = crashes_and_running()
             assert crashes == {
                 "SIGKILL": 1,
                 "SIGSEGV": 1,

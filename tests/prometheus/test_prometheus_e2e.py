@@ -21,13 +21,13 @@ def test_target_down_alert_reaches_webhook_and_resolves(
     try:
         stack = alerting_stack(targets={"node": [f"127.0.0.1:{port}"]})
         up = 'up{job="node"} == 1'
-        wait_until(lambda: stack.query(up), 30, f"{up}\n{stack.logs()}")
+        wait_until(lambda: stack.query(up), 60, lambda: f"{up}\n{stack.logs()}")
 
         # The Watchdog goes to its own receiver, never to the people.
-        stack.webhook.wait_for("DLCourseWatchdog", path="/watchdog", timeout=30)
+        stack.webhook.wait_for("DLCourseWatchdog", path="/watchdog", timeout=120)
 
         node.stop()
-        [alert] = stack.webhook.wait_for("DLCourseNodeExporterDown", timeout=60)[:1]
+        [alert] = stack.webhook.wait_for("DLCourseNodeExporterDown", timeout=120)[:1]
         assert alert["labels"]["severity"] == "warning"
         assert alert["labels"]["instance"] == f"127.0.0.1:{port}"
         assert alert["labels"]["job"] == "node"
@@ -35,7 +35,7 @@ def test_target_down_alert_reaches_webhook_and_resolves(
         assert f"127.0.0.1:{port}" in alert["annotations"]["description"]
 
         node = start_node_exporter(node_exporter_bin, port, tmp_path)
-        stack.webhook.wait_for("DLCourseNodeExporterDown", status="resolved", timeout=60)
+        stack.webhook.wait_for("DLCourseNodeExporterDown", status="resolved", timeout=120)
 
         # Info alerts and the Watchdog never reach the notify receiver.
         notified = stack.webhook.alerts(path="/")

@@ -7,6 +7,10 @@ rendered bearer token.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,3 +154,27 @@ def test_a_staff_member_sees_the_page_in_a_browser(course, tmp_path):
         assert SCREENSHOT.stat().st_size > 10_000
     finally:
         browser.close()
+
+
+def status_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dlcourse_status"], env={"PATH": os.environ["PATH"], **env},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_bad_settings_are_one_line_and_exit_2():
+    result = status_service({"JUPYTERHUB_SERVICE_URL": "http://127.0.0.1"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    for missing in ("JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SERVICE_PREFIX", "EXPORTER_TOKEN"):
+        assert missing in result.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = status_service({
+            "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+            "JUPYTERHUB_SERVICE_PREFIX": STATUS, "DLCOURSE_EXPORTER_TOKEN": "t",
+        })  # fmt: skip
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
