@@ -1,4 +1,4 @@
-"""The HTTP face: /metrics, a landing page, /api/class, /healthz and /readyz.
+"""The HTTP face: /metrics and /api/class (bearer token), a landing line, /healthz, /readyz.
 
 /metrics, the one path scraped over and over, is answered in plain ASGI ahead of FastAPI
 (``MetricsEndpoint``): bytes already rendered, with no router, no request object, no thread
@@ -6,6 +6,9 @@ hop. FastAPI's machinery cost 40 % of a scrape's CPU (measured with wrk -c1 on t
 test machine: 172 µs against 102 µs per scrape), and a sync handler's trip through the
 thread pool far more (issue 12: p99 96 ms against 3-5 ms at wrk -c4). The other handlers
 are FastAPI's, ``async`` too.
+
+The class-status page for people is not here: it is the hub service ``dlcourse_status``,
+behind the hub's login, which reads /api/class with its own copy of the token.
 """
 
 from __future__ import annotations
@@ -13,11 +16,10 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client.exposition import gzip_accepted
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -27,7 +29,10 @@ from .config import Config
 from .exposition import Exposition, negotiate
 from .scheduler import Scheduler
 
-STATUS_PAGE = (Path(__file__).parent / "status_page.html").read_text()
+LANDING = (
+    f"dlcourse exporter {__version__}: /metrics and /api/class need the bearer token; "
+    "the class-status page is the hub service at /services/dlcourse-status/\n"
+)
 
 
 def bearer_ok(token: str | None, authorization: str) -> bool:
@@ -92,8 +97,8 @@ def create_app(config: Config, scheduler: Scheduler, exposition: Exposition) -> 
     )
 
     def authorized(request: Request) -> bool:
-        if config.web_token is None:
-            return True
+        if not config.web_token:
+            return False  # fail closed: config.load() never lets this happen
         given = request.headers.get("authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {config.web_token}".encode())
 
@@ -115,11 +120,9 @@ def create_app(config: Config, scheduler: Scheduler, exposition: Exposition) -> 
             exposition.render(fmt, gzipped), media_type=fmt.content_type, headers=headers
         )
 
-    @app.get("/", response_class=HTMLResponse)
-    async def status_page(request: Request) -> Response:
-        if not authorized(request):
-            return unauthorized()
-        return HTMLResponse(STATUS_PAGE.replace("{{version}}", __version__))
+    @app.get("/")
+    async def landing() -> Response:
+        return PlainTextResponse(LANDING)
 
     @app.get("/api/class")
     async def class_api(request: Request) -> Response:

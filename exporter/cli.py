@@ -42,12 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except server.StartupError as exc:
         print(f"dlcourse-exporter: error: {exc}", file=sys.stderr)
         return 2
-    if not server.is_loopback(sockets) and config.web_token is None:
-        log.warning(
-            "listening on %s beyond localhost without --web.token-file: any machine that "
-            "reaches it reads the students' names and usage",
-            config.listen_host,
-        )
     if "hub" not in config.collectors:
         log.info("no JupyterHub API configured (or the hub collector is off): no hub metrics")
     open_files = server.raise_open_file_limit()

@@ -77,7 +77,9 @@ OPTIONS = (
     ),
     Option(
         "web.token-file",
-        "file holding a bearer token that /metrics and / require (user names are personal data)",
+        "file holding the bearer token that /metrics and /api/class require (required: "
+        "students' names, usage and crashes are personal data, and every local account "
+        "reaches localhost)",
         parse=Path,
         secret=True,
     ),
@@ -338,6 +340,9 @@ def load(
         if option.secret:
             values[option.secret_key] = _secret(option, values[option.key], environ, errors)
     enabled = _collectors(collectors, args, environ, file_values, values, errors)
+    if values["web.token-file"] is None:
+        # Localhost is not private on a server where every student has a shell.
+        errors.append("no bearer token: set --web.token-file (per-student data is personal)")
     if errors:
         raise ConfigError("; ".join(errors))
     return Config(values, enabled), args.check_config

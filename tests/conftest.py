@@ -40,6 +40,8 @@ LIVE_FIXTURES = frozenset(
         "node_exporter_bin",
         "site",  # tests/installer/test_generated_files.py: dlcourse-install render
         "wheel_venv",  # tests/installer/test_wheel.py: pip builds and installs the wheel
+        "tljh_python",  # pip builds TLJH's hub environment
+        "make_tljh_hub",
     }
 )
 
@@ -184,6 +186,44 @@ def make_live_hub(
         hub = LiveHub(tmp_path_factory.mktemp("private-hub"), user_env, **kwargs)  # type: ignore[arg-type]
         hubs.append(hub)
         hub.start()
+        return hub
+
+    yield make
+    for hub in hubs:
+        hub.close()
+
+
+# --- TLJH itself, and a hub as TLJH runs it (dlcourse_testing.tljh_env, .tljh_hub) -------
+from dlcourse_testing import tljh_env  # noqa: E402
+from dlcourse_testing.tljh_hub import TljhHub  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tljh_python() -> Path:
+    """The Python of TLJH 2.0.0's hub environment, with dlcourse as its plugin (built on
+    first use, cached in build/tljh). Skips where TLJH's source is absent."""
+    reason = tljh_env.absent_reason()
+    if reason:
+        pytest.skip(reason)
+    return tljh_env.ensure()
+
+
+@pytest.fixture(scope="module")
+def make_tljh_hub(
+    tljh_python: Path, user_env: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., TljhHub]]:
+    """make_tljh_hub(*install_args, start=True) -> TljhHub: TLJH's own hub configuration
+    over the files `dlcourse-install render <install_args>` writes. Each lives until the end
+    of the test module (or its close()), then goes with the accounts TLJH made."""
+    if not IS_ROOT:
+        pytest.skip("TLJH's tljh-config and its spawner's useradd need root (CI runs as root)")
+    hubs: list[TljhHub] = []
+
+    def make(*install_args: str, start: bool = True) -> TljhHub:
+        hub = TljhHub(tmp_path_factory.mktemp("tljh-hub"), user_env, *install_args)
+        hubs.append(hub)
+        if start:
+            hub.start(timeout=120)
         return hub
 
     yield make

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from dlcourse_exporter.collectors import COLLECTORS
@@ -5,6 +7,16 @@ from dlcourse_exporter.collectors.base import Collector
 from dlcourse_exporter.config import ConfigError
 from dlcourse_exporter.config import load as load_config
 from dlcourse_exporter.options import Option
+
+TOKEN_FILE: Path
+
+
+@pytest.fixture(autouse=True)
+def token_file(tmp_path):
+    """The exporter requires its bearer token: load() below passes one."""
+    global TOKEN_FILE
+    TOKEN_FILE = tmp_path / "web-token"
+    TOKEN_FILE.write_text("t0ken\n")
 
 
 class Extra(Collector):
@@ -19,7 +31,15 @@ class Extra(Collector):
 
 
 def load(argv, environ):
+    argv = [*argv, f"--web.token-file={TOKEN_FILE}"]
     return load_config(argv, environ, collectors=(*COLLECTORS, Extra()))
+
+
+def test_the_bearer_token_is_required():
+    with pytest.raises(ConfigError, match="no bearer token: set --web.token-file"):
+        load_config([], environ={})
+    config, _ = load([], environ={})
+    assert config.web_token == "t0ken" and "t0ken" not in repr(config)
 
 
 def test_defaults_bind_localhost_and_run_everything_but_the_hub():

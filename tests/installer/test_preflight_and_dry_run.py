@@ -114,6 +114,16 @@ def _normalize(text: str) -> str:
     return re.sub(r" \(\d+(\.\d+)?s\)| \(\d+m\d+s\)", "", text)
 
 
+def test_cpu_limit_is_a_whole_number_as_tljh_requires():
+    """tljh-config refuses limits.cpu 1.5 (tests/tljh_conformance checks it against TLJH)."""
+    assert validate(Options(admins=("t",), cpu_limit="2")) == []
+    for fraction in ("1.5", "0.5", "0"):
+        assert validate(Options(admins=("t",), cpu_limit=fraction)) == [
+            f"--cpu-limit {fraction!r}: use a positive whole number of CPUs, e.g. 2 (TLJH "
+            "takes no fractions)"
+        ]
+
+
 def test_dry_run_on_a_fresh_ubuntu_24_04_prints_the_plan(tmp_path):
     """The golden plan a lecturer reads before installing, for the command the docs give
     (UPDATE_GOLDEN=1 rewrites it)."""

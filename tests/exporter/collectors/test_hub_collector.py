@@ -11,11 +11,13 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from dlcourse_exporter import config as exporter_config
 from dlcourse_exporter.collectors.hub import HubCollector
-from dlcourse_exporter.config import ConfigError, load
+from dlcourse_exporter.config import ConfigError
 from dlcourse_exporter.model import HubSnapshot
 from dlcourse_exporter.sources import build_sources
 from dlcourse_exporter.sources.hub import HubClient, HubHttpError, HubSource
+from dlcourse_testing.exporter import token_file
 
 RECORDED = Path(__file__).resolve().parents[1] / "sources" / "recorded"
 PAGES = {
@@ -139,6 +141,11 @@ def test_backoff_ticks_that_skip_do_not_call_the_hub():
     with pytest.raises(HubHttpError):
         asyncio.run(source.poll())  # t=20: backing off, no request
     assert len(calls) == 2
+
+
+def load(argv, environ):
+    """The exporter's configuration, with the bearer token it requires (issue 9)."""
+    return exporter_config.load([*argv, f"--web.token-file={token_file()}"], environ=environ)
 
 
 def test_hub_collector_is_on_by_default_only_with_a_hub(tmp_path):

@@ -24,7 +24,7 @@ from dlcourse_exporter.sources.hub import (
     HubResponseError,
     HubUnreachable,
 )
-from dlcourse_testing.exporter import RunningExporter, log_lines, value, wait_value
+from dlcourse_testing.exporter import AUTH, RunningExporter, log_lines, value, wait_value
 from dlcourse_testing.hostile_hub import LYING_TOTAL, HostileHub, user_model
 
 DURATION = "dlcourse_collector_duration_seconds"
@@ -178,11 +178,11 @@ def test_lone_surrogates_in_names_break_nothing(hostile_hub: HostileHub, tmp_pat
         assert max(map(len, long_names)) == 128  # capped, with a hash suffix
         openmetrics = httpx.get(
             f"{exporter.url}/metrics",
-            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+            headers={**AUTH, "Accept": "application/openmetrics-text; version=1.0.0"},
             timeout=5,
         )
         assert openmetrics.status_code == 200 and openmetrics.text.endswith("# EOF\n")
-        status = httpx.get(f"{exporter.url}/api/class", timeout=5)
+        status = httpx.get(f"{exporter.url}/api/class", headers=AUTH, timeout=5)
         assert status.status_code == 200
         assert "\ufffd" in [student["user"] for student in status.json()["students"]]
         if shutil.which("promtool"):
