@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from exporter_process import RunningExporter, free_port  # noqa: E402
+from exporter_process import AUTH, RunningExporter, free_port  # noqa: E402
 
 from fakenvml import build_library, example_scenario, preload  # noqa: E402
 
@@ -64,18 +64,20 @@ def cycle_cpu_seconds(lib_dir: Path, procfs: Path, cycles: int) -> list[float]:
     return times
 
 
-def scrape_latencies(url: str, scrapes: int, clients: int) -> list[float]:
+def scrape_latencies(
+    url: str, scrapes: int, clients: int, headers: dict[str, str] | None = None
+) -> list[float]:
     def one(client: httpx.Client) -> float:
         started = time.perf_counter()
         response = client.get(url)
         response.raise_for_status()
         return time.perf_counter() - started
 
-    with httpx.Client(timeout=10) as warm:
+    with httpx.Client(timeout=10, headers=headers) as warm:
         for _ in range(10):
             warm.get(url)
     with ThreadPoolExecutor(clients) as pool:
-        client_list = [httpx.Client(timeout=10) for _ in range(clients)]
+        client_list = [httpx.Client(timeout=10, headers=headers) for _ in range(clients)]
         results = list(pool.map(lambda i: one(client_list[i % clients]), range(scrapes)))
         for client in client_list:
             client.close()
@@ -136,7 +138,7 @@ def main() -> int:
         scenario=scenario_path,
     )
     try:
-        lat = scrape_latencies(f"{exporter.url}/metrics", args.scrapes, args.clients)
+        lat = scrape_latencies(f"{exporter.url}/metrics", args.scrapes, args.clients, AUTH)
         rss = rss_mib(exporter.process.pid)
         size = len(exporter.scrape_text())
     finally:

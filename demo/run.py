@@ -1,13 +1,18 @@
 """`make demo`: a deep-learning class on simulated GPUs, with everything else real.
 
-A real JupyterHub (dummy authenticator: any password) with four students in two course
-sections, their servers and notebook kernels running for real (as root: as real Linux
-accounts, as on TLJH), two stand-in GPUs whose processes are those kernels, the exporter
-attributing them to the students, Prometheus with the course's recording and alert rules,
-Alertmanager, and node_exporter. One student's kernel crashes every few minutes, so the crash
-metrics and alerts have something to show. Ctrl-C (or SIGTERM, or closing the terminal) stops
-it all and removes what it created; a demo that could not (killed, crashed) is cleaned up by the
-next one (demo/lifecycle.py).
+A real JupyterHub with TLJH's login (the first login sets a password; the instructor's is
+pre-set) with four students in two course sections, their servers and notebook kernels
+running for real (as root: as real Linux accounts, as on TLJH), two stand-in GPUs whose
+processes are those kernels, the exporter attributing them to the students, Prometheus with
+the course's recording and alert rules, Alertmanager, and node_exporter. One student's kernel
+crashes every few minutes, so the crash metrics and alerts have something to show. Ctrl-C
+(or SIGTERM, or closing the terminal) stops it all and removes what it created; a demo that
+could not (killed, crashed) is cleaned up by the next one (demo/lifecycle.py).
+
+The protections are the installed server's (docs/security.md): the hub's staff snippet,
+status page and exporter token come from `dlcourse-install render`; the instructor alone
+sees the class-status page; Prometheus, Alertmanager and node_exporter ask for basic auth.
+The demo prints its own credentials: they protect nothing real.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import math
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,9 +32,10 @@ sys.path.insert(0, str(REPO / "tests"))
 from alerting_stack import AlertingStack, find_tool  # noqa: E402
 from alerting_stack import Process as StackProcess  # noqa: E402
 from exporter_process import RunningExporter, free_port  # noqa: E402
-from hubfixture import DEFAULT_SERVICES, LiveHub  # noqa: E402
+from hubfixture import DEFAULT_SERVICES, LiveHub, tljh_authenticator  # noqa: E402
 from leftovers import Ledger  # noqa: E402
 from lifecycle import Refusal, claim_workdir, shield_cleanup, stop_like_ctrl_c  # noqa: E402
+from rendered import Site, render_site  # noqa: E402
 
 from fakenvml import Gpu, Process, Scenario, build_library  # noqa: E402
 
@@ -51,18 +58,45 @@ class Demo:
         self.seen_alerts = 0
         self.exporter: RunningExporter | None = None
         self.kernels: dict[str, list[int]] = {}
+        self.site: Site | None = None
+        self.instructor = prefix + "teacher"
 
     # --- the class ------------------------------------------------------------------
 
-    def start_hub(self) -> None:
+    def configure_hub(self) -> None:
         services = {**DEFAULT_SERVICES, "prometheus": ("read:metrics",)}
         self.hub = LiveHub(self.dir / "hub", self.user_env, services=services)
+        # The installed server's hub configuration: the staff snippet (status page, staff
+        # role) and its secrets, rendered on this hub's ports. Grafana is not in the demo:
+        # on its own port, it gets no route and no link.
+        self.exporter_port = free_port()
+        self.site = render_site(
+            self.dir / "site", "--admin", self.instructor, "--grafana-port", "3000",
+            "--domain", self.hub.public_url, relocate=True,
+            ports={"hub": self.hub.hub_port, "exporter": self.exporter_port,
+                   "status": free_port()},
+        )  # fmt: skip
+        store = self.dir / "state" / "passwords.dbm"
+        subprocess.run(  # the instructor's password, as the installer pre-sets it
+            [sys.executable, "-m", "dlcourse_installer.hub_passwords",
+             str(self.site.local("/etc/dlcourse/hub-passwords")), str(store)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        self.hub.add_config(tljh_authenticator(store))  # the users added below may log in
+        self.hub.add_config(
+            self.site.read("/opt/tljh/config/jupyterhub_config.d/dlcourse-staff.py")
+        )
+
+    def start_class(self) -> None:
         self.hub.start()
+        self.hub.wait_for_service("dlcourse-status")
+        for pid in self.hub.children("JUPYTERHUB_SERVICE_NAME=dlcourse-status"):
+            self.ledger.record(pid, "status page")
         self.ledger.record(self.hub.process.pid, "jupyterhub")
         self.ledger.record(int((self.hub.dir / "proxy.pid").read_text()), "proxy")
         for name, section in STUDENTS.items():
             self.hub.add_user(self.prefix + name, groups=[section])
-        self.hub.add_user(self.prefix + "teacher", admin=True)
+        self.hub.add_user(self.instructor, admin=True)
         for name in STUDENTS:
             server = self.hub.start_server(self.prefix + name)
             self.ledger.record(server["state"]["pid"], f"server of {self.prefix + name}")
@@ -125,6 +159,7 @@ class Demo:
     def start_exporter(self, nvml_dir: Path, scenario: Path) -> None:
         self.exporter = RunningExporter(
             [
+                f"--web.token-file={self.site.local('/etc/dlcourse/exporter-token')}",
                 "--collection.interval=5",
                 f"--hub.url={self.hub.api_url}",
                 f"--hub.token-file={self.hub.token_file()}",
@@ -134,21 +169,15 @@ class Demo:
             nvml_dir=nvml_dir,
             scenario=scenario,
             log_path=self.dir / "exporter.log",
+            port=self.exporter_port,
         )
         self.ledger.record(self.exporter.process.pid, "exporter")
 
     def start_monitoring(self) -> None:
-        """node_exporter, then Prometheus and Alertmanager with the shipped configuration and
-        rules (demo thresholds: alerts within minutes), alerts delivered to a local webhook."""
+        """Prometheus and Alertmanager with the shipped configuration and rules (demo
+        thresholds: alerts within minutes), alerts delivered to a local webhook, then
+        node_exporter; all three behind the same basic auth."""
         node_port = free_port()
-        self.node = StackProcess(
-            "node_exporter",
-            [
-                find_tool("prometheus-node-exporter", "node_exporter"),
-                f"--web.listen-address=127.0.0.1:{node_port}",
-            ],
-            self.dir,
-        )
         targets = {
             "dlcourse": [self.exporter.url.removeprefix("http://")],
             "jupyterhub": [self.hub.public_url.removeprefix("http://")],
@@ -160,9 +189,22 @@ class Demo:
             overrides=DEMO_OVERRIDES,
             hub_token_file=self.hub.token_file("prometheus"),
             interval="5s",
+            exporter_token_file=self.site.local("/etc/dlcourse/exporter-token"),
         ).__enter__()
+        self.node = StackProcess(
+            "node_exporter",
+            [
+                find_tool("prometheus-node-exporter", "node_exporter"),
+                f"--web.listen-address=127.0.0.1:{node_port}",
+                f"--web.config.file={self.stack.web_config}",
+            ],
+            self.dir,
+        )
         for process in [self.node, *self.stack.processes]:
             self.ledger.record(process.popen.pid, process.name)
+
+    def instructor_password(self) -> str:
+        return self.site.read(f"/etc/dlcourse/hub-passwords/{self.instructor}").strip()
 
     def new_alerts(self) -> list[str]:
         """Alerts the webhook received since the last call, one line each."""
@@ -216,22 +258,33 @@ def main() -> int:
     stop_like_ctrl_c(args.workdir)
     try:
         nvml_dir = build_library(args.workdir / "nvml")
-        print("demo: starting JupyterHub and four students' servers and kernels ...")
-        demo.start_hub()
+        demo.configure_hub()
+        # The exporter first, on the port the hub's configuration names, before the kernels
+        # take ports of their own; its hub collector catches up once the hub is there.
         scenario_path = args.workdir / "gpus.scn"
+        Scenario(gpus=[Gpu(memory_total=40 * GIB), Gpu(memory_total=40 * GIB)]).write(scenario_path)
+        demo.start_exporter(nvml_dir, scenario_path)
+        print("demo: starting JupyterHub and four students' servers and kernels ...")
+        demo.start_class()
         started = time.monotonic()
         demo.scenario(0).write(scenario_path)
-        demo.start_exporter(nvml_dir, scenario_path)
         demo.start_monitoring()
+        user, password = demo.stack.auth
+        students = ", ".join(users[:-1])
         print(
             f"""
-dlcourse demo is running (Ctrl-C to stop). Open:
-  class status page   {demo.exporter.url}/
-  exporter metrics    {demo.exporter.url}/metrics
-  JupyterHub          {demo.hub.public_url}/  (users: {", ".join(users)}; any password)
-  Prometheus          {demo.stack.prometheus_url}/graph
-  firing alerts       {demo.stack.prometheus_url}/alerts
+dlcourse demo is running (Ctrl-C to stop). Demo credentials, printed because they protect
+nothing real; per-student data is for staff only, as on an installed server:
+  JupyterHub          {demo.hub.public_url}/
+                      instructor: {demo.instructor} / {demo.instructor_password()}
+                      students {students}: the first login sets the password
+  class status page   {demo.hub.public_url}/services/dlcourse-status/  (log in as
+                      {demo.instructor}; a student gets 403)
+  Prometheus          {demo.stack.prometheus_url}/graph  and /alerts
   Alertmanager        {demo.stack.alertmanager_url}/#/alerts
+                      both as {user} / {password}
+  exporter metrics    {demo.exporter.url}/metrics
+                      (bearer token in {demo.site.local("/etc/dlcourse/exporter-token")})
 {CRASHING_STUDENT}'s kernel crashes every {CRASH_EVERY_SECONDS} s; alan holds 20 GiB idle on GPU 1.
 Alerts that Alertmanager sends are printed here as they arrive. Logs: {args.workdir}.
 """

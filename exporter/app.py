@@ -1,14 +1,17 @@
-"""The HTTP face: /metrics, a landing page, /healthz and /readyz."""
+"""The HTTP face: /metrics and /api/class (bearer token), a landing line, /healthz, /readyz.
+
+The class-status page for people is not here: it is the hub service ``dlcourse_status``,
+behind the hub's login, which reads /api/class with its own copy of the token.
+"""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from . import __version__
 from .classview import class_status
@@ -16,7 +19,10 @@ from .config import Config
 from .exposition import build_registry, negotiate
 from .scheduler import Scheduler
 
-STATUS_PAGE = (Path(__file__).parent / "status_page.html").read_text()
+LANDING = (
+    f"dlcourse exporter {__version__}: /metrics and /api/class need the bearer token; "
+    "the class-status page is the hub service at /services/dlcourse-status/\n"
+)
 
 
 def create_app(config: Config, scheduler: Scheduler) -> FastAPI:
@@ -38,8 +44,8 @@ def create_app(config: Config, scheduler: Scheduler) -> FastAPI:
     )
 
     def authorized(request: Request) -> bool:
-        if config.web_token is None:
-            return True
+        if not config.web_token:
+            return False  # fail closed: config.load() never lets this happen
         given = request.headers.get("authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {config.web_token}".encode())
 
@@ -55,11 +61,9 @@ def create_app(config: Config, scheduler: Scheduler) -> FastAPI:
         encoder, content_type = negotiate(request.headers.get("accept", ""))
         return Response(encoder(registry), media_type=content_type)
 
-    @app.get("/", response_class=HTMLResponse)
-    def status_page(request: Request) -> Response:
-        if not authorized(request):
-            return unauthorized()
-        return HTMLResponse(STATUS_PAGE.replace("{{version}}", __version__))
+    @app.get("/")
+    def landing() -> Response:
+        return PlainTextResponse(LANDING)
 
     @app.get("/api/class")
     def class_api(request: Request) -> Response:

@@ -43,12 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except server.StartupError as exc:
         print(f"dlcourse-exporter: error: {exc}", file=sys.stderr)
         return 2
-    if not server.is_loopback(sockets) and config.web_token is None:
-        log.warning(
-            "listening on %s beyond localhost without --web.token-file: any machine that "
-            "reaches it reads the students' names and usage",
-            config.listen_host,
-        )
     if not config.hub_configured:
         log.info("no JupyterHub API configured: hub metrics are off (GPU and host only)")
     open_files = server.raise_open_file_limit()

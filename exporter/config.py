@@ -135,7 +135,9 @@ OPTIONS = [
     ),
     Option(
         "web.token-file",
-        "file holding a bearer token that /metrics and / require (user names are personal data)",
+        "file holding the bearer token that /metrics and /api/class require (required: "
+        "students' names, usage and crashes are personal data, and every local account "
+        "reaches localhost)",
         None,
         Path,
     ),
@@ -380,6 +382,9 @@ def load(
     web_token = None
     if values.get("web.token-file") is not None:
         web_token = _read_secret(values["web.token-file"], "web token file", errors)
+    else:
+        # Localhost is not private on a server where every student has a shell.
+        errors.append("no bearer token: set --web.token-file (per-student data is personal)")
     level = str(values.get("log.level") or "info").lower()
     if level not in LOG_LEVELS:
         errors.append(f"log level {level!r} is not one of {', '.join(LOG_LEVELS)}")

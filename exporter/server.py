@@ -16,7 +16,6 @@ to the hard one (as Go programs do), and accept errors logged at most once a min
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import resource
 import socket
@@ -109,10 +108,6 @@ def limit_logs() -> None:
         logging.getLogger(name).addFilter(OncePerInterval())
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def is_loopback(sockets: list[socket.socket]) -> bool:
-    return all(ipaddress.ip_address(s.getsockname()[0]).is_loopback for s in sockets)
 
 
 def quiet_accept_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -1,11 +1,14 @@
 """dlcourse-install: turns a fresh Ubuntu GPU server into the course platform.
 
-Stdlib only (bootstrap.py runs it from a bare checkout before any venv exists). The layout:
+Stdlib only (bootstrap.py runs it from a bare checkout before any venv exists), but for
+bcrypt, a dependency imported only when an install or render makes a hash. The layout:
 
 - ``host``     the one door to the machine: run a command, read/write a file, exists
 - ``paths``, ``ports``  every location and every listen port, in one place each
 - ``apt``, ``systemd``, ``users``, ``files``, ``tljh``: thin one-verb wrappers over ``Host``
 - ``templates`` the text of generated files (units, configs)
+- ``staff``, ``access``, ``webauth``, ``grafana_config``: who may see per-student data, and
+  the credential every monitoring endpoint asks for (docs/security.md)
 - ``assets``   the packaged rules, Alertmanager configuration and dashboards
 - ``generated`` the registry: every file an install writes (``render`` writes them all)
 - ``steps``    the readable checklist of idempotent ``ensure_*`` steps, in order

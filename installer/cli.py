@@ -14,6 +14,7 @@ from dlcourse_installer.generated import Facts
 from dlcourse_installer.host import DryRunHost, Host, RealHost
 from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, validate
 from dlcourse_installer.paths import Paths
+from dlcourse_installer.staff import DEFAULT_STAFF_GROUP
 from dlcourse_installer.state import State
 from dlcourse_installer.steps import STEPS, Context, packages_summary, purge_driver
 
@@ -72,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--roster",
         metavar="CSV",
-        help="the students: a CSV file with the columns username and section (a header "
-        "names them; Excel's CSV UTF-8 is fine)",
+        help="the people: a CSV file with the columns username and section, and optionally "
+        "role (student or ta; a TA is staff and needs no section); a header names them; "
+        "Excel's CSV UTF-8 is fine",
     )
     p.add_argument(
         "--packages",
@@ -84,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mem-limit", metavar="SIZE", help="memory per user server, e.g. 4G")
     p.add_argument("--cpu-limit", metavar="N", help="CPUs per user server, e.g. 2")
     p.add_argument(
+        "--staff-group",
+        default=DEFAULT_STAFF_GROUP,
+        metavar="GROUP",
+        help="hub group whose members (TAs) see per-student data, as hub admins do "
+        "(default instructors; roster rows with role 'ta' join it)",
+    )
+    p.add_argument(
         "--grafana-port",
         type=int,
         metavar="PORT",
@@ -92,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--domain",
         metavar="NAME",
-        help="the server's DNS name, for Grafana's links and the URLs shown at the end "
-        "(default: hostname --fqdn)",
+        help="the server's DNS name, for Grafana's links and sign-in and the URLs shown at "
+        "the end (default: hostname --fqdn); https://NAME when TLJH serves HTTPS",
     )
     p.add_argument(
         "--tljh-version",
@@ -141,6 +150,7 @@ def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
         driver=args.driver, ppa=args.ppa, reboot=args.reboot, no_gpu=args.no_gpu,
         tensorflow=args.tensorflow, roster=students, packages=listed, mem_limit=args.mem_limit,
         cpu_limit=args.cpu_limit, grafana_port=args.grafana_port, domain=args.domain or "",
+        staff_group=args.staff_group,
         tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
         dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
     )  # fmt: skip

@@ -22,6 +22,13 @@ def ensure_generated(host: Host, f: GeneratedFile, *, planning: bool = False) ->
         owner, group, mode = "root", "root", mode & 0o700
     if f.is_secret:
         return ensure_secret(host, f.path, mode=mode, owner=owner, group=group)
+    if f.derived is not None:
+        current = host.read_text(f.path)
+        if planning:  # shown, not made: it holds secrets, and a dry run runs on the stdlib
+            content = current or ""
+        else:
+            content = f.derived(lambda path: (host.read_text(path) or "").strip(), current)
+        return ensure_file(host, f.path, content, mode=mode, owner=owner, group=group, secret=True)
     return ensure_file(host, f.path, f.content, mode=mode, owner=owner, group=group,
                        origin=f.origin)  # fmt: skip
 
@@ -48,6 +55,7 @@ def ensure_file(
     owner: str = "root",
     group: str = "root",
     origin: str = "",
+    secret: bool = False,
 ) -> bool:
     """Write ``content`` unless it is already there, as it should be. True if it changed.
 
@@ -55,7 +63,9 @@ def ensure_file(
     """
     if host.is_regular_file(path) and host.read_text(path) == content:
         return ensure_attrs(host, path, mode=mode, owner=owner, group=group)
-    host.write_file(path, content, mode=mode, owner=owner, group=group, origin=origin)
+    host.write_file(
+        path, content, mode=mode, owner=owner, group=group, origin=origin, secret=secret
+    )
     return True
 
 

@@ -9,12 +9,25 @@ tests and reviewers. A new generated file is one more entry in ``plan()`` with t
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from dlcourse_installer import assets, course_packages, templates
+from dlcourse_installer import access, assets, course_packages, grafana_config, staff, templates
 from dlcourse_installer.options import Options
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
+
+
+class Derived(Protocol):
+    """A file made from secrets the plan writes before it (a bcrypt hash, a netrc).
+
+    Called with a reader of those secrets (server path -> value) and the file's current text
+    (None if absent), it returns the text; it keeps what is current when still right (a hash
+    that matches), so a rerun changes nothing. Its repr names its inputs (for ``digest``).
+    """
+
+    def __call__(self, secret: Callable[[str], str], current: str | None) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -29,10 +42,12 @@ class GeneratedFile:
     # The packaged asset it comes from (rules, dashboards, provisioning): the dry run names
     # it instead of printing it.
     origin: str = ""
+    # Made from secrets (content None): never printed or logged either.
+    derived: Derived | None = None
 
     @property
     def is_secret(self) -> bool:
-        return self.content is None
+        return self.content is None and self.derived is None
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,12 @@ class Facts:
     # PyTorch's packages as installed in the users' environment ("torch==2.13.0+cu130"): known
     # once the install has put them there; then pinned (part "pytorch-pins").
     pytorch: tuple[str, ...] = ()
+
+
+def public_url(opts: Options) -> str:
+    """The hub's address as browsers know it: --domain (the server's name unless given), with
+    its scheme if it has one."""
+    return opts.domain if "://" in opts.domain else f"http://{opts.domain}"
 
 
 def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[GeneratedFile]:
@@ -109,17 +130,27 @@ def _course(paths: Paths, opts: Options) -> list[GeneratedFile]:
     if not opts.roster:
         return []
     snippet = templates.course_snippet(opts.groups())
-    return [GeneratedFile(f"{paths.tljh_config_d}/dlcourse-course.py", "course", snippet)]
+    # TAs are staff: like the admins, their accounts get a password before the hub knows
+    # them, so no student can claim one by logging in first.
+    tas = [GeneratedFile(paths.hub_password(ta), "course", None, mode=0o600) for ta in opts.tas]
+    return [*tas, GeneratedFile(f"{paths.tljh_config_d}/dlcourse-course.py", "course", snippet)]
 
 
 def _hub_services(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
-    snippet = templates.hub_services_snippet(paths, ports, grafana_route=opts.grafana_port is None)
+    snippet = templates.hub_services_snippet(paths)
+    grafana_root = grafana_config.root_url(public_url(opts), opts.grafana_port)
+    staff_snippet = staff.hub_snippet(
+        paths, ports, staff_group=opts.staff_group, grafana_proxied=opts.grafana_port is None,
+        grafana_redirect_uri=grafana_config.redirect_uri(grafana_root),
+    )  # fmt: skip
     unit = templates.exporter_unit(paths, ports)
     return [
         GeneratedFile(paths.hub_token, "hub-services", None, mode=0o600),
         # Prometheus scrapes the hub's /hub/metrics with this token; nobody else may read it.
         GeneratedFile(paths.metrics_token, "hub-services", None, mode=0o640, group="prometheus"),
+        *access.hub_files(paths),
         GeneratedFile(f"{paths.tljh_config_d}/dlcourse-services.py", "hub-services", snippet),
+        GeneratedFile(f"{paths.tljh_config_d}/dlcourse-staff.py", "hub-services", staff_snippet),
         GeneratedFile(paths.unit(f"{templates.EXPORTER_SERVICE}.service"), "exporter", unit),
     ]
 
@@ -132,8 +163,9 @@ def _prometheus(paths: Paths, ports: Ports) -> list[GeneratedFile]:
     ]  # fmt: skip
     config = templates.prometheus_config(paths, ports, [r.path for r in rules])
     args = templates.default_args(templates.prometheus_args(paths, ports))
-    node_args = templates.default_args(templates.node_exporter_args(ports))
+    node_args = templates.default_args(templates.node_exporter_args(paths, ports))
     return [
+        *access.monitoring_files(paths, ports),
         *rules,
         GeneratedFile(paths.prometheus_config, "prometheus", config),
         GeneratedFile(paths.default_file("prometheus"), "prometheus", args),
@@ -158,13 +190,15 @@ def _alertmanager(paths: Paths, ports: Ports) -> list[GeneratedFile]:
 
 
 def _grafana(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
-    dropin = templates.grafana_dropin(
-        paths, ports, domain=opts.domain, public_port=opts.grafana_port
-    )
+    ini = grafana_config.grafana_ini(
+        paths, ports, public_url=public_url(opts), grafana_port=opts.grafana_port,
+        staff_group=opts.staff_group,
+    )  # fmt: skip
     # The repository's provisioning, as docker-compose.yml uses it, with this install's
-    # addresses and folders in place of the defaults it names.
+    # addresses, folders and Grafana's password file in place of the ones it names.
     here = {Ports().address(name): ports.address(name) for name in ("prometheus", "alertmanager")}
     here[Paths().grafana_dashboards_dir] = paths.grafana_dashboards_dir
+    here[grafana_config.COMPOSE_PASSWORD_FILE] = paths.password("grafana")
     provisioning = []
     for a in assets.grafana_provisioning():
         text = _with(a.text, here)
@@ -183,7 +217,9 @@ def _grafana(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
                       templates.grafana_apt_source(paths)),
         # Made before Grafana's first start: Grafana sets the admin password only then.
         GeneratedFile(paths.grafana_password, "grafana", None, mode=0o600),
-        GeneratedFile(paths.unit("grafana-server.service.d/dlcourse.conf"), "grafana", dropin),
+        GeneratedFile(paths.grafana_ini, "grafana", ini, mode=0o640, group="grafana"),
+        GeneratedFile(paths.unit("grafana-server.service.d/dlcourse.conf"), "grafana",
+                      grafana_config.dropin(paths)),
         *provisioning,
         *dashboards,
     ]  # fmt: skip
@@ -204,5 +240,5 @@ def digest(files: list[GeneratedFile], parts: tuple[str, ...]) -> str:
     h = hashlib.sha256()
     for f in files:
         if f.part in parts:
-            h.update(repr((f.path, f.mode, f.owner, f.group, f.content)).encode())
+            h.update(repr((f.path, f.mode, f.owner, f.group, f.content, f.derived)).encode())
     return h.hexdigest()[:16]

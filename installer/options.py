@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from dlcourse_installer import driver
 from dlcourse_installer.course_packages import CoursePackages
 from dlcourse_installer.roster import NAME, Student
+from dlcourse_installer.staff import DEFAULT_STAFF_GROUP
 
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
 HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
+# --domain: the server's DNS name, optionally with https:// (TLJH serving HTTPS) and a port.
+DOMAIN = re.compile(r"^(https?://)?(?P<host>[^/:]+)(:\d{1,5})?$")
 
 # The newest TLJH release (tag 2.0.0, 2024-10-21: JupyterHub 5, Ubuntu >= 22.04, a Python 3.12
 # user environment from Miniforge 24.7.1-2; tljh/requirements-hub-env.txt, tljh/installer.py,
@@ -30,6 +33,8 @@ class Options:
     no_gpu: bool = False
     tensorflow: bool = False
     roster: tuple[Student, ...] = ()
+    # Hub admins and this group's members are staff: they alone see per-student data.
+    staff_group: str = DEFAULT_STAFF_GROUP
     packages: CoursePackages | None = None  # --packages FILE
     mem_limit: str | None = None
     cpu_limit: str | None = None
@@ -43,10 +48,18 @@ class Options:
     recheck: bool = False
 
     def groups(self) -> dict[str, list[str]]:
+        """Hub groups from the roster: one per section, and the staff group for the TAs."""
         out: dict[str, list[str]] = {}
         for student in self.roster:
-            out.setdefault(student.group, []).append(student.username)
+            if student.group:
+                out.setdefault(student.group, []).append(student.username)
+            if student.role == "ta":
+                out.setdefault(self.staff_group, []).append(student.username)
         return out
+
+    @property
+    def tas(self) -> tuple[str, ...]:
+        return tuple(s.username for s in self.roster if s.role == "ta")
 
 
 def validate(opts: Options) -> list[str]:
@@ -75,8 +88,14 @@ def validate(opts: Options) -> list[str]:
                 raise ValueError
         except ValueError:
             errors.append(f"--cpu-limit {opts.cpu_limit!r}: use a positive number of CPUs")
-    if opts.domain and not HOSTNAME.match(opts.domain):
-        errors.append(f"--domain {opts.domain!r}: give the server's DNS name, e.g. gpu.example.edu")
+    if not NAME.match(opts.staff_group):
+        errors.append(f"--staff-group {opts.staff_group!r} is not a valid group name")
+    domain = DOMAIN.match(opts.domain)
+    if opts.domain and not (domain and HOSTNAME.match(domain.group("host"))):
+        errors.append(
+            f"--domain {opts.domain!r}: give the server's DNS name, e.g. gpu.example.edu "
+            "(or https://gpu.example.edu)"
+        )
     if opts.grafana_port is not None and not 1 <= opts.grafana_port <= 65535:
         errors.append(f"--grafana-port {opts.grafana_port}: not a TCP port")
     return errors

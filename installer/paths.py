@@ -88,6 +88,39 @@ class Paths:
         """`pip list --format=freeze` before each course packages install, for rollback."""
         return f"{self.prefix}/state/packages"
 
+    # -- who may read the monitoring stack (docs/security.md) --------------------
+    @property
+    def exporter_token(self) -> str:
+        """The exporter's bearer token: Prometheus, the exporter and the status page."""
+        return f"{self.etc}/exporter-token"
+
+    @property
+    def grafana_oauth_secret(self) -> str:
+        """Grafana's client secret at the hub (the grafana service's token)."""
+        return f"{self.etc}/grafana-oauth-secret"
+
+    @property
+    def monitoring_auth(self) -> str:
+        """Basic-auth passwords and web-config files of Prometheus, Alertmanager, node_exporter."""
+        return f"{self.etc}/monitoring"
+
+    def password(self, user: str) -> str:
+        """The clear password of one monitoring user (prometheus, grafana, instructor)."""
+        return f"{self.monitoring_auth}/{user}.password"
+
+    def web_config(self, daemon: str) -> str:
+        """A daemon's --web.config.file: bcrypt hashes of its users' passwords."""
+        return f"{self.monitoring_auth}/{daemon}-web.yml"
+
+    @property
+    def instructor_netrc(self) -> str:
+        return f"{self.monitoring_auth}/instructor.netrc"
+
+    @property
+    def instructor_http_config(self) -> str:
+        """For amtool and promtool --http.config.file."""
+        return f"{self.monitoring_auth}/instructor-http.yml"
+
     # -- TLJH --------------------------------------------------------------------
     @property
     def hub_env(self) -> str:
@@ -143,6 +176,9 @@ class Paths:
     prometheus_data: str = "/var/lib/prometheus/metrics2"
     alertmanager_config: str = "/etc/prometheus/alertmanager.yml"
     alertmanager_data: str = "/var/lib/prometheus/alertmanager"
+    # Where Debian's and Ubuntu's amtool looks (`amtool --help`, prometheus-alertmanager 0.25).
+    amtool_config: str = "/etc/prometheus/amtool.yml"
+    grafana_ini: str = "/etc/grafana/grafana.ini"
     grafana_provisioning: str = "/etc/grafana/provisioning"
     # Where grafana/provisioning/dashboards/dlcourse.yml looks, as in docker-compose.yml.
     grafana_dashboards_dir: str = "/etc/grafana/dashboards/dlcourse"

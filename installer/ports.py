@@ -19,6 +19,7 @@ class Ports:
     alertmanager: int = 9093
     node_exporter: int = 9100
     grafana: int = 3000
+    status: int = 9946  # the class-status page, a hub service (dlcourse_status)
 
     def address(self, service: str) -> str:
         """``127.0.0.1:PORT`` of one service (a field name)."""

@@ -66,12 +66,20 @@ def render(root: str, plan: list[GeneratedFile], *, relocated: bool) -> list[str
             raise ValueError(f"{f.path} is not under {root}: its path must come from Paths")
         local = root + server_path
         os.makedirs(os.path.dirname(local), exist_ok=True)
-        content = files.new_secret() if f.is_secret else f.content
+        if f.derived is not None:  # from secrets written above: the plan lists them first
+            content = f.derived(lambda path: _read(path if relocated else root + path), None)
+        else:
+            content = files.new_secret() if f.is_secret else f.content
         write_atomically(local, content, f.mode)
         owners.append(f"{server_path} {f.owner}:{f.group} {f.mode:04o}")
     owners.sort()
     write_atomically(os.path.join(root, "OWNERS"), "\n".join(owners) + "\n", 0o644)
     return owners
+
+
+def _read(local: str) -> str:
+    with open(local, encoding="utf-8") as f:
+        return f.read().strip()
 
 
 def main(root: str, relocate: bool, port_overrides: list[str], opts, paths: Paths) -> int:

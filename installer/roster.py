@@ -1,9 +1,13 @@
 """The course roster: a CSV file of students, as a lecturer exports it from a spreadsheet.
 
     # comments and blank lines anywhere
-    username,section
-    ada,A
+    username,section,role
+    ada,A,student
     grace,B 2
+    tom,,ta
+
+A ``role`` column is optional: ``student`` (the default) or ``ta``. TAs are staff (they see
+per-student data, docs/security.md) and need no section.
 
 The header may come after comments or blank lines and names the columns in any order; a
 file without one is read as username,section. Excel's UTF-8 byte order mark and its
@@ -22,14 +26,17 @@ from dataclasses import dataclass
 # 2.0.0), with useradd, which takes lowercase letters, digits, '.', '_' and '-' after a
 # first letter; the hub lowercases names itself. A conservative subset of both.
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
-COLUMNS = ("username", "section")  # each later column is one more name here
+COLUMNS = ("username", "section", "role")  # each later column is one more name here
 REQUIRED = ("username", "section")
+DEFAULT_COLUMNS = REQUIRED  # a file without a header
+ROLES = ("student", "ta")
 
 
 @dataclass(frozen=True)
 class Student:
     username: str
-    group: str  # the hub group of the section: section-<name>
+    group: str  # the hub group of the section: section-<name>; "" for a TA without one
+    role: str = "student"
 
 
 def section_group(section: str) -> str:
@@ -50,7 +57,7 @@ def parse(text: str, source: str = "roster") -> tuple[tuple[Student, ...], list[
                 return (), [f"{source}:{lineno}: {header_error}"]
             if columns is not None:
                 continue  # this was the header
-            columns = list(COLUMNS)
+            columns = list(DEFAULT_COLUMNS)
         if len(cells) != len(columns):
             errors.append(
                 f"{source}:{lineno}: expected {len(columns)} fields ({','.join(columns)}), "
@@ -59,6 +66,7 @@ def parse(text: str, source: str = "roster") -> tuple[tuple[Student, ...], list[
             continue
         row = dict(zip(columns, cells, strict=True))
         name, group = row["username"].lower(), section_group(row["section"])
+        role = row.get("role", "").lower() or "student"
         if not NAME.match(name):
             errors.append(
                 f"{source}:{lineno}: {row['username']!r} is not a usable username (letters, "
@@ -66,11 +74,13 @@ def parse(text: str, source: str = "roster") -> tuple[tuple[Student, ...], list[
             )
         elif name in seen:
             errors.append(f"{source}:{lineno}: {name!r} appears twice")
-        elif group == "section-":
+        elif role not in ROLES:
+            errors.append(f"{source}:{lineno}: role {row['role']!r} of {name!r}: student or ta")
+        elif group == "section-" and role != "ta":
             errors.append(f"{source}:{lineno}: no section for {name!r}")
         else:
             seen.add(name)
-            students.append(Student(name, group))
+            students.append(Student(name, "" if group == "section-" else group, role))
     return tuple(students), errors
 
 
@@ -98,7 +108,8 @@ def _header(cells: list[str]) -> tuple[list[str] | None, str]:
     missing = [c for c in REQUIRED if c not in names]
     if unknown or missing or len(set(names)) != len(names):
         return None, (
-            f"the header must name the columns {', '.join(COLUMNS)} once each (got "
+            f"the header must name the columns {', '.join(REQUIRED)} once each, and may name "
+            f"role (got "
             f"{', '.join(cells)})"
         )
     return names, ""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import astuple, dataclass, field, replace
 from functools import cached_property
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from dlcourse_installer import (
     apt,
@@ -23,8 +24,10 @@ from dlcourse_installer import (
     driver,
     files,
     generated,
+    grafana_config,
     preflight,
     pytorch,
+    staff,
     systemd,
     templates,
     tljh,
@@ -598,8 +601,13 @@ def ensure_course(ctx: Context) -> None:
             tljh.config_set(host, paths, key, value)
             changed = True
     changed |= ensure_part(ctx, "course")
+    if tljh.is_installed(host, paths) and tljh.passwords_missing(host, paths):
+        tljh.seed_passwords(host, paths)  # before the hub loads the TAs from the roster
+    sections = {student.group for student in opts.roster if student.group}
     if opts.roster:
-        ctx.note(f"{len(opts.roster)} students in {len(opts.groups())} sections")
+        ctx.note(f"{len(opts.roster)} people in {len(sections)} sections")
+    for ta in opts.tas:
+        ctx.note(f"TA {ta} (group {opts.staff_group}): password in {paths.hub_password(ta)}")
     if changed:
         restart_hub(ctx)
 
@@ -638,6 +646,10 @@ def ensure_grafana(ctx: Context) -> bool:
     if ensure_part(ctx, "grafana-apt"):
         host.apt_lists_fresh = False  # a new source
     apt.ensure_packages(host, ["grafana"])
+    # Grafana's secrets were written root-only before its account existed.
+    for f in ctx.files:
+        if f.group == "grafana" and f.part != "grafana":
+            files.ensure_owner(host, f)
     ctx.note(f"{len(assets.dashboards())} dashboards from grafana/dashboards/")
     changed = ensure_part(ctx, "grafana")
     if changed:
@@ -666,9 +678,10 @@ def ensure_monitoring(ctx: Context) -> None:
 
 
 # -- 10. final check -----------------------------------------------------------------
-def _get_json(host: Host, url: str, *params: str) -> dict | None:
+def _get_json(host: Host, netrc: str, url: str, *params: str) -> dict | None:
     args = [a for p in params for a in ("--data-urlencode", p)]
-    r = host.query(["curl", "-fsS", "--max-time", "10", "-G", *args, url])
+    # As the instructor: the password comes from a root-only netrc, never the command line.
+    r = host.query(["curl", "-fsS", "--max-time", "10", "--netrc-file", netrc, "-G", *args, url])
     try:
         return json.loads(r.stdout) if r.ok else None
     except json.JSONDecodeError:
@@ -676,7 +689,7 @@ def _get_json(host: Host, url: str, *params: str) -> dict | None:
 
 
 def ensure_final_check(ctx: Context) -> None:
-    host, opts = ctx.host, ctx.opts
+    host, opts, netrc = ctx.host, ctx.opts, ctx.paths.instructor_netrc
     if opts.dry_run:
         ctx.note("after a real run: services active, Prometheus targets up, a sample query")
         return
@@ -696,7 +709,7 @@ def ensure_final_check(ctx: Context) -> None:
     active: list[dict] = []
     down: list[str] = ["(no answer from Prometheus)"]
     for _ in range(12):  # targets turn up after their first scrape (15 s)
-        targets = _get_json(host, f"{prom}/api/v1/targets", "state=active")
+        targets = _get_json(host, netrc, f"{prom}/api/v1/targets", "state=active")
         if targets is not None:
             active = targets.get("data", {}).get("activeTargets", [])
             down = [t["labels"].get("job", "?") for t in active if t.get("health") != "up"]
@@ -705,7 +718,7 @@ def ensure_final_check(ctx: Context) -> None:
         host.sleep(5)
     if down:
         raise StepError(f"Prometheus targets down: {', '.join(down)} (see {prom}/targets)")
-    answer = _get_json(host, f"{prom}/api/v1/query", "query=dlcourse_exporter_build_info")
+    answer = _get_json(host, netrc, f"{prom}/api/v1/query", "query=dlcourse_exporter_build_info")
     series = (answer or {}).get("data", {}).get("result", [])
     if not series:
         raise StepError(
@@ -717,21 +730,20 @@ def ensure_final_check(ctx: Context) -> None:
 def summary(ctx: Context) -> list[str]:
     """Where everything is once installed: URLs, and the file of each credential (never its
     value)."""
-    paths, opts, ports, domain = ctx.paths, ctx.opts, ctx.ports, ctx.opts.domain
-    grafana = (
-        f"http://{domain}:{opts.grafana_port}/"
-        if opts.grafana_port
-        else f"http://{domain}{templates.GRAFANA_PATH}"
-    )
+    paths, opts, ports = ctx.paths, ctx.opts, ctx.ports
+    hub = generated.public_url(opts)
     admins = "; ".join(f"admin {a}: password in {paths.hub_password(a)}" for a in opts.admins)
     return [
-        f"JupyterHub:   http://{domain}/  ({admins})",
-        f"Grafana:      {grafana}  (user admin: password in {paths.grafana_password})",
+        f"JupyterHub:   {hub}/  ({admins})",
+        f"Staff only (hub admins and the group {opts.staff_group!r}), through the hub's login:",
+        f"  class status {hub}/services/{staff.STATUS_SERVICE}/",
+        f"  Grafana      {grafana_config.root_url(hub, opts.grafana_port)}",
         f"Prometheus:   http://{ports.address('prometheus')}/ and Alertmanager "
-        f"http://{ports.address('alertmanager')}/, on the server only "
-        f"(ssh -L {ports.prometheus}:{ports.address('prometheus')} {domain})",
-        f"Exporter:     http://{ports.address('exporter')}/ (the class page, on the server only)",
-        f"Hub tokens:   {paths.hub_token} (exporter), {paths.metrics_token} (Prometheus)",
+        f"http://{ports.address('alertmanager')}/, on the server only, user instructor "
+        f"(ssh -L {ports.prometheus}:{ports.address('prometheus')} {urlsplit(hub).hostname}; "
+        f"as root: curl --netrc-file {paths.instructor_netrc}, amtool)",
+        f"Credentials:  in {paths.etc} and {paths.monitoring_auth}, each readable by root and "
+        "the one service it is for (docs/security.md)",
         *(packages_summary(ctx)[:1] if opts.packages else []),
         f"Install log:  {paths.log_file}",
     ]
@@ -772,6 +784,7 @@ STEPS = [
     Step(
         "course", "Course: admins, roster, limits", ensure_course,
         lambda o: {"admins": o.admins, "roster": [astuple(s) for s in o.roster],
+                   "staff": o.staff_group,
                    "mem": o.mem_limit, "cpu": o.cpu_limit},
         parts=("course",),
     ),

@@ -8,12 +8,16 @@ Reusable by any end-to-end test: give it the scrape targets you control, e.g.
 The configuration is the shipped one: prometheus/prometheus.yml with test intervals and targets,
 the alert rules rendered by prometheus/render.py with an overrides file (short `for`s), and
 alertmanager.yml rendered with DLCOURSE_AM_* variables that point it at the webhook.
+As shipped, both ask for basic auth (a web-config file made by the installer's own
+`webauth`): Prometheus uses `password_file` for itself and Alertmanager, the exporter's bearer
+token for the dlcourse job, and tests reach them with `stack.auth`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import threading
@@ -25,8 +29,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
-from exporter_process import free_port
+from exporter_process import free_port, token_file
 from leftovers import die_with_parent
+
+from dlcourse_installer import webauth
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "prometheus"
@@ -58,12 +64,21 @@ def wait_until(predicate, timeout: float, what: str | Callable[[], str], interva
         time.sleep(interval)
 
 
-def http_ok(url: str) -> bool:
+def http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
+        with urllib.request.urlopen(request(url, auth), timeout=1) as response:
             return response.status == 200
     except OSError:
         return False
+
+
+def request(url: str, auth: tuple[str, str] | None) -> urllib.request.Request:
+    if auth is None:
+        return urllib.request.Request(url)
+    import base64
+
+    basic = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    return urllib.request.Request(url, headers={"Authorization": f"Basic {basic}"})
 
 
 class Webhook:
@@ -121,14 +136,25 @@ class Webhook:
 
 
 class Process:
-    """A child process with its output in a log file, stopped for sure on exit."""
+    """A child process with its output in a log file, stopped for sure on exit.
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict | None = None):
+    `user`: run as that account and its group only (root only), as a service unit would.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_dir: Path,
+        env: dict | None = None,
+        user: str | None = None,
+    ):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
+        account = {"user": user, "group": user, "extra_groups": []} if user else {}
         self.popen = subprocess.Popen(
-            die_with_parent(argv), stdout=self._log, stderr=subprocess.STDOUT, env=env
+            die_with_parent(argv), stdout=self._log, stderr=subprocess.STDOUT, env=env, **account
         )
 
     def log_tail(self, lines: int = 30) -> str:
@@ -166,23 +192,31 @@ def prometheus_config(
     rule_files: list[Path],
     alertmanager: str,
     prometheus: str,
-    hub_token_file: Path | None,
+    credentials: dict[str, Path],
     interval: str = "1s",
 ) -> dict:
-    """The shipped prometheus.yml with test intervals and targets; jobs without targets go."""
+    """The shipped prometheus.yml with test intervals, targets and credential files.
+
+    `credentials` names the file for each bearer-token job and, under "basic_auth", the
+    password file of Prometheus's own user. Jobs without targets go.
+    """
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["global"].update(
         scrape_interval=interval, scrape_timeout=interval, evaluation_interval=interval
     )
     config["rule_files"] = [str(p) for p in rule_files]
-    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager]
+    [alerting] = config["alerting"]["alertmanagers"]
+    alerting["static_configs"][0]["targets"] = [alertmanager]
+    alerting["basic_auth"]["password_file"] = str(credentials["basic_auth"])
     targets = {"alertmanager": [alertmanager], "prometheus": [prometheus], **targets}
     jobs = []
     for job in config["scrape_configs"]:
         if job["job_name"] in targets:
             job["static_configs"] = [{"targets": targets[job["job_name"]]}]
             if "authorization" in job:
-                job["authorization"]["credentials_file"] = str(hub_token_file)
+                job["authorization"]["credentials_file"] = str(credentials[job["job_name"]])
+            if "basic_auth" in job:
+                job["basic_auth"]["password_file"] = str(credentials["basic_auth"])
             jobs.append(job)
     config["scrape_configs"] = jobs
     return config
@@ -198,14 +232,18 @@ class AlertingStack:
         overrides: Path | dict = E2E_OVERRIDES,
         hub_token_file: Path | None = None,
         interval: str = "1s",
+        exporter_token_file: Path | None = None,
     ) -> None:
         self.workdir = workdir
+        self.exporter_token_file = exporter_token_file or token_file()
         self.targets = targets
         self.overrides = overrides
         self.hub_token_file = hub_token_file
         self.interval = interval
         self.processes: list[Process] = []
         self.webhook: Webhook | None = None
+        # Prometheus's own user; tests and the demo read with it too (stack.auth).
+        self.auth = ("prometheus", secrets.token_hex(16))
 
     def __enter__(self) -> AlertingStack:
         try:
@@ -226,6 +264,12 @@ class AlertingStack:
         am_port, prom_port = free_port(), free_port()
         self.alertmanager_url = f"http://127.0.0.1:{am_port}"
         self.prometheus_url = f"http://127.0.0.1:{prom_port}"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        web_config = self.web_config = self.workdir / "web-config.yml"
+        web_config.write_text(webauth.web_config({self.auth[0]: webauth.bcrypt_hash(self.auth[1])}))
+        password_file = self.workdir / "prometheus.password"
+        password_file.touch(mode=0o600)
+        password_file.write_text(self.auth[1] + "\n")
 
         am_config = self.workdir / "alertmanager.yml"
         env = {k: v for k, v in os.environ.items() if not k.startswith("DLCOURSE_AM_")}
@@ -248,7 +292,8 @@ class AlertingStack:
             "alertmanager",
             [alertmanager_bin, f"--config.file={am_config}"]
             + [f"--storage.path={self.workdir / 'am-data'}"]
-            + [f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
+            + [f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="]
+            + [f"--web.config.file={web_config}"],
         )
 
         rules_dir = self.workdir / "rules"
@@ -259,7 +304,11 @@ class AlertingStack:
             [PROMETHEUS_DIR / "rules" / "dlcourse-recording.yml", rules],
             f"127.0.0.1:{am_port}",
             f"127.0.0.1:{prom_port}",
-            self.hub_token_file,
+            {
+                "dlcourse": self.exporter_token_file,
+                "jupyterhub": self.hub_token_file or Path(os.devnull),
+                "basic_auth": password_file,
+            },
             self.interval,
         )
         prom_config = self.workdir / "prometheus.yml"
@@ -269,6 +318,7 @@ class AlertingStack:
             [prometheus_bin, f"--config.file={prom_config}"]
             + [f"--storage.tsdb.path={self.workdir / 'prom-data'}"]
             + [f"--web.listen-address=127.0.0.1:{prom_port}"]
+            + [f"--web.config.file={web_config}"]
             + ["--rules.alert.resend-delay=1s", "--log.level=warn"],
         )
         self._wait_ready(self.alertmanager, self.alertmanager_url + "/-/ready")
@@ -283,13 +333,13 @@ class AlertingStack:
         def ready() -> bool:
             if process.popen.poll() is not None:
                 raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
-            return http_ok(url)
+            return http_ok(url, self.auth)
 
         wait_until(ready, 60, lambda: f"{process.name} to be ready\n{process.log_tail()}")
 
     def query(self, promql: str) -> list[dict]:
         url = self.prometheus_url + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(request(url, self.auth), timeout=5) as response:
             return json.load(response)["data"]["result"]
 
     def logs(self) -> str:

@@ -1,12 +1,19 @@
-"""Runs `dlcourse-exporter` as a real subprocess and scrapes it, for end-to-end tests."""
+"""Runs `dlcourse-exporter` as a real subprocess and scrapes it, for end-to-end tests.
+
+The exporter requires a bearer token. Every exporter a test starts gets this session's
+`TOKEN` (from a 0600 file) unless the test passes its own `--web.token-file`; scrapes here
+send it (`AUTH`), and `token_file()` hands the same token to Prometheus.
+"""
 
 from __future__ import annotations
 
 import os
 import resource
+import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +23,21 @@ from leftovers import die_with_parent
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+TOKEN = secrets.token_hex(16)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+_TOKEN_DIR = tempfile.TemporaryDirectory(prefix="dlcourse-test-token-")
+
+
+def token_file() -> Path:
+    """A 0600 file holding TOKEN (in a 0755 folder: Prometheus may run as another user)."""
+    folder = Path(_TOKEN_DIR.name)
+    folder.chmod(0o755)
+    path = folder / "exporter-token"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(TOKEN + "\n")
+    return path
 
 
 def free_port() -> int:
@@ -45,9 +67,11 @@ class RunningExporter:
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
         open_files: int | None = None,
+        port: int | None = None,
     ) -> None:
-        """open_files: soft and hard RLIMIT_NOFILE both, so the exporter cannot raise it."""
-        self.port = free_port()
+        """open_files: soft and hard RLIMIT_NOFILE both, so the exporter cannot raise it.
+        port: a port chosen beforehand (a configuration names it), else a free one."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environ = {
             k: v for k, v in os.environ.items() if not k.startswith(("DLCOURSE_", "JUPYTERHUB_"))
@@ -59,6 +83,8 @@ class RunningExporter:
         environ.update(env or {})
         self.log_path = log_path
         self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        if not any(a.startswith("--web.token-file") for a in args):
+            args = [f"--web.token-file={token_file()}", *args]
         self.process = subprocess.Popen(
             die_with_parent(
                 [
@@ -93,7 +119,7 @@ class RunningExporter:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def scrape_text(self, headers: Mapping[str, str] | None = None) -> str:
-        response = httpx.get(f"{self.url}/metrics", headers=headers, timeout=5)
+        response = httpx.get(f"{self.url}/metrics", headers={**AUTH, **(headers or {})}, timeout=5)
         response.raise_for_status()
         return response.text
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from exporter_process import RunningExporter, Samples, parse_samples, poll_ended, poll_started
+from exporter_process import AUTH, RunningExporter, Samples, parse_samples, poll_ended, poll_started
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -31,7 +31,7 @@ def running_exporter(*args: str) -> Iterator[str]:
 
 def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """{(sample name, sorted labels): value} from one scrape."""
-    with urllib.request.urlopen(url, timeout=5) as response:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=AUTH), timeout=5) as response:
         text = response.read().decode()
     found = {}
     for family in text_string_to_metric_families(text):
@@ -60,7 +60,8 @@ def wait_poll_after(url: str, collector: str, seconds: float, timeout: float = 6
     ended has succeeded: it saw all that happened before now, `seconds` later."""
 
     def scrape() -> Samples:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        request = urllib.request.Request(url, headers=AUTH)
+        with urllib.request.urlopen(request, timeout=5) as response:
             return parse_samples(response.read().decode())
 
     moment = poll_ended(scrape(), collector) + seconds

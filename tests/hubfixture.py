@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -38,7 +39,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,21 @@ async def hold_spawn(spawner):
 
 
 c.Spawner.pre_spawn_hook = hold_spawn
+"""
+
+
+def tljh_authenticator(store: Path, allowed: Sequence[str] = ()) -> str:
+    """Configuration for TLJH's own login (tljh/configurer.py, TLJH 2.0.0): FirstUseAuthenticator
+    (the first login sets a password, unless one is in `store`), no new accounts; `allowed`
+    (which the hub creates at start) and users added later (JupyterHub 5's
+    allow_existing_users) may log in. Append it with `extra_config` or `add_config`."""
+    return f"""
+c.JupyterHub.authenticator_class = "firstuseauthenticator.FirstUseAuthenticator"
+c.FirstUseAuthenticator.dbm_path = {str(store)!r}
+c.FirstUseAuthenticator.create_users = False
+c.Authenticator.allow_all = False
+c.Authenticator.allowed_users = {set(allowed)!r}
+c.Authenticator.allow_existing_users = True
 """
 
 
@@ -220,6 +236,11 @@ class LiveHub:
         )
         (self.dir / "jupyterhub_config.py").write_text(text + "\n" + self.extra_config)
 
+    def add_config(self, text: str) -> None:
+        """Appends to jupyterhub_config.py (before start(), or followed by a restart)."""
+        self.extra_config += "\n" + text
+        self._write_config()
+
     def start(self, timeout: float = 120) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
         env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)
@@ -286,15 +307,23 @@ class LiveHub:
             except OSError:
                 pass
             pid_file.unlink(missing_ok=True)
-        # Servers and kernels whose hub is gone: they carry its API URL in their environment.
-        marker = f"JUPYTERHUB_API_URL=http://127.0.0.1:{self.hub_port}/hub/api".encode()
+        # Servers, kernels and services whose hub is gone: its API URL is in their environment.
+        for pid in self.children():
+            kill(pid)
+
+    def children(self, *markers: str) -> list[int]:
+        """Processes the hub started (its API URL in their environment), with every marker
+        (``NAME=value``) in it too, e.g. ``JUPYTERHUB_SERVICE_NAME=dlcourse-status``."""
+        wanted = {f"JUPYTERHUB_API_URL=http://127.0.0.1:{self.hub_port}/hub/api", *markers}
+        found = []
         for pid in pids():
             try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes()
-            except OSError:
+                environ = set(Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0"))
+            except (OSError, UnicodeDecodeError):
                 continue
-            if marker in environ.split(b"\0"):
-                kill(pid)
+            if wanted <= environ:
+                found.append(pid)
+        return found
 
     def log_size(self) -> int:
         """Where the hub's log ends now; `log_since` reads what comes after."""
@@ -330,6 +359,33 @@ class LiveHub:
         path.write_text(self.tokens[service] + "\n")
         path.chmod(0o600)
         return path
+
+    def wait_for_service(self, name: str, timeout: float = 60) -> None:
+        """A service with a URL is routed and answers: an anonymous visit is sent to log in."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if httpx.get(f"{self.public_url}/services/{name}/").status_code == 302:
+                return
+            time.sleep(0.3)
+        raise HubError(f"service {name} not routed\n{self.log_tail()}")
+
+    # --- people in a browser -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def login(self, name: str, password: str = "any password") -> Iterator[httpx.Client]:
+        """A browser-like session of `name`, logged in through the hub's own login form."""
+        with httpx.Client(base_url=self.public_url, timeout=30) as client:
+            form = client.get("/hub/login")
+            xsrf = re.search(r'name="_xsrf" value="([^"]+)"', form.text)
+            if xsrf is None:
+                raise HubError(f"no login form at /hub/login: {form.status_code}")
+            answer = client.post(
+                "/hub/login",
+                data={"username": name, "password": password, "_xsrf": xsrf.group(1)},
+            )
+            if answer.status_code != 302:
+                raise HubError(f"login of {name} refused: {answer.status_code}")
+            yield client
 
     # --- users and servers -----------------------------------------------------------
 

@@ -1,8 +1,31 @@
+from pathlib import Path
+
 import pytest
 
-from dlcourse_exporter.config import ConfigError, load
+from dlcourse_exporter import config as exporter_config
+from dlcourse_exporter.config import ConfigError
 
 DEFAULTS = {"gpu": True, "processes": True, "extra": False}
+TOKEN_FILE: Path
+
+
+@pytest.fixture(autouse=True)
+def token_file(tmp_path):
+    """The exporter requires its bearer token: load() below passes one."""
+    global TOKEN_FILE
+    TOKEN_FILE = tmp_path / "web-token"
+    TOKEN_FILE.write_text("t0ken\n")
+
+
+def load(argv, defaults, environ=None):
+    return exporter_config.load([*argv, f"--web.token-file={TOKEN_FILE}"], defaults, environ)
+
+
+def test_the_bearer_token_is_required():
+    with pytest.raises(ConfigError, match="no bearer token: set --web.token-file"):
+        exporter_config.load([], DEFAULTS, environ={})
+    config, _ = load([], DEFAULTS, environ={})
+    assert config.web_token == "t0ken" and "t0ken" not in repr(config)
 
 
 def test_defaults_bind_localhost_and_run_gpu_only():

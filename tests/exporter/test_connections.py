@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exporter_process import RunningExporter, value
+from exporter_process import AUTH, RunningExporter, value
 
 from dlcourse_exporter.connections import REQUEST_TIMEOUT, ConnectionTable
 from dlcourse_exporter.server import OncePerInterval, connection_cap
@@ -121,7 +121,7 @@ def test_scrapes_succeed_through_an_idle_connection_flood(
         time.sleep(1)  # the exporter has accepted (and closed) its way through the backlog
         for _ in range(SCRAPES):
             started = time.monotonic()
-            response = httpx.get(f"{exporter.url}/metrics", timeout=10)
+            response = httpx.get(f"{exporter.url}/metrics", headers=AUTH, timeout=10)
             latencies.append(time.monotonic() - started)
             assert response.status_code == 200
             assert value_of(response.text, "dlcourse_collector_success", 'collector="gpu"') == 1
@@ -190,10 +190,10 @@ def test_odd_requests_get_sensible_answers(run_exporter, scenario_path):
         "text/plain; version=x.y.z; escaping=nonsense",
         "*/*;;;;q=oops," * 100,
     ):
-        response = httpx.get(url, headers={"Accept": accept}, timeout=5)
+        response = httpx.get(url, headers={**AUTH, "Accept": accept}, timeout=5)
         assert response.status_code == 200, accept
         assert "dlcourse_exporter_build_info" in response.text
-    head = httpx.head(url, timeout=5)  # before: 405
+    head = httpx.head(url, headers=AUTH, timeout=5)  # before: 405
     assert head.status_code == 200 and head.content == b""
     assert int(head.headers["content-length"]) > 0
     assert httpx.head(f"{exporter.url}/healthz", timeout=5).status_code == 200

@@ -162,6 +162,8 @@ def test_exporter_service(tmp_path) -> None:
     env = {key: str(value) for key, value in exporter["environment"].items()}
     assert env["DLCOURSE_HUB_TOKEN_FILE"] == "/run/secrets/hub_api_token"
     env["DLCOURSE_HUB_TOKEN_FILE"] = str(token)
+    assert env["DLCOURSE_WEB_TOKEN_FILE"] == "/run/secrets/exporter_token"
+    env["DLCOURSE_WEB_TOKEN_FILE"] = str(token)
     result = subprocess.run(
         [sys.executable, "-m", "dlcourse_exporter", "--check-config",
          "--web.listen-address=0.0.0.0:9945"],

@@ -143,13 +143,16 @@ def test_backoff_ticks_that_skip_do_not_call_the_hub():
 def test_hub_collector_is_on_by_default_only_with_a_hub(tmp_path):
     token = tmp_path / "token"
     token.write_text("secret\n")
-    config, _ = load([], collector_defaults(), environ={})
+    web = {"DLCOURSE_WEB_TOKEN_FILE": str(token)}  # the exporter's own, always required
+    config, _ = load([], collector_defaults(), environ=web)
     assert "hub" not in config.collectors
     argv = ["--hub.url", "http://127.0.0.1:15001/hub/api", "--hub.token-file", str(token)]
-    config, _ = load(argv, collector_defaults(), environ={})
+    config, _ = load(argv, collector_defaults(), environ=web)
     assert "hub" in config.collectors
     assert config.hub_token == "secret"
-    env = {"JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api", "JUPYTERHUB_API_TOKEN": "s"}
+    env = {
+        **web, "JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api", "JUPYTERHUB_API_TOKEN": "s"
+    }  # fmt: skip
     config, _ = load([], collector_defaults(), environ=env)
     assert "hub" in config.collectors
     config, _ = load(["--no-collector.hub"], collector_defaults(), environ=env)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exporter_process import RunningExporter, log_lines, value, wait_value
+from exporter_process import AUTH, RunningExporter, log_lines, value, wait_value
 from hostile_hub import LYING_TOTAL, HostileHub, user_model
 
 from dlcourse_exporter.sources.hub import (
@@ -175,11 +175,11 @@ def test_lone_surrogates_in_names_break_nothing(hostile_hub: HostileHub, tmp_pat
         assert max(map(len, long_names)) == 128  # capped, with a hash suffix
         openmetrics = httpx.get(
             f"{exporter.url}/metrics",
-            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+            headers={**AUTH, "Accept": "application/openmetrics-text; version=1.0.0"},
             timeout=5,
         )
         assert openmetrics.status_code == 200 and openmetrics.text.endswith("# EOF\n")
-        status = httpx.get(f"{exporter.url}/api/class", timeout=5)
+        status = httpx.get(f"{exporter.url}/api/class", headers=AUTH, timeout=5)
         assert status.status_code == 200
         assert "\ufffd" in [student["user"] for student in status.json()["students"]]
         if shutil.which("promtool"):

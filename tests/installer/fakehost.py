@@ -175,6 +175,8 @@ class FakeHost(Host):
                        "/dev/sda1 500000000 1000 400000000 1% /\n")  # fmt: skip
         if cmd == "uname":
             return out(f"{KERNEL}\n")
+        if cmd == "hostname":
+            return out("gpu-server.example.edu\n")
         if cmd == "mokutil":
             return out(f"SecureBoot {'enabled' if self.secure_boot else 'disabled'}\n")
         if cmd == "curl":

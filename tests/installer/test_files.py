@@ -84,13 +84,15 @@ def test_secrets_and_configuration_with_credentials_are_for_their_service_only(t
 
 def test_grafana_links_use_the_servers_real_name(tmp_path):
     """Old behaviour: domain stayed localhost, so links Grafana sends out were wrong."""
-    dropin = "/etc/systemd/system/grafana-server.service.d/dlcourse.conf"
+    ini = "/etc/grafana/grafana.ini"
     site = render_site(tmp_path / "a", "--admin", "teacher", "--domain", "gpu.example.edu")
-    text = site.read(dropin)
-    assert "Environment=GF_SERVER_DOMAIN=gpu.example.edu" in text
-    assert "Environment=GF_SERVER_ROOT_URL=http://gpu.example.edu/services/grafana/" in text
+    text = site.read(ini)
+    assert "\ndomain = gpu.example.edu\n" in text
+    assert "\nroot_url = http://gpu.example.edu/services/grafana/\n" in text
     own_port = render_site(tmp_path / "b", "--admin", "t", "--domain", "gpu.example.edu",
                            "--grafana-port", "3443")  # fmt: skip
-    assert "GF_SERVER_ROOT_URL=http://gpu.example.edu:3443/" in own_port.read(dropin)
-    with pytest.raises(AssertionError, match="--domain 'https://x': give the server's DNS name"):
-        render_site(tmp_path / "c", "--admin", "t", "--domain", "https://x")
+    assert "\nroot_url = http://gpu.example.edu:3443/\n" in own_port.read(ini)
+    https = render_site(tmp_path / "c", "--admin", "t", "--domain", "https://gpu.example.edu")
+    assert "\nroot_url = https://gpu.example.edu/services/grafana/\n" in https.read(ini)
+    with pytest.raises(AssertionError, match="--domain 'https://x/y': give the server's DNS name"):
+        render_site(tmp_path / "d", "--admin", "t", "--domain", "https://x/y")

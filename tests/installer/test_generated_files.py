@@ -63,7 +63,7 @@ def test_units_pass_systemd_analyze_verify(site, tmp_path):
     result = _verify([units, tmp_path], *names)
     # verify exits 0 even for unknown keys: any message at all is a finding.
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    assert "GF_SERVER_HTTP_ADDR=127.0.0.1" in site.read(GRAFANA_DROPIN)
+    assert "GF_SECURITY_ADMIN_PASSWORD__FILE=%d/admin-password" in site.read(GRAFANA_DROPIN)
 
 
 def test_systemd_analyze_verify_does_catch_a_bad_unit(tmp_path):
@@ -77,6 +77,8 @@ def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
     assert "User=dlcourse-exporter" in unit
     assert "LoadCredential=hub-token:/etc/dlcourse/hub-token" in unit
     assert "--hub.token-file=%d/hub-token" in unit
+    assert "LoadCredential=web-token:/etc/dlcourse/exporter-token" in unit
+    assert "--web.token-file=%d/web-token" in unit
     assert "--web.listen-address=127.0.0.1:9945" in unit
     assert "--hub.url=http://127.0.0.1:15001/hub/api" in unit
     caps = "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN"
@@ -115,13 +117,18 @@ def test_grafana_provisioning_points_at_the_stack(site):
     datasources = yaml.safe_load(site.read("/etc/grafana/provisioning/datasources/dlcourse.yml"))
     urls = {d["type"]: d["url"] for d in datasources["datasources"]}
     assert urls == {"prometheus": "http://127.0.0.1:9090", "alertmanager": "http://127.0.0.1:9093"}
+    # Basic auth, the password read by Grafana from its own file ($__file{}), never inline.
+    password_file = site.local("/etc/dlcourse/monitoring/grafana.password")
+    for datasource in datasources["datasources"]:
+        assert datasource["basicAuth"] is True and datasource["basicAuthUser"] == "grafana"
+        assert datasource["secureJsonData"]["basicAuthPassword"] == f"$__file{{{password_file}}}"
     provider = yaml.safe_load(site.read("/etc/grafana/provisioning/dashboards/dlcourse.yml"))
     folder = provider["providers"][0]["options"]["path"]
     assert folder.startswith(str(site.root))
     dashboards = sorted(os.listdir(folder))
     assert "class-overview.json" in dashboards and len(dashboards) >= 4
-    home = f"GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH={folder}/class-overview.json"
-    assert home in site.read(GRAFANA_DROPIN)
+    home = f"\ndefault_home_dashboard_path = {folder}/class-overview.json\n"
+    assert home in site.read("/etc/grafana/grafana.ini")
 
 
 def test_grafana_provisioning_follows_moved_ports(tmp_path):
@@ -157,23 +164,38 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(site, tmp_path):
     hub.load_config_file(str(main))  # traitlets' PyFileConfigLoader, as `jupyterhub -f`
 
     names = [s["name"] for s in hub.services]
-    assert names == ["cull-idle", "dlcourse-exporter", "dlcourse-prometheus", "grafana"]
+    assert names == [
+        "cull-idle", "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-status", "grafana"
+    ]  # fmt: skip
     exporter = hub.services[1]
     # read from the root-only file when the hub starts
     assert exporter["api_token"] == site.read("/etc/dlcourse/hub-token").strip()
     roles = {r["name"]: r for r in hub.load_roles}
-    assert set(roles) == {"user", "dlcourse-exporter", "dlcourse-prometheus"}
+    assert set(roles) == {"user", "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-staff"}
     assert roles["dlcourse-exporter"]["scopes"] == [
         "list:users", "read:users:name", "read:users:activity", "read:users:groups",
         "read:servers",
     ]  # fmt: skip
     assert roles["dlcourse-exporter"]["services"] == ["dlcourse-exporter"]
     assert roles["dlcourse-prometheus"]["scopes"] == ["read:metrics"]
+    # The staff group may open the two staff services, and do nothing else.
+    assert roles.pop("dlcourse-staff") == {
+        "name": "dlcourse-staff",
+        "description": "dlcourse staff: the class-status page and Grafana",
+        "scopes": ["access:services!service=dlcourse-status", "access:services!service=grafana"],
+        "groups": ["instructors"],
+    }
     for role in roles.values():
         assert not any(s.startswith(("access:", "admin")) for s in role["scopes"])
     assert hub.load_groups["section-a"]["users"] == ["ada", "grace"]
     assert hub.load_groups["section-b"]["users"] == ["alan"]
-    assert hub.services[3]["url"] == "http://127.0.0.1:3000"
+    status, grafana = hub.services[3:]
+    assert grafana["url"] == "http://127.0.0.1:3000"
+    assert grafana["api_token"] == site.read("/etc/dlcourse/grafana-oauth-secret").strip()
+    assert (
+        status["environment"]["DLCOURSE_EXPORTER_TOKEN"]
+        == site.read("/etc/dlcourse/exporter-token").strip()
+    )
 
 
 # tljh/hooks.py of The Littlest JupyterHub 2.0.0, as facts: the project name, hook names and

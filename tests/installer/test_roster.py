@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from dlcourse_installer import cli, roster, runner
+from dlcourse_installer.options import Options, validate
 from dlcourse_installer.roster import Student
 
 from .conftest import UPSTREAM_TLJH
@@ -68,8 +69,31 @@ def test_every_bad_row_gets_one_line():
 
 def test_a_header_with_an_unknown_or_missing_column_is_refused():
     _, errors = roster.parse("# list\nusername,sectoin\nada,A\n", "r.csv")
-    assert errors == ["r.csv:2: the header must name the columns username, section once each "
-                      "(got username, sectoin)"]  # fmt: skip
+    assert errors == ["r.csv:2: the header must name the columns username, section once each, "
+                      "and may name role (got username, sectoin)"]  # fmt: skip
+
+
+def test_roster_roles_make_teaching_assistants_staff():
+    text = "username,section,role\nada,A,student\nbea,A,\ntom,,ta\numa,B,TA\nvic,B,boss\nwes,,\n"
+    students, errors = roster.parse(text)
+    assert students == (
+        Student("ada", "section-a"),
+        Student("bea", "section-a"),
+        Student("tom", "", "ta"),  # a TA needs no section
+        Student("uma", "section-b", "ta"),
+    )
+    assert errors == [
+        "roster:6: role 'boss' of 'vic': student or ta",
+        "roster:7: no section for 'wes'",
+    ]
+    opts = Options(roster=students, staff_group="tutors")
+    assert opts.tas == ("tom", "uma")
+    assert opts.groups() == {
+        "section-a": ["ada", "bea"], "tutors": ["tom", "uma"], "section-b": ["uma"]
+    }  # fmt: skip
+    assert "--staff-group 'Bad Group' is not a valid group name" in validate(
+        Options(admins=("t",), staff_group="Bad Group")
+    )
 
 
 def test_a_file_that_is_not_utf8_is_refused_in_plain_words(tmp_path, capsys):

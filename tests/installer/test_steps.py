@@ -61,7 +61,8 @@ def test_fresh_host_yields_the_full_plan_in_order(tmp_path):
     for n in range(1, 11):
         assert f"[{n}/10]" in out
     assert "PyTorch cu130 checked on every GPU as an unprivileged account" in out
-    assert "Grafana:      http://gpu-server.example.edu/services/grafana/" in out
+    assert "Grafana      http://gpu-server.example.edu/services/grafana/" in out
+    assert "class status http://gpu-server.example.edu/services/dlcourse-status/" in out
     assert host.active >= {"jupyterhub", "dlcourse-exporter", "prometheus", "grafana-server"}
 
 

@@ -40,9 +40,10 @@ def wheel_venv():
         (wheel,) = (top / "dist").glob("dlcourse-*.whl")
         venv = top / "venv"
         subprocess.run([_system_python(), "-m", "venv", str(venv)], check=True, timeout=120)
-        # The installer is stdlib-only: no dependency is needed for a dry run or render.
+        # The installer needs no other dependency than bcrypt (render and install make the
+        # monitoring daemons' bcrypt hashes; a dry run needs only the standard library).
         installed = subprocess.run(
-            [venv / "bin/python", "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+            [venv / "bin/python", "-m", "pip", "install", "-q", "--no-deps", str(wheel), "bcrypt"],
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert installed.returncode == 0, installed.stderr

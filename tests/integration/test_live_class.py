@@ -327,7 +327,7 @@ def test_alerts_reach_the_webhook(live_class, stack):
         120,
         lambda: f"{crashing} for {ADA}; received: {webhook.summary()}",
     )
-    alerts = httpx.get(f"{stack.alertmanager_url}/api/v2/alerts", timeout=5).json()
+    alerts = httpx.get(f"{stack.alertmanager_url}/api/v2/alerts", auth=stack.auth, timeout=5).json()
     assert any(
         a["labels"]["alertname"] == "DLCourseKernelCrashed" and a["labels"].get("user") == ADA
         for a in alerts

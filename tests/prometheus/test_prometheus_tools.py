@@ -42,12 +42,14 @@ def test_prometheus_config_syntax(promtool):
 
 
 def test_prometheus_config_with_its_files(promtool, tmp_path):
-    """The full check (rule files included) needs the hub token file to exist."""
+    """The full check (rule files included) needs every credential file to exist."""
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    token = tmp_path / "jupyterhub-metrics-token"
+    token = tmp_path / "credential"
     token.write_text("not-a-real-token\n")
-    [hub] = [job for job in config["scrape_configs"] if job["job_name"] == "jupyterhub"]
-    hub["authorization"]["credentials_file"] = str(token)
+    for client in [*config["scrape_configs"], *config["alerting"]["alertmanagers"]]:
+        for auth, key in (("authorization", "credentials_file"), ("basic_auth", "password_file")):
+            if auth in client:
+                client[auth][key] = str(token)
     config["rule_files"] = [str(PROMETHEUS_DIR / "rules" / "*.yml")]
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))

@@ -1,0 +1,148 @@
+"""The page, /api/class read from the exporter, and the OAuth callback, under the hub's prefix."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.utils import url_path_join
+from tornado import httpclient, ioloop, web
+from tornado.escape import xhtml_escape
+
+log = logging.getLogger("dlcourse_status")
+
+PAGE = (Path(__file__).parent / "status_page.html").read_text()
+# The exporter answers a class of 20,000 students in a few MiB; never hold more than this.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+EXPORTER_TIMEOUT_SECONDS = 5.0
+# The page draws every value with textContent; nothing but its own inline code may run.
+HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+}
+
+
+class ConfigError(Exception):
+    """The hub did not hand the service what it needs; str() is one line."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    prefix: str  # /services/dlcourse-status/
+    listen_host: str
+    listen_port: int
+    exporter_url: str
+    exporter_token: str = field(repr=False)
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str]) -> Settings:
+        errors = []
+        url = urlparse(environ.get("JUPYTERHUB_SERVICE_URL", ""))
+        if not (url.hostname and url.port):
+            errors.append("JUPYTERHUB_SERVICE_URL (set by the hub) must be http://HOST:PORT")
+        prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", "")
+        if not prefix:
+            errors.append("JUPYTERHUB_SERVICE_PREFIX is not set: run me as a hub service")
+        token = environ.get("DLCOURSE_EXPORTER_TOKEN", "").strip()
+        if not token:
+            errors.append("DLCOURSE_EXPORTER_TOKEN (the exporter's bearer token) is not set")
+        exporter = environ.get("DLCOURSE_EXPORTER_URL", "http://127.0.0.1:9945").rstrip("/")
+        if not exporter.startswith(("http://", "https://")):
+            errors.append(f"DLCOURSE_EXPORTER_URL {exporter!r} must start with http://")
+        if errors:
+            raise ConfigError("; ".join(errors))
+        return cls(prefix, url.hostname, url.port, exporter, token)
+
+
+class Headers:
+    def set_default_headers(self) -> None:
+        for name, value in HEADERS.items():
+            self.set_header(name, value)  # type: ignore[attr-defined]
+
+
+class StatusPage(Headers, HubOAuthenticated, web.RequestHandler):
+    @web.authenticated
+    def get(self) -> None:
+        # JupyterHub asks for its XSRF token on the page's own fetch() of api/class
+        # (a cookie-authenticated request that is not a navigation).
+        self.finish(PAGE.replace("{{xsrf}}", xhtml_escape(self.xsrf_token)))
+
+
+class Exporter:
+    """The exporter's /api/class, read with its bearer token, bounded in size and time."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = f"{url}/api/class"
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._client = httpclient.AsyncHTTPClient(
+            force_instance=True, max_body_size=MAX_ANSWER_BYTES
+        )
+
+    async def class_json(self) -> bytes:
+        request = httpclient.HTTPRequest(
+            self.url,
+            headers=self._headers,
+            request_timeout=EXPORTER_TIMEOUT_SECONDS,
+            follow_redirects=False,
+        )
+        return (await self._client.fetch(request)).body
+
+
+class ClassApi(Headers, HubOAuthenticated, web.RequestHandler):
+    def initialize(self, exporter: Exporter) -> None:
+        self.exporter = exporter
+
+    @web.authenticated
+    async def get(self) -> None:
+        try:
+            body = await self.exporter.class_json()
+        except (httpclient.HTTPClientError, OSError) as exc:
+            # One line, no body: the exporter's answer is not ours to echo.
+            log.warning("%s: %s", self.exporter.url, exc)
+            raise web.HTTPError(502, "the exporter did not answer") from None
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
+
+
+def make_app(settings: Settings) -> web.Application:
+    exporter = Exporter(settings.exporter_url, settings.exporter_token)
+    prefix = settings.prefix
+    return web.Application(
+        [
+            (prefix, StatusPage),
+            (url_path_join(prefix, "api/class"), ClassApi, {"exporter": exporter}),
+            (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
+        ],
+        # Signs the OAuth state cookie only; a new one per start just asks staff to log in again.
+        cookie_secret=secrets.token_bytes(32),
+    )
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = Settings.from_environment(dict(os.environ))
+    except ConfigError as exc:
+        print(f"dlcourse-status: error: {exc}", file=sys.stderr)
+        return 2
+    app = make_app(settings)
+    try:
+        app.listen(settings.listen_port, settings.listen_host)
+    except OSError as exc:
+        where = f"{settings.listen_host}:{settings.listen_port}"
+        print(f"dlcourse-status: error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
+        return 2
+    log.info("listening on %s:%s%s", settings.listen_host, settings.listen_port, settings.prefix)
+    ioloop.IOLoop.current().start()
+    return 0
