@@ -3,9 +3,9 @@
 In the background, as client-go's reflector does: list the pods (``GET /api/v1[/namespaces/
 NS]/pods?fieldSelector=spec.nodeName=NODE&labelSelector=component=singleuser-server``, in
 pages), then watch from the list's resourceVersion; when the server ends a watch
-(``timeoutSeconds``), watch again from the last version seen; on ``410 Gone`` list again at
-once; on any other failure forget every pod (nobody is a student while the API cannot say
-who is), back off (1 s doubling to 30 s) and list again. The pods are in a
+(``timeoutSeconds``), watch again from the last version seen; on ``410 Gone`` list again
+a second later; on any other failure forget every pod (nobody is a student while the API
+cannot say who is), back off (1 s doubling to 30 s) and list again. The pods are in a
 ``kubepods.PodDirectory`` that the attribution rules read (``owners.PodOwners``);
 ``poll()`` only reports the state, so the source's health series say whether the API is
 followed.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -242,6 +243,9 @@ class KubernetesSource(Source):
                     await self._list_and_watch(http)
             except ResourceVersionGone:
                 log.info("the pod watch's resourceVersion expired (410 Gone): listing again")
+                await asyncio.sleep(
+                    FIRST_RETRY_SECONDS
+                )  # an API that always says 410 is not hammered
                 continue
             except KubernetesError as exc:
                 self._failed(str(exc))
@@ -255,9 +259,12 @@ class KubernetesSource(Source):
         self.pods.current, self._error = pods, None
         self.backoff.succeeded()
         while True:  # the server ends each watch after WATCH_SECONDS
+            began = time.monotonic()
             async for event in self.client.watch(http, version):
                 self._apply(event)
                 version = event.resource_version
+            if time.monotonic() - began < FIRST_RETRY_SECONDS:  # one that ends at once
+                await asyncio.sleep(FIRST_RETRY_SECONDS)
 
     def _apply(self, event: WatchEvent) -> None:
         if event.pod is None:  # a bookmark: only the version moves on
