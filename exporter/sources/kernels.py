@@ -217,6 +217,9 @@ class KernelTracker(Source):
 
     def scan(self, table: ProcessTable) -> None:
         """Finds every running kernel; the source of truth for the running count."""
+        listener = self._listener
+        if listener is not None:
+            listener.drain()  # exits before the walk are known before absences are judged
         found: dict[int, KernelProcess] = {}
         live_keys = set()
         for entry in table:

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from dlcourse_testing.exporter import value
+from dlcourse_testing.exporter import AUTH, value
 from fakenvml import Gpu, Process, Scenario, XidEvent, build_library
 
 pytestmark = pytest.mark.live  # every test here starts a process
@@ -279,7 +279,7 @@ def test_gzip_when_asked(run_exporter, scenario_path):
     Scenario(gpus=[Gpu()]).write(scenario_path)
     exporter = run_exporter()
     url = f"{exporter.url}/metrics"
-    with httpx.Client() as client:  # as Prometheus asks
+    with httpx.Client(headers=AUTH) as client:  # as Prometheus asks
         with client.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as zipped:
             compressed = b"".join(zipped.iter_raw())
         plain = client.get(url, headers={"Accept-Encoding": "identity"})

@@ -55,8 +55,13 @@ def test_run_plugin_actions_installs_the_users_packages(tljh_python, tmp_path):
     report = tmp_path / "pip-report.json"
     probe("plugin-actions", prefix=prefix, PIP_DRY_RUN="1", PIP_REPORT=str(report))
     installs = json.loads(report.read_text())["install"]
-    requested = {_canonical(i["metadata"]["name"]) for i in installs if i["requested"]}
-    assert requested == {_canonical(p) for p in templates.USER_PIP_PACKAGES}
+    requested = {
+        f"{_canonical(i['metadata']['name'])}=={i['metadata']['version']}"
+        for i in installs
+        if i["requested"]
+    }
+    pinned = (package.split("==") for package in templates.USER_PIP_PACKAGES)
+    assert requested == {f"{_canonical(name)}=={version}" for name, version in pinned}
 
 
 def _canonical(name: str) -> str:

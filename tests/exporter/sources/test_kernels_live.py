@@ -115,7 +115,11 @@ def test_crashes_counted_by_signal_and_shutdowns_not(
                 crashes, running = crashes_and_running()
                 return crashes["SIGSEGV"] and crashes["SIGKILL"] and running == 1
 
-            wait_for(counted, 60, "the crashes and the restarted kernel were not seen")
+            wait_for(
+                counted,
+                60,
+                lambda: f"the crashes and the restarted kernel: {crashes_and_running()}",
+            )
             # Every exit was seen by then; a poll that begins a grace period later has judged
             # them all: the clean shutdown and the restart must still not count.
             wait_poll_after(url, "kernels", GRACE_SECONDS)
