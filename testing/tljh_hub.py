@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -139,7 +140,7 @@ def installer_tljh_config_commands(prefix: Path, *install_args: str) -> list[lis
         [sys.executable, "-m", "dlcourse_installer", "--dry-run", *install_args],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
-    if "[9/9]" not in plan.stdout:
+    if not re.search(r"^\[(\d+)/\1\] ", plan.stdout, re.MULTILINE):  # the last step
         raise HubError(f"no plan from the dry run ({plan.returncode}):\n{plan.stderr}")
     commands = [shlex.split(line.strip()[2:]) for line in plan.stdout.splitlines()
                 if line.strip().startswith("$ ")]  # fmt: skip

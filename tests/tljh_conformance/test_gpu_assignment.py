@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse_testing.exporter import RunningExporter, value
+from dlcourse_testing.exporter import TOKEN, RunningExporter, value
 from dlcourse_testing.tljh_hub import tljh_config
 from fakenvml import Gpu, Scenario
 
@@ -60,10 +60,12 @@ def course(make_tljh_hub, fake_nvml_dir, tmp_path_factory):
         hub.accounts_made.created.append(hub.account(name))
     gpus = folder / "gpus.scn"
     scenario().write(gpus)
+    # The hook reads the exporter's token where the installer put it; the exporter and
+    # these tests' scrapes use this session's.
+    hub.site.local("/etc/dlcourse/exporter-token").write_text(TOKEN + "\n")
     hub.start(timeout=120)  # before the exporter, which is ready once the hub answers
     exporter = RunningExporter(
         [
-            f"--web.token-file={hub.site.local('/etc/dlcourse/exporter-token')}",
             f"--hub.url={hub.api_url}",
             f"--hub.token-file={hub.site.local('/etc/dlcourse/hub-token')}",
             "--hub.interval=1",
