@@ -209,7 +209,8 @@ def test_strict_without_the_drivers_minor_is_not_strict_and_says_so(caplog):
     spawner = spawn(assigner(lambda: ClassGpus(GPUS, {}), strict=True), User("ada"))
     assert spawner.environment["CUDA_VISIBLE_DEVICES"] == "GPU-0"
     assert spawner.unit_extra_properties == {}
-    assert caplog.messages[-1].endswith("not strict: the driver does not list this GPU's device minor")
+    not_strict = "not strict: the driver does not list this GPU's device minor"
+    assert caplog.messages[-1].endswith(not_strict)
 
 
 def test_the_roster_gpu_column_and_the_options():
