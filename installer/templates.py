@@ -203,6 +203,7 @@ c.Spawner.pre_spawn_hook = GpuAssigner.from_tljh_config(
     token_file={paths.exporter_token!r},
     staff_group={staff_group!r},
     roster_gpus={json.dumps(dict(sorted(roster_gpus.items())))},
+    driver_proc={paths.nvidia_driver_proc!r},
 )
 """
 

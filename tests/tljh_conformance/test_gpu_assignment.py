@@ -49,12 +49,11 @@ def course(make_tljh_hub, fake_nvml_dir, tmp_path_factory):
     hub = make_tljh_hub("--roster", str(roster), start=False)
     # The driver's /proc files that strict mode reads /dev/nvidiaN's number from: minors in
     # another order than NVML's indices, as on servers where they differ.
-    driver_proc = folder / "driver"
+    driver_proc = hub.site.local("/proc/driver/nvidia")  # where the rendered hook looks
     for index, gpu_uuid in enumerate(UUIDS):
         info = driver_proc / "gpus" / f"0000:{0x18 + index:02x}:00.0" / "information"
         info.parent.mkdir(parents=True)
         info.write_text(f"Model: Stand-in\nGPU UUID: {gpu_uuid}\nDevice Minor: {2 - index}\n")
-    hub.extra_config = f"c.Spawner.pre_spawn_hook.driver_proc = {str(driver_proc)!r}\n"
     for name in [*students, ta, hub.admin]:
         hub.users.append(name)  # stopped with the hub; their accounts removed with it
         hub.accounts_made.created.append(hub.account(name))
