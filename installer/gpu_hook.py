@@ -78,6 +78,23 @@ def settings_from_tljh(config: Mapping[str, Any]) -> tuple[Settings, list[str]]:
     return Settings(policy, strict), errors
 
 
+def read_tljh_config(path: str) -> tuple[Mapping[str, Any], list[str]]:
+    """TLJH's config.yaml as a mapping (empty when absent). PyYAML is in TLJH's hub
+    environment: JupyterHub 5 requires jupyter_events, which requires PyYAML."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        return {}, []
+    except (OSError, yaml.YAMLError) as exc:
+        return {}, [f"{path}: {type(exc).__name__}: {exc}"]
+    if not isinstance(config, dict):
+        return {}, [f"{path}: not a mapping"]
+    return config, []
+
+
 class UnitPropertyValues(list):
     """Several values of one unit property (one device per ``DeviceAllow=``).
 
@@ -123,11 +140,13 @@ class GpuAssigner:
 
     @classmethod
     def from_tljh_config(
-        cls, config: Mapping[str, Any], *, exporter_url: str, token_file: str, **kwargs: Any
+        cls, config_yaml: str, *, exporter_url: str, token_file: str, **kwargs: Any
     ) -> GpuAssigner:
-        """What dlcourse-gpus.py builds; bad settings are logged, one line each."""
-        settings, errors = settings_from_tljh(config)
-        for error in errors:
+        """What dlcourse-gpus.py builds from TLJH's config.yaml; bad settings, or a file that
+        cannot be read, are logged one line each and leave the defaults."""
+        config, errors = read_tljh_config(config_yaml)
+        settings, bad = settings_from_tljh(config)
+        for error in [*errors, *bad]:
             logging.getLogger("JupyterHub").error("dlcourse GPU: %s", error)
         return cls(settings, read_gpus=lambda: read_class_gpus(exporter_url, token_file), **kwargs)
 

@@ -193,12 +193,10 @@ def gpus_snippet(paths: Paths, ports: Ports, staff_group: str, roster_gpus: dict
 #   sudo tljh-config set dlcourse.gpu_policy round-robin
 #   sudo tljh-config set dlcourse.gpu_strict true
 #   sudo tljh-config reload hub
-from tljh.configurer import load_config
-
 from dlcourse_installer.gpu_hook import GpuAssigner
 
 c.Spawner.pre_spawn_hook = GpuAssigner.from_tljh_config(
-    load_config(),
+    {paths.tljh_config_yaml!r},
     exporter_url={"http://" + ports.address("exporter")!r},
     token_file={paths.exporter_token!r},
     staff_group={staff_group!r},

@@ -117,9 +117,18 @@ from dlcourse_installer.gpu_policy import GpuLoad
 from fakenvml.scenario import default_uuid
 
 GPUS = ClassGpus((GpuLoad(0, default_uuid(0)), GpuLoad(1, default_uuid(1))), {})
-c.Spawner.pre_spawn_hook = GpuAssigner(
+assign_gpu = GpuAssigner(
     Settings("round-robin"), staff_group="instructors", roster_gpus={}, read_gpus=lambda: GPUS
 )
+hold_spawn = c.Spawner.pre_spawn_hook  # LiveHub's, which test_pending_spawn uses
+
+
+async def hold_then_assign_gpu(spawner):
+    await hold_spawn(spawner)
+    await assign_gpu(spawner)
+
+
+c.Spawner.pre_spawn_hook = hold_then_assign_gpu
 """
 
 
