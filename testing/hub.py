@@ -293,6 +293,16 @@ class LiveHub:
         self.process = None
         self._kill_leftovers()
 
+    def restart_keeping_servers(self, timeout: float = 120) -> None:
+        """Stops the hub alone and starts it again, as `tljh-config reload hub` does on a
+        server: with cleanup_servers False (TLJH's setting) the servers keep running and the
+        new hub finds them in its database."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self.process = None
+        self.start(timeout)
+
     def close(self) -> None:
         """stop(), then remove the accounts and the working folder."""
         self.stop()

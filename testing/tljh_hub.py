@@ -53,11 +53,13 @@ TEST_CONFIG_NAME = "zz-tests-only.py"  # sorts after dlcourse-*.py
 
 TEST_CONFIG = """\
 # Test-only, written by testing/tljh_hub.py (its docstring says why each line is here).
+import json
 import pwd
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tljh import user
+from traitlets import Dict
 from tljh.normalize import generate_system_username
 
 c = get_config()  # noqa: F821
@@ -76,7 +78,14 @@ c.JupyterHub.services.append(
 
 
 class TljhAccountSpawner(LocalProcessSpawner):
-    \"\"\"UserCreatingSpawner's account (tljh/user_creating_spawner.py), without systemd.\"\"\"
+    \"\"\"UserCreatingSpawner's account (tljh/user_creating_spawner.py), without systemd.
+
+    SystemdSpawner's unit_extra_properties (which dlcourse's strict GPU mode sets) become
+    systemd-run --property flags there; here they are put, expanded the way
+    SystemdSpawner.start expands them (str.format with USERNAME and USERID,
+    jupyterhub-systemdspawner 1.0.2), into the server's environment as JSON for tests.\"\"\"
+
+    unit_extra_properties = Dict(config=True)
 
     @property
     def account(self):
@@ -92,6 +101,10 @@ class TljhAccountSpawner(LocalProcessSpawner):
     def user_env(self, env):
         entry = pwd.getpwnam(self.account)
         env.update(USER=self.account, HOME=entry.pw_dir, SHELL=entry.pw_shell)
+        if self.unit_extra_properties:
+            expanded = {{k: v.format(USERNAME=self.user.name, USERID=self.user.id)
+                        for k, v in self.unit_extra_properties.items()}}
+            env["DLCOURSE_TEST_UNIT_PROPERTIES"] = json.dumps(expanded)
         return env
 
 
@@ -127,7 +140,7 @@ def installer_tljh_config_commands(prefix: Path, *install_args: str) -> list[lis
         [sys.executable, "-m", "dlcourse_installer", "--dry-run", *install_args],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
-    if not re.search(r"\[(\d+)/\1\]", plan.stdout):  # the plan's last step, "[N/N]"
+    if not re.search(r"^\[(\d+)/\1\] ", plan.stdout, re.MULTILINE):  # the last step
         raise HubError(f"no plan from the dry run ({plan.returncode}):\n{plan.stderr}")
     commands = [shlex.split(line.strip()[2:]) for line in plan.stdout.splitlines()
                 if line.strip().startswith("$ ")]  # fmt: skip

@@ -38,14 +38,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..model import Attribution, Evidence
+from ..model import HUB_USER_VARIABLE, Attribution, Evidence
 from ..untrusted import label_value
 from .kubepods import PodDirectory
 from .procfs import cgroup_paths
 from .roster import Roster, SharedRoster, keep_user, system_account
 
 SYSTEM_SLICE = "/system.slice/"
-HUB_USER_VARIABLE = "JUPYTERHUB_USER"
 MAX_JUDGED = 10_000  # distinct kinds of evidence remembered (a student can make up many)
 
 

@@ -21,18 +21,18 @@ import os
 import time
 from pathlib import Path
 
-from ..model import Evidence, ProcessEntry, ProcessIdentity, ProcessTable
+from ..model import (
+    HUB_USER_VARIABLE,
+    VISIBLE_DEVICES_VARIABLE,
+    Evidence,
+    ProcessEntry,
+    ProcessIdentity,
+    ProcessTable,
+)
 from ..untrusted import valid_text
 from .base import Source
 from .kubepods import pod_uid
-from .owners import (
-    HUB_USER_VARIABLE,
-    OwnerRules,
-    account_name,
-    environ_user,
-    status_uid,
-    unit_user,
-)
+from .owners import OwnerRules, account_name, environ_user, status_uid, unit_user
 from .procfs import CLOCK_TICKS, ProcStat, parse_stat, parse_uptime, split_cmdline
 
 # Bytes read at most from each file; the parts the exporter uses come first in each.
@@ -44,8 +44,9 @@ LIMITS = {
     "environ": 256 * 1024,
 }
 # The only environment variables kept (each at most MAX_VARIABLE_CHARS): whose process
-# it says it is. A variable a later rule needs is added here.
-ENVIRON_VARIABLES = (HUB_USER_VARIABLE,)
+# it says it is, and the GPU the hub assigned to a server. A variable a later rule needs
+# is added here.
+ENVIRON_VARIABLES = (HUB_USER_VARIABLE, VISIBLE_DEVICES_VARIABLE)
 MAX_VARIABLE_CHARS = 1024
 MAY_STILL_EXEC_SECONDS = 30.0
 

@@ -70,7 +70,7 @@ def test_every_bad_row_gets_one_line():
 def test_a_header_with_an_unknown_or_missing_column_is_refused():
     _, errors = roster.parse("# list\nusername,sectoin\nada,A\n", "r.csv")
     assert errors == ["r.csv:2: the header must name the columns username, section once each, "
-                      "and may name role (got username, sectoin)"]  # fmt: skip
+                      "and may name role and gpu (got username, sectoin)"]  # fmt: skip
 
 
 def test_roster_roles_make_teaching_assistants_staff():

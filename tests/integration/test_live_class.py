@@ -110,15 +110,40 @@ def limit_memory_like_tljh(pid: int, user: str, made: list[Path]) -> None:
     (unit / "cgroup.procs").write_text(str(pid))
 
 
+GPU_HOOK = """
+from dlcourse_installer.gpu_hook import GpuAssigner, Settings
+from dlcourse_installer.gpu_load import ClassGpus
+from dlcourse_installer.gpu_policy import GpuLoad
+from fakenvml.scenario import default_uuid
+
+GPUS = ClassGpus((GpuLoad(0, default_uuid(0)), GpuLoad(1, default_uuid(1))), {})
+assign_gpu = GpuAssigner(
+    Settings("round-robin"), staff_group="instructors", roster_gpus={}, read_gpus=lambda: GPUS
+)
+hold_spawn = c.Spawner.pre_spawn_hook  # LiveHub's, which test_pending_spawn uses
+
+
+async def hold_then_assign_gpu(spawner):
+    await hold_spawn(spawner)
+    await assign_gpu(spawner)
+
+
+c.Spawner.pre_spawn_hook = hold_then_assign_gpu
+"""
+
+
 @pytest.fixture(scope="module")
 def live_class(tmp_path_factory, user_env, fake_nvml_dir):
     work = tmp_path_factory.mktemp("class")
     work.chmod(0o755)
     services = {**DEFAULT_SERVICES, "prometheus": ("read:metrics",)}
-    # The hub checks servers every 2 s, so a killed server is "found stopped" quickly.
+    # The hub checks servers every 2 s, so a killed server is "found stopped" quickly. The
+    # GPU hook gives each server one of the stand-in GPUs in turn (the exporter starts after
+    # the servers, so the hook is told the GPUs rather than asking the exporter).
     hub = LiveHub(
-        work / "hub", user_env, services=services, extra_config="c.Spawner.poll_interval = 2\n"
-    )
+        work / "hub", user_env, services=services,
+        extra_config="c.Spawner.poll_interval = 2\n" + GPU_HOOK,
+    )  # fmt: skip
     exporter = None
     cgroups: list[Path] = []
     try:
