@@ -42,7 +42,7 @@ import httpx
 
 from ..backoff import Backoff
 from ..model import HubServer, HubSnapshot, HubUser
-from ..untrusted import label_value, log_text, redact_url, valid_text
+from ..untrusted import TooLarge, label_value, log_text, read_capped, redact_url, valid_text
 from .base import Source
 from .roster import SharedRoster
 
@@ -202,20 +202,6 @@ def forbidden_text(status: int, body: str) -> str:
     return f"hub API rejected the token ({status}{reason}): check --hub.token-file"
 
 
-async def read_capped(response: httpx.Response, limit: int) -> bytes:
-    """The body, or HubResponseError as soon as it grows past limit bytes (decoded)."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HubResponseError(f"hub API GET /users answered more than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise HubResponseError(f"hub API GET /users answered more than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -291,9 +277,9 @@ class HubClient:
                 cap = MAX_BODY_BYTES if response.status_code < 400 else MAX_ERROR_BODY_BYTES
                 try:
                     return response.status_code, await read_capped(response, cap)
-                except HubResponseError:
+                except TooLarge as exc:
                     if response.status_code < 400:
-                        raise
+                        raise HubResponseError(f"hub API GET /users answered {exc}") from exc
                     return response.status_code, b""  # an error page that is too long
 
         try:

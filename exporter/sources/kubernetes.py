@@ -33,7 +33,7 @@ import httpx
 
 from ..backoff import Backoff
 from ..model import StudentPods
-from ..untrusted import log_text, redact_url
+from ..untrusted import TooLarge, log_text, read_capped, redact_url
 from .base import Source
 from .kubepods import (
     LABEL_SELECTOR,
@@ -98,16 +98,6 @@ async def bounded_lines(response: httpx.Response, limit: int) -> AsyncIterator[b
         yield pending
 
 
-async def read_body(response: httpx.Response, limit: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise KubernetesResponseError(f"the pod list sent a page over {limit} bytes: refused")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 class KubernetesClient:
     """Lists and watches the singleuser pods of one node."""
 
@@ -158,7 +148,12 @@ class KubernetesClient:
     async def _get_page(self, http: httpx.AsyncClient, params: dict[str, Any]) -> bytes:
         async def get() -> bytes:
             async with self._stream(http, params) as response:
-                return await read_body(response, MAX_PAGE_BYTES)
+                try:
+                    return await read_capped(response, MAX_PAGE_BYTES)
+                except TooLarge as exc:
+                    raise KubernetesResponseError(
+                        f"the pod list sent a page over {MAX_PAGE_BYTES} bytes: refused"
+                    ) from exc
 
         try:  # a deadline for the whole request: an API that trickles bytes cannot hold it
             return await asyncio.wait_for(get(), REQUEST_SECONDS)
