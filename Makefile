@@ -7,9 +7,14 @@ PY := $(VENV)/bin/python
 USERENV ?= $(shell [ "$$(id -u)" = 0 ] && echo /opt/dlcourse-dev/user-env || echo $(CURDIR)/$(VENV))
 export DLCOURSE_USERENV := $(USERENV)
 
-.PHONY: setup system venv userenv test lint demo bench clean
+.PHONY: help setup system venv userenv test lint demo bench clean
 
-setup: system venv userenv
+help:  ## this list
+	@echo "make targets (test areas: $(TEST_AREAS)):"
+	@grep -hE '^[a-z$$(][^:]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^\$$\(addprefix test-,\$$\(TEST_AREAS\)\): test-%/test-AREA/' \
+	  | awk -F':.*## ' '{ printf "  %-18s %s\n", $$1, $$2 }'
+
+setup: system venv userenv  ## Debian packages (as root), the venv, the students' environment
 
 system:
 	scripts/setup-system.sh
@@ -28,14 +33,14 @@ $(USERENV)/.installed:
 	chmod -R a+rX $(USERENV)
 	touch $@
 
-test: setup
+test: setup  ## every test, with coverage (floor 85 %)
 	$(PY) -m pytest --cov --cov-report=term --cov-fail-under=85
 
-lint: venv
+lint: venv  ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-clean:
+clean:  ## remove the venv and build outputs
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 
 # Each area adds its own targets (demo, bench, dashboards, ...) in mk/*.mk.

@@ -1,8 +1,8 @@
 """How `make demo` starts after any earlier run, however it ended, and stops on any signal.
 
 At start (`claim_workdir`): a demo still running in the same folder is left alone (exit 2);
-what a dead demo left running is stopped (its ledger, tests/leftovers.py); accounts that dead
-runs left are removed; an existing account with one of the demo's names that is not a
+what a dead demo left running is stopped (its ledger: dlcourse_testing.leftovers); the
+accounts dead runs left are removed; an existing account with one of the demo's names that is not a
 leftover stops the demo with one line saying how to free it (exit 2).
 
 While it runs, SIGTERM and SIGHUP (the terminal closed) stop it as Ctrl-C does; once it is
@@ -17,7 +17,13 @@ import shutil
 import signal
 from pathlib import Path
 
-from leftovers import Ledger, StillRunning, account_owner, reap_accounts, stop_left_running
+from dlcourse_testing.leftovers import (
+    Ledger,
+    StillRunning,
+    account_owner,
+    reap_accounts,
+    stop_left_running,
+)
 
 LEDGER = "processes"  # in the demo's folder
 LOG = "demo.log"  # where the demo writes once its terminal is gone

@@ -26,18 +26,17 @@ import sys
 import time
 from pathlib import Path
 
+from lifecycle import Refusal, claim_workdir, shield_cleanup, stop_like_ctrl_c  # demo/
+
+from dlcourse_testing.alerting import AlertingStack, find_tool
+from dlcourse_testing.alerting import Process as StackProcess
+from dlcourse_testing.exporter import RunningExporter, free_port
+from dlcourse_testing.hub import DEFAULT_SERVICES, LiveHub, tljh_authenticator
+from dlcourse_testing.leftovers import Ledger
+from dlcourse_testing.rendered import Site, render_site
+from fakenvml import Gpu, Process, Scenario, build_library
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from alerting_stack import AlertingStack, find_tool  # noqa: E402
-from alerting_stack import Process as StackProcess  # noqa: E402
-from exporter_process import RunningExporter, free_port  # noqa: E402
-from hubfixture import DEFAULT_SERVICES, LiveHub, tljh_authenticator  # noqa: E402
-from leftovers import Ledger  # noqa: E402
-from lifecycle import Refusal, claim_workdir, shield_cleanup, stop_like_ctrl_c  # noqa: E402
-from rendered import Site, render_site  # noqa: E402
-
-from fakenvml import Gpu, Process, Scenario, build_library  # noqa: E402
 
 GIB = 1024**3
 STUDENTS = {"ada": "monday", "grace": "monday", "alan": "thursday", "katherine": "thursday"}

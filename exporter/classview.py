@@ -14,7 +14,10 @@ from prometheus_client.metrics_core import Metric
 
 
 def class_status(families: Iterable[Metric]) -> dict[str, Any]:
-    """{"gpus": [...], "students": [...]} from metric families, students sorted by name."""
+    """{"gpus": [...], "students": [...]} from metric families, students sorted by name.
+
+    The hub's GPU hook reads each GPU's uuid and memory, and each student's assigned GPU,
+    from here (installer/gpu_load.py)."""
     students: dict[str, dict[str, Any]] = defaultdict(
         lambda: {
             "groups": [],
@@ -26,6 +29,7 @@ def class_status(families: Iterable[Metric]) -> dict[str, Any]:
             "crashes": 0.0,
             "oom_kills": 0.0,
             "last_activity": None,
+            "assigned_gpu": None,
         }
     )
     gpus: dict[str, dict[str, Any]] = {}
@@ -45,6 +49,8 @@ def class_status(families: Iterable[Metric]) -> dict[str, Any]:
                 case "dlcourse_user_gpu_memory_used_bytes":
                     row["gpu_memory_bytes"] += value
                     row["gpus"].append(labels["gpu"])
+                case "dlcourse_user_gpu_assigned":
+                    row["assigned_gpu"] = {"gpu": labels["gpu"], "uuid": labels["uuid"]}
                 case "dlcourse_user_gpu_utilization_ratio":
                     row["gpu_utilization_ratio"] += value
                 case "dlcourse_user_kernels":
@@ -60,7 +66,7 @@ def class_status(families: Iterable[Metric]) -> dict[str, Any]:
                 case "dlcourse_gpu_memory_total_bytes":
                     gpus.setdefault(labels["gpu"], {})["memory_total_bytes"] = value
                 case "dlcourse_gpu_up":
-                    gpus.setdefault(labels["gpu"], {})["up"] = value == 1
+                    gpus.setdefault(labels["gpu"], {}).update(up=value == 1, uuid=labels["uuid"])
     return {
         "gpus": [{"gpu": index, **gpus[index]} for index in sorted(gpus, key=int)],
         "students": [

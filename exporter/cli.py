@@ -7,14 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from .config import Config, ConfigError, load
-from .registry import build_collectors, collector_defaults
 from .untrusted import redact_url
 
 log = logging.getLogger("dlcourse_exporter")
 
 
 def describe(config: Config) -> str:
-    hub = redact_url(config.hub_url) if config.hub_url and config.hub_configured else "none"
+    hub = redact_url(config["hub.url"]) if "hub" in config.collectors else "none"
     return (
         f"listening on {config.listen_host}:{config.listen_port}, "
         f"collectors {', '.join(sorted(config.collectors)) or 'none'}, hub {hub}"
@@ -23,7 +22,7 @@ def describe(config: Config) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        config, check_only = load(argv, collector_defaults())
+        config, check_only = load(argv)
     except ConfigError as exc:
         print(f"dlcourse-exporter: error: {exc}", file=sys.stderr)
         return 2
@@ -43,19 +42,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except server.StartupError as exc:
         print(f"dlcourse-exporter: error: {exc}", file=sys.stderr)
         return 2
-    if not config.hub_configured:
-        log.info("no JupyterHub API configured: hub metrics are off (GPU and host only)")
+    if "hub" not in config.collectors:
+        log.info("no JupyterHub API configured (or the hub collector is off): no hub metrics")
     open_files = server.raise_open_file_limit()
     max_connections = server.connection_cap(config.max_connections, open_files)
 
     from .app import create_app
+    from .collectors import COLLECTORS
+    from .exposition import Exposition
     from .scheduler import Scheduler
+    from .sources import build_sources
 
-    scheduler = Scheduler(build_collectors(config))
+    collectors = [c for c in COLLECTORS if c.name in config.collectors]
+    scheduler = Scheduler(build_sources(config.values, {s for c in collectors for s in c.sources}))
     log.info(
         "dlcourse-exporter starting: %s, at most %d connections", describe(config), max_connections
     )
-    server.serve(create_app(config, scheduler), sockets, max_connections)
+    app = create_app(config, scheduler, Exposition(scheduler, collectors))
+    server.serve(app, sockets, max_connections)
     return 0
 
 

@@ -10,13 +10,18 @@
 - ``log_text``: for a log line: control and other unprintable characters escaped, cut at
   ``limit`` characters, so nothing from outside can forge or flood log lines.
 - ``redact_url``: a URL without its ``user:password@``.
+- ``read_capped``: an HTTP body read no further than a cap (hub and Kubernetes answers).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_LABEL_CHARS = 128
 HASH_DIGITS = 16
@@ -68,3 +73,22 @@ def redact_url(url: str) -> str:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+class TooLarge(ValueError):
+    """An answer from outside that is over its cap."""
+
+
+async def read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The body, or TooLarge as soon as it grows past limit bytes (decoded); a declared
+    Content-Length over the limit is refused before anything is read."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"more than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -762,7 +762,9 @@ API nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data, 
 {
     if (!set || !data)
         return NVML_ERROR_INVALID_ARGUMENT;
-    const unsigned step_ms = 10; /* sleep in small steps: no busy spin, prompt delivery */
+    /* Sleep in steps: no busy spin, delivery within 50 ms. A real driver blocks without
+     * using the CPU; short steps would charge the exporter CPU that is only the stand-in's. */
+    const unsigned step_ms = 50;
     for (unsigned waited = 0;; waited += step_ms) {
         nvmlReturn_t rc = next_event(set, data);
         if (rc != NVML_ERROR_TIMEOUT || waited >= timeoutms)

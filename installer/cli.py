@@ -11,6 +11,7 @@ from pathlib import Path
 from dlcourse_installer import __version__, course_packages, render, roster, runner, user_env
 from dlcourse_installer.course_packages import CoursePackages
 from dlcourse_installer.generated import Facts
+from dlcourse_installer.gpu_policy import DEFAULT_POLICY, POLICIES
 from dlcourse_installer.host import DryRunHost, Host, RealHost
 from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, validate
 from dlcourse_installer.paths import Paths
@@ -93,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(default instructors; roster rows with role 'ta' join it)",
     )
     p.add_argument(
+        "--gpu-policy",
+        metavar="POLICY",
+        help=f"which GPU each student's server gets: {', '.join(POLICIES)} (default "
+        f"{DEFAULT_POLICY}; docs/gpu-assignment.md); later: tljh-config set dlcourse.gpu_policy",
+    )
+    p.add_argument(
+        "--gpu-strict",
+        action="store_true",
+        default=None,
+        help="and only that GPU's device: the server's unit may open no other GPU (later: "
+        "tljh-config set dlcourse.gpu_strict false)",
+    )
+    p.add_argument(
         "--grafana-port",
         type=int,
         metavar="PORT",
@@ -150,7 +164,7 @@ def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
         driver=args.driver, ppa=args.ppa, reboot=args.reboot, no_gpu=args.no_gpu,
         tensorflow=args.tensorflow, roster=students, packages=listed, mem_limit=args.mem_limit,
         cpu_limit=args.cpu_limit, grafana_port=args.grafana_port, domain=args.domain or "",
-        staff_group=args.staff_group,
+        staff_group=args.staff_group, gpu_policy=args.gpu_policy, gpu_strict=args.gpu_strict,
         tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
         dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
     )  # fmt: skip

@@ -144,6 +144,10 @@ def _hub_services(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFi
         grafana_redirect_uri=grafana_config.redirect_uri(grafana_root),
     )  # fmt: skip
     unit = templates.exporter_unit(paths, ports)
+    gpus = templates.gpus_snippet(paths, ports, opts.staff_group, opts.roster_gpus)
+    gpu_hook = [] if opts.no_gpu else [
+        GeneratedFile(f"{paths.tljh_config_d}/dlcourse-gpus.py", "hub-services", gpus)
+    ]  # fmt: skip
     return [
         GeneratedFile(paths.hub_token, "hub-services", None, mode=0o600),
         # Prometheus scrapes the hub's /hub/metrics with this token; nobody else may read it.
@@ -151,6 +155,7 @@ def _hub_services(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFi
         *access.hub_files(paths),
         GeneratedFile(f"{paths.tljh_config_d}/dlcourse-services.py", "hub-services", snippet),
         GeneratedFile(f"{paths.tljh_config_d}/dlcourse-staff.py", "hub-services", staff_snippet),
+        *gpu_hook,
         GeneratedFile(paths.unit(f"{templates.EXPORTER_SERVICE}.service"), "exporter", unit),
     ]
 

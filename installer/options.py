@@ -7,10 +7,14 @@ from dataclasses import dataclass
 
 from dlcourse_installer import driver
 from dlcourse_installer.course_packages import CoursePackages
+from dlcourse_installer.gpu_policy import POLICIES
 from dlcourse_installer.roster import NAME, Student
 from dlcourse_installer.staff import DEFAULT_STAFF_GROUP
 
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
+# tljh-config refuses any other limits.cpu: TLJH's schema makes it an integer
+# (tljh/config_schema.py, "Limits"; TLJH 2.0.0), although JupyterHub takes fractions.
+WHOLE_CPUS = re.compile(r"^[1-9]\d*$")
 HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
@@ -36,6 +40,11 @@ class Options:
     # Hub admins and this group's members are staff: they alone see per-student data.
     staff_group: str = DEFAULT_STAFF_GROUP
     packages: CoursePackages | None = None  # --packages FILE
+    # Which GPU each student's server gets (gpu_policy.py), and only that GPU's device
+    # (gpu_hook.py). None: keep what TLJH's config.yaml says (tljh-config set dlcourse.*),
+    # so a rerun does not undo a lecturer's change; unset there, least-loaded, not strict.
+    gpu_policy: str | None = None
+    gpu_strict: bool | None = None
     mem_limit: str | None = None
     cpu_limit: str | None = None
     grafana_port: int | None = None
@@ -56,6 +65,11 @@ class Options:
             if student.role == "ta":
                 out.setdefault(self.staff_group, []).append(student.username)
         return out
+
+    @property
+    def roster_gpus(self) -> dict[str, int]:
+        """The roster's gpu column: user -> GPU index."""
+        return {s.username: s.gpu for s in self.roster if s.gpu is not None}
 
     @property
     def tas(self) -> tuple[str, ...]:
@@ -82,14 +96,19 @@ def validate(opts: Options) -> list[str]:
         )
     if opts.mem_limit is not None and not MEMORY.match(opts.mem_limit):
         errors.append(f"--mem-limit {opts.mem_limit!r}: use a size such as 4G or 512M")
-    if opts.cpu_limit is not None:
-        try:
-            if float(opts.cpu_limit) <= 0:
-                raise ValueError
-        except ValueError:
-            errors.append(f"--cpu-limit {opts.cpu_limit!r}: use a positive number of CPUs")
+    if opts.cpu_limit is not None and not WHOLE_CPUS.match(opts.cpu_limit):
+        errors.append(
+            f"--cpu-limit {opts.cpu_limit!r}: use a positive whole number of CPUs, e.g. 2 (TLJH "
+            "takes no fractions)"
+        )
     if not NAME.match(opts.staff_group):
         errors.append(f"--staff-group {opts.staff_group!r} is not a valid group name")
+    if opts.gpu_policy is not None and opts.gpu_policy not in POLICIES:
+        errors.append(f"--gpu-policy {opts.gpu_policy!r}: one of {', '.join(POLICIES)}")
+    if opts.gpu_policy == "roster" and not opts.roster_gpus:
+        errors.append("--gpu-policy roster needs --roster with a gpu column")
+    if opts.no_gpu and (opts.gpu_strict or opts.gpu_policy is not None):
+        errors.append("--no-gpu cannot be combined with --gpu-policy or --gpu-strict")
     domain = DOMAIN.match(opts.domain)
     if opts.domain and not (domain and HOSTNAME.match(domain.group("host"))):
         errors.append(

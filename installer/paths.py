@@ -185,6 +185,8 @@ class Paths:
     apt_keyrings: str = "/etc/apt/keyrings"
     apt_sources_d: str = "/etc/apt/sources.list.d"
     etc_default: str = "/etc/default"
+    # The NVIDIA driver's /proc files: which /dev/nvidiaN is which GPU (nvidia_devices.py).
+    nvidia_driver_proc: str = "/proc/driver/nvidia"
 
     def unit(self, name: str) -> str:
         return f"{self.systemd_dir}/{name}"

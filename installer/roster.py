@@ -7,7 +7,9 @@
     tom,,ta
 
 A ``role`` column is optional: ``student`` (the default) or ``ta``. TAs are staff (they see
-per-student data, docs/security.md) and need no section.
+per-student data, docs/security.md) and need no section. A ``gpu`` column is optional too:
+the index of the GPU (as nvidia-smi numbers them) a student's server gets under the GPU
+policy ``roster`` (docs/gpu-assignment.md); blank for none.
 
 The header may come after comments or blank lines and names the columns in any order; a
 file without one is read as username,section. Excel's UTF-8 byte order mark and its
@@ -26,10 +28,11 @@ from dataclasses import dataclass
 # 2.0.0), with useradd, which takes lowercase letters, digits, '.', '_' and '-' after a
 # first letter; the hub lowercases names itself. A conservative subset of both.
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
-COLUMNS = ("username", "section", "role")  # each later column is one more name here
+COLUMNS = ("username", "section", "role", "gpu")  # each later column is one more name here
 REQUIRED = ("username", "section")
 DEFAULT_COLUMNS = REQUIRED  # a file without a header
 ROLES = ("student", "ta")
+MAX_GPUS = 64  # more than any one server holds
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Student:
     username: str
     group: str  # the hub group of the section: section-<name>; "" for a TA without one
     role: str = "student"
+    gpu: int | None = None  # for the GPU policy "roster"
 
 
 def section_group(section: str) -> str:
@@ -67,6 +71,7 @@ def parse(text: str, source: str = "roster") -> tuple[tuple[Student, ...], list[
         row = dict(zip(columns, cells, strict=True))
         name, group = row["username"].lower(), section_group(row["section"])
         role = row.get("role", "").lower() or "student"
+        gpu = row.get("gpu", "")
         if not NAME.match(name):
             errors.append(
                 f"{source}:{lineno}: {row['username']!r} is not a usable username (letters, "
@@ -78,9 +83,15 @@ def parse(text: str, source: str = "roster") -> tuple[tuple[Student, ...], list[
             errors.append(f"{source}:{lineno}: role {row['role']!r} of {name!r}: student or ta")
         elif group == "section-" and role != "ta":
             errors.append(f"{source}:{lineno}: no section for {name!r}")
+        elif gpu and not (gpu.isdigit() and int(gpu) < MAX_GPUS):
+            errors.append(
+                f"{source}:{lineno}: gpu {gpu!r} of {name!r}: a GPU index as nvidia-smi shows "
+                "it (0, 1, ...), or blank"
+            )
         else:
             seen.add(name)
-            students.append(Student(name, "" if group == "section-" else group, role))
+            section = "" if group == "section-" else group
+            students.append(Student(name, section, role, int(gpu) if gpu else None))
     return tuple(students), errors
 
 
@@ -109,7 +120,6 @@ def _header(cells: list[str]) -> tuple[list[str] | None, str]:
     if unknown or missing or len(set(names)) != len(names):
         return None, (
             f"the header must name the columns {', '.join(REQUIRED)} once each, and may name "
-            f"role (got "
-            f"{', '.join(cells)})"
+            f"role and gpu (got {', '.join(cells)})"
         )
     return names, ""

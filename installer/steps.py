@@ -596,8 +596,16 @@ def ensure_course(ctx: Context) -> None:
             if name not in present:
                 tljh.config_add_item(host, paths, key, name)
                 changed = True
-    for key, value in (("limits.memory", opts.mem_limit), ("limits.cpu", opts.cpu_limit)):
-        if value is not None and str(tljh.lookup(cfg, key)) != value:
+    strict = None if opts.gpu_strict is None else str(opts.gpu_strict).lower()
+    for key, value in (
+        ("limits.memory", opts.mem_limit),
+        ("limits.cpu", opts.cpu_limit),
+        # The GPU hook reads these at each hub start (docs/gpu-assignment.md).
+        ("dlcourse.gpu_policy", opts.gpu_policy),
+        ("dlcourse.gpu_strict", strict),
+    ):
+        # str().lower(): config.yaml holds 2 and true where the options hold "2" and "true".
+        if value is not None and str(tljh.lookup(cfg, key)).lower() != value.lower():
             tljh.config_set(host, paths, key, value)
             changed = True
     changed |= ensure_part(ctx, "course")

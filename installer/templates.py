@@ -179,6 +179,33 @@ def hub_services_snippet(paths: Paths) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gpus_snippet(paths: Paths, ports: Ports, staff_group: str, roster_gpus: dict[str, int]) -> str:
+    """jupyterhub_config.d/dlcourse-gpus.py: each student's server gets one GPU at spawn.
+
+    The policy and strict mode live in TLJH's config.yaml under ``dlcourse``: TLJH's schema
+    checks only the sections it names, since its top-level ``additionalProperties: False``
+    sits inside ``properties`` (tljh/config_schema.py, TLJH 2.0.0), so ``tljh-config set
+    dlcourse.gpu_policy ...`` is accepted and kept; the hub reads it at each start."""
+    return f"""# {HEADER}
+# Each student's server gets one GPU when it starts (docs/gpu-assignment.md). Change the
+# policy (least-loaded, round-robin, roster, all) or strict mode, then reload the hub;
+# running servers keep their GPU:
+#   sudo tljh-config set dlcourse.gpu_policy round-robin
+#   sudo tljh-config set dlcourse.gpu_strict true
+#   sudo tljh-config reload hub
+from dlcourse_installer.gpu_hook import GpuAssigner
+
+c.Spawner.pre_spawn_hook = GpuAssigner.from_tljh_config(
+    {paths.tljh_config_yaml!r},
+    exporter_url={"http://" + ports.address("exporter")!r},
+    token_file={paths.exporter_token!r},
+    staff_group={staff_group!r},
+    roster_gpus={json.dumps(dict(sorted(roster_gpus.items())))},
+    driver_proc={paths.nvidia_driver_proc!r},
+)
+"""
+
+
 def pytorch_constraints(pins: tuple[str, ...]) -> str:
     """pip constraints: PyTorch's packages at the exact build the installer checked."""
     return (

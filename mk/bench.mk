@@ -1,3 +1,3 @@
 .PHONY: bench
-bench: setup  ## benchmark the exporter against node_exporter (see docs/performance.md)
-	$(PY) bench/bench_exporter.py
+bench: setup  ## benchmark the exporter against node_exporter, results in docs/performance.md
+	$(PY) -m bench --write docs/performance.md

@@ -3,7 +3,7 @@
 FAKENVML_DIR ?= build/fakenvml
 
 .PHONY: fakenvml
-fakenvml: $(FAKENVML_DIR)/libnvidia-ml.so.1
+fakenvml: $(FAKENVML_DIR)/libnvidia-ml.so.1  ## build the stand-in libnvidia-ml.so.1
 
 # build_library itself rebuilds only when the source or compiler changed.
 $(FAKENVML_DIR)/libnvidia-ml.so.1: fakenvml/fakenvml.c fakenvml/build.py | venv

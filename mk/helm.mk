@@ -10,11 +10,11 @@ $(HELM): scripts/install-helm.py | venv
 setup: helm
 
 # Regenerate the chart's copies of the rules and dashboards after `make rules`/`make dashboards`.
-helm-files: venv
+helm-files: venv  ## regenerate the chart's copies of the rules and dashboards
 	$(PY) deploy/helm/generate.py
 
 # The chart as `make test` checks it, quickly (tests/helm runs these and more).
-helm-check: helm venv
+helm-check: helm venv  ## the chart's generated files, and helm lint
 	$(PY) deploy/helm/generate.py --check
 	$(HELM) lint --strict deploy/helm/dlcourse
 	$(HELM) lint --strict deploy/helm/dlcourse -f deploy/helm/examples/gpu-sharing-values.yaml

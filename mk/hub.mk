@@ -1,8 +1,5 @@
-# Hub collector: its tests, and re-recording the hub API answers the unit tests replay.
-.PHONY: test-hub hub-record
+# Re-recording the hub API answers the hub unit tests replay (tests/exporter/sources/recorded).
+.PHONY: hub-record
 
-test-hub: setup
-	$(PY) -m pytest tests/hub
-
-hub-record: venv
-	$(PY) tests/hub/record_responses.py
+hub-record: venv  ## record a real JupyterHub's GET /users answers for the hub unit tests
+	$(PY) tests/exporter/sources/record_responses.py

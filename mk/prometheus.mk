@@ -2,12 +2,12 @@
 .PHONY: rules check-prometheus
 
 # Regenerate the committed alert rules and alertmanager.yml from their templates and defaults.
-rules:
+rules:  ## regenerate the alert rules and alertmanager.yml
 	/usr/bin/python3 prometheus/render.py rules
 	/usr/bin/python3 prometheus/render.py alertmanager --ignore-env
 
 # The real tools on the shipped files (pytest tests/prometheus runs these and more).
-check-prometheus:
+check-prometheus:  ## promtool and amtool on the shipped files
 	/usr/bin/python3 prometheus/render.py rules --check
 	/usr/bin/python3 prometheus/render.py alertmanager --ignore-env --check
 	promtool check config --syntax-only prometheus/prometheus.yml

@@ -1,42 +1,47 @@
-"""The contract between the scheduler and a named collector.
+"""The contract of a named collector: snapshots in, metric families out, no I/O.
 
-A collector has two halves with different jobs:
-- ``poll()`` does the I/O (NVML, /proc, the hub API) and returns an immutable snapshot.
-  The scheduler calls it in the background on the collector's interval, never during a
-  scrape. It raises to say the source failed; it may be a coroutine function.
-- ``render(snapshot)`` turns the latest snapshot into fresh metric families on each scrape.
-  It is pure. ``snapshot`` is None when the last poll failed or none has finished yet, so a
-  collector can still say ``..._up 0`` while its source is down.
+A collector names the sources whose snapshots it renders (``sources``), declares its
+metrics (``metrics``, from which docs/metrics.md is generated) and its settings
+(``options``, turned into flags by ``config.py``). Each scrape cycle:
+
+- ``view(*snapshots)`` picks what it shows from its sources' latest snapshots (pure and
+  cheap); a view equal to the last one lets the exposition reuse the rendered part;
+- ``render(view)`` turns it into fresh metric families. ``view`` is None when one of its
+  sources failed or has not answered yet, so a collector can still say ``..._up 0``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
-# Every poll must finish within max(MIN_DEADLINE_SECONDS, 2 intervals); see scheduler.py.
-MIN_DEADLINE_SECONDS = 10.0
+from ..metricdefs import MetricDef
+from ..options import Option
 
 
 class Collector(ABC):
     name: str = ""
-    interval: float = 5.0
+    description: str = ""
+    sources: tuple[str, ...] = ()
+    metrics: tuple[MetricDef, ...] = ()
+    options: tuple[Option, ...] = ()
+    on_by_default: bool = True
 
-    @property
-    def deadline(self) -> float:
-        """Seconds a poll may take before the collector counts as failed."""
-        return max(MIN_DEADLINE_SECONDS, 2 * self.interval)
+    def view(self, *snapshots: Any) -> Any:
+        """What render() needs from the sources' snapshots; by default all of them."""
+        return snapshots[0] if len(snapshots) == 1 else snapshots
 
     @abstractmethod
-    def poll(self) -> Any:
-        """Read the source and return a snapshot; raise on failure."""
+    def render(self, view: Any | None) -> Iterable[Metric]:
+        """Metric families for the latest view (None: a source is unavailable)."""
 
-    @abstractmethod
-    def render(self, snapshot: Any | None) -> Iterable[Metric]:
-        """Metric families for the latest snapshot (None: source unavailable)."""
+    def enabled_by_default(self, values: Mapping[str, Any]) -> bool:
+        """Whether it runs when no flag, variable or file says; values: every setting."""
+        return self.on_by_default
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most collectors hold nothing
-        """Release what poll() opened (threads, handles, clients)."""
+    def problems(self, values: Mapping[str, Any], enabled: bool, explicit: bool) -> list[str]:
+        """What is wrong with its settings, one short line each (checked at start)."""
+        return []

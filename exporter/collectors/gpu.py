@@ -13,19 +13,18 @@ Sample output (values from the last collection)::
     dlcourse_gpu_nvml_errors_total{call="GetTemperature",gpu="0",uuid="GPU-1"} 2
 
 A GPU seen earlier that is lost, or gone from the device count, keeps ``dlcourse_gpu_up 0``
-under its UUID (see ``sources.nvml_gpus``).
+under its UUID (see ``sources.nvml_gpus``). From the ``nvml`` source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from prometheus_client.metrics_core import Metric
 
 from ..metricdefs import MetricDef, counter, gauge
-from ..sources.nvml import NvmlSession
-from ..sources.nvml_gpus import GpuReader, GpuSnapshot
-from ..sources.nvml_xid import XidWatcher
+from ..model import NvmlSnapshot
 from .base import Collector
 
 GPU = ("gpu", "uuid")
@@ -44,7 +43,7 @@ UP = gauge(
     "device count).",
     *GPU,
 )
-# Plain per-GPU gauges, by the GpuReading attribute they show.
+# Plain per-GPU gauges, by the model.Gpu attribute they show.
 GAUGES: dict[str, MetricDef] = {
     "utilization_ratio": gauge(
         "dlcourse_gpu_utilization_ratio",
@@ -88,27 +87,15 @@ METRICS = (INFO, UP, *GAUGES.values(), CLOCK, CLOCKS_EVENT, ECC, XID, NVML_ERROR
 
 class GpuCollector(Collector):
     name = "gpu"
+    description = "GPU state from NVML"
+    sources = ("nvml",)
+    metrics = METRICS
 
-    def __init__(self, session: NvmlSession, interval: float = 5.0) -> None:
-        self.interval = interval
-        self.reader = GpuReader(session)
-        self.xid = XidWatcher(session)
-        self.session = session
+    def view(self, nvml: NvmlSnapshot) -> NvmlSnapshot:
+        # Without the process lists: a process's utilization changes nothing here.
+        return replace(nvml, processes=())
 
-    def poll(self) -> GpuSnapshot:
-        driver, cuda, gpus = self.reader.read()
-        index_by_uuid = {gpu.uuid: gpu.index for gpu in gpus}
-        xid_errors = {
-            (index_by_uuid[uuid], uuid, xid): count
-            for (uuid, xid), count in self.xid.counts().items()
-            if uuid in index_by_uuid
-        }
-        return GpuSnapshot(driver, cuda, gpus, xid_errors, self.session.error_counts())
-
-    def close(self) -> None:
-        self.session.close()
-
-    def render(self, snapshot: GpuSnapshot | None) -> Iterator[Metric]:
+    def render(self, snapshot: NvmlSnapshot | None) -> Iterator[Metric]:
         if snapshot is None:
             return
         families = {metric: metric.family() for metric in METRICS}

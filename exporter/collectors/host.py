@@ -1,8 +1,8 @@
 """The ``host`` collector: CPU, memory and OOM kills per hub user.
 
 From the user's own cgroup (TLJH: ``jupyter-<name>.service``) where there is one, else
-summed over the user's processes in /proc; OOM kills also from the kernel log (see
-``sources.host`` for who is reported). Sample output::
+summed over the user's processes in the process table; OOM kills also from the kernel log
+(the ``host`` source: ``sources.host`` says who is reported). Sample output::
 
     dlcourse_user_cpu_seconds_total{user="alice"} 1234.5
     dlcourse_user_memory_used_bytes{user="alice"} 2.147483648e+09
@@ -19,8 +19,8 @@ from pathlib import Path
 from prometheus_client.metrics_core import Metric
 
 from ..metricdefs import counter, gauge
-from ..sources.host import HostReader, UserHost
-from ..sources.owners import OwnerResolver
+from ..model import HostSnapshot
+from ..options import Option
 from .base import Collector
 
 CPU = counter(
@@ -56,29 +56,23 @@ METRICS = (CPU, MEMORY_USED, MEMORY_LIMIT, OOM_KILLS, SOURCE)
 
 class HostCollector(Collector):
     name = "host"
+    description = "CPU, memory and OOM kills per user, from cgroups, /proc and the kernel log"
+    sources = ("host",)
+    metrics = METRICS
+    options = (
+        Option("path.cgroupfs", "cgroup filesystem mount point", "/sys/fs/cgroup", Path),
+        Option(
+            "path.kmsg",
+            "kernel log device read for OOM kills (needs CAP_SYSLOG); empty to not read it",
+            "/dev/kmsg",
+        ),
+    )
 
-    def __init__(
-        self,
-        owners: OwnerResolver,
-        procfs: Path = Path("/proc"),
-        cgroupfs: Path = Path("/sys/fs/cgroup"),
-        kmsg: Path | None = Path("/dev/kmsg"),
-        interval: float = 5.0,
-    ) -> None:
-        self.interval = interval
-        self.reader = HostReader(owners, procfs, cgroupfs, kmsg)
-
-    def poll(self) -> tuple[UserHost, ...]:
-        return self.reader.read()
-
-    def close(self) -> None:
-        self.reader.close()
-
-    def render(self, snapshot: tuple[UserHost, ...] | None) -> Iterator[Metric]:
+    def render(self, snapshot: HostSnapshot | None) -> Iterator[Metric]:
         if snapshot is None:
             return
         cpu, used, limit, oom, source = (m.family() for m in METRICS)
-        for host in snapshot:
+        for host in snapshot.users:
             cpu.add_metric([host.user], host.cpu_seconds)
             used.add_metric([host.user], host.memory_used_bytes)
             if host.memory_limit_bytes is not None:

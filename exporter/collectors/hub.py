@@ -13,30 +13,28 @@ answer. Sample output::
     dlcourse_hub_users_truncated 0
 
 While the hub cannot be read, only ``dlcourse_hub_up 0`` is exported: stale users would
-look current. Each successful poll also tells the shared roster who the students are (see
-``sources.roster``); a hub with more users than ``--hub.max-users`` is read up to the cap,
-``dlcourse_hub_users_truncated`` says so and one line is logged. After a failure the next
-attempts back off (one interval, then two, up to `MAX_BACKOFF_INTERVALS`), so a hub that is
-down or refusing the token is not hammered.
+look current. A hub with more users than ``--hub.max-users`` is read up to the cap and
+``dlcourse_hub_users_truncated`` says so. On by default where a hub URL and token are set.
+The ``hub`` source (``sources.hub``) reads the API, backs off after failures and tells the
+attribution rules who the students are.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client.metrics_core import Metric
 
 from ..metricdefs import gauge
-from ..sources.hub import HubClient, HubError, HubSnapshot, HubUser
-from ..sources.roster import SharedRoster
+from ..model import HubSnapshot, HubUser
+from ..options import Option, count, seconds
+from ..untrusted import redact_url
 from .base import Collector
 
-log = logging.getLogger(__name__)
-
 SERVER_STATES = ("ready", "pending")
-MAX_BACKOFF_INTERVALS = 4
 
 UP = gauge("dlcourse_hub_up", "1 if the last poll of the JupyterHub API succeeded, else 0.")
 USER_INFO = gauge(
@@ -92,50 +90,72 @@ def default_server_started(user: HubUser) -> float | None:
     return None
 
 
+def hub_url_problem(url: str) -> str | None:
+    """Why url cannot be the hub API URL, or None. Checks the form only: nothing is asked."""
+    if url != url.strip() or any(c.isspace() for c in url):
+        return "must not contain spaces"
+    if not url.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if not parts.hostname:
+        return "has no host"
+    return None
+
+
 class HubCollector(Collector):
     name = "hub"
+    description = "JupyterHub users, groups and servers (on when a hub is configured)"
+    sources = ("hub",)
+    metrics = METRICS
+    options = (
+        Option(
+            "hub.url",
+            "JupyterHub API URL, e.g. http://127.0.0.1:15001/hub/api (also JUPYTERHUB_API_URL)",
+            # Checked by problems(), which shows a URL with credentials redacted.
+            fallback_env=("JUPYTERHUB_API_URL",),
+        ),
+        Option(
+            "hub.token-file",
+            "file holding the hub API token (or the token itself in DLCOURSE_HUB_TOKEN or "
+            "JUPYTERHUB_API_TOKEN)",
+            parse=Path,
+            secret=True,
+            secret_env=("DLCOURSE_HUB_TOKEN", "JUPYTERHUB_API_TOKEN"),
+        ),
+        Option("hub.interval", "seconds between polls of the hub API", 15.0, seconds(0.1, 3600)),
+        Option(
+            "hub.timeout",
+            "seconds before a hub API request gives up, all of it",
+            5.0,
+            seconds(0.1, 600),
+        ),
+        Option(
+            "hub.max-users",
+            "hub users read at most; past it dlcourse_hub_users_truncated is 1",
+            20_000,
+            count(1, 1_000_000),
+        ),
+    )
 
-    def __init__(
-        self,
-        client: HubClient,
-        interval: float = 15.0,
-        clock: Callable[[], float] = time.monotonic,
-        roster: SharedRoster | None = None,
-    ) -> None:
-        self.client = client
-        self.interval = interval
-        self.clock = clock
-        self.roster = roster
-        self._truncated = False
-        self._failures = 0
-        self._retry_at = 0.0
-        self._last_error: HubError | None = None
+    def enabled_by_default(self, values: Mapping[str, Any]) -> bool:
+        return bool(values["hub.url"] and values["hub.token"])  # where there is a hub to ask
 
-    async def poll(self) -> HubSnapshot:
-        if self._last_error is not None and self.clock() < self._retry_at:
-            # Backing off: the same error again, so the scheduler logs nothing new.
-            raise self._last_error.with_traceback(None)
-        try:
-            snapshot = await self.client.fetch_users()
-        except HubError as exc:
-            self._failures += 1
-            wait = min(2 ** (self._failures - 1), MAX_BACKOFF_INTERVALS) * self.interval
-            # Half an interval early, so the retry falls on the scheduler's tick, not after it.
-            self._retry_at = self.clock() + wait - self.interval / 2
-            self._last_error = exc
-            raise
-        self._failures, self._last_error = 0, None
-        if snapshot.truncated != self._truncated:
-            self._truncated = snapshot.truncated
-            if snapshot.truncated:
-                log.warning(
-                    "the hub has more users than --hub.max-users=%d: only the first %d are read",
-                    self.client.max_users,
-                    len(snapshot.users),
-                )
-        if self.roster is not None:
-            self.roster.update((user.name, user.full_name) for user in snapshot.users)
-        return snapshot
+    def problems(self, values: Mapping[str, Any], enabled: bool, explicit: bool) -> list[str]:
+        url, found = values["hub.url"], []
+        problem = hub_url_problem(url) if url else None
+        if problem:
+            found.append(f"hub URL {redact_url(url)!r} {problem}")
+        if url and not values["hub.token"]:
+            found.append(
+                "hub URL is set but no token: use --hub.token-file or JUPYTERHUB_API_TOKEN"
+            )
+        if enabled and explicit and not url:
+            found.append("collector hub is enabled but no hub URL is set: use --hub.url")
+        return found
 
     def render(self, snapshot: HubSnapshot | None) -> Iterator[Metric]:
         up = UP.family()
@@ -151,8 +171,8 @@ class HubCollector(Collector):
                 groups.add_metric([user.name, group], 1.0)
             if user.last_activity is not None:
                 activity.add_metric([user.name], user.last_activity)
-            for state, count in server_counts(user).items():
-                servers.add_metric([user.name, state], count)
+            for state, number in server_counts(user).items():
+                servers.add_metric([user.name, state], number)
             since = default_server_started(user)
             if since is not None:
                 started.add_metric([user.name], since)

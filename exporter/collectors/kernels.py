@@ -1,7 +1,8 @@
 """The ``kernels`` collector: running notebook kernels and kernel crashes per user.
 
-Kernels are found on the host from /proc, with no hub access (see ``sources.kernels`` for
-what is a kernel and what counts as a crash). Sample output::
+Kernels are found on the host in the process table, with no hub access (the ``kernels``
+source: ``sources.kernels`` says what is a kernel and what counts as a crash). Sample
+output::
 
     dlcourse_user_kernels{user="alice"} 2
     dlcourse_user_kernel_crashes_total{signal="SIGKILL",user="alice"} 1
@@ -18,13 +19,12 @@ kernel), so counters stay monotonic when their kernels are gone.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 from prometheus_client.metrics_core import Metric
 
 from ..metricdefs import counter, gauge
-from ..sources.kernels import KernelsSnapshot, KernelWatcher
-from ..sources.owners import OwnerResolver
+from ..model import KernelsSnapshot
+from ..options import Option, one_of
 from .base import Collector
 
 KERNELS = gauge("dlcourse_user_kernels", "Running notebook kernel processes of the user.", "user")
@@ -54,25 +54,17 @@ COMMON_REASONS = ("SIGKILL", "SIGSEGV", "SIGABRT", "SIGBUS", "SIGTERM", "exit")
 
 class KernelsCollector(Collector):
     name = "kernels"
-
-    def __init__(
-        self,
-        owners: OwnerResolver,
-        procfs: Path = Path("/proc"),
-        interval: float = 5.0,
-        exit_events: str = "auto",
-    ) -> None:
-        self.interval = interval
-        self.watcher = KernelWatcher(owners, procfs, exit_events)
-
-    def poll(self) -> KernelsSnapshot:
-        self.watcher.start()
-        self.watcher.scan()
-        self.watcher.settle()
-        return self.watcher.snapshot()
-
-    def close(self) -> None:
-        self.watcher.close()
+    description = "notebook kernels and kernel crashes per user, from /proc and process-exit events"
+    sources = ("kernels",)
+    metrics = METRICS
+    options = (
+        Option(
+            "kernels.exit-events",
+            "how kernel exits are seen: auto (netlink proc connector, else polling) or poll",
+            "auto",
+            one_of("auto", "poll"),
+        ),
+    )
 
     def render(self, snapshot: KernelsSnapshot | None) -> Iterator[Metric]:
         if snapshot is None:

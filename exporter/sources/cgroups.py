@@ -32,16 +32,6 @@ class CgroupUsage:
     cpu_seconds: float | None = None
 
 
-def parse_proc_cgroup(text: str) -> dict[str, str]:
-    """/proc/<pid>/cgroup -> {controllers: path}; the v2 line ("0::/x") has key ""."""
-    found = {}
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) == 3:
-            found[parts[1]] = parts[2]
-    return found
-
-
 def unit_cgroup(path: str, prefix: str, user: str) -> str | None:
     """The ``<prefix><user>.service`` cgroup that path is in (itself or an ancestor)."""
     match = re.search(rf"^(.*?/{re.escape(prefix + user)}\.service)(?:/|$)", path)

@@ -7,44 +7,30 @@ so the label set stays as large as the class. A user stays reported (zeros inclu
 ``roster.keep_user`` keeps them, so counters do not vanish while they matter.
 
 Counters are kept by the exporter and only ever grow: each poll adds the increase of the
-chosen source (the unit cgroup where one is found, else /proc), and a cgroup recreated
-with a lower value counts from zero again. /proc sums miss CPU a process used after the
-last poll before it exited, and processes that live shorter than one poll interval.
+chosen source (the unit cgroup where one is found, else the process table), and a cgroup
+recreated with a lower value counts from zero again. /proc sums miss CPU a process used
+after the last poll before it exited, and processes that live shorter than one poll
+interval.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..model import Attribution, HostSnapshot, ProcessEntry, ProcessTable, UserHost
 from ..untrusted import log_text
-from . import procfs as parse
-from .cgroups import CgroupReader, CgroupUsage, UnitCgroup, parse_proc_cgroup
+from .base import Source
+from .cgroups import CgroupReader, CgroupUsage, UnitCgroup
 from .kmsg import KmsgWatcher
-from .owners import Evidence, OwnerResolver
+from .owners import OwnerRules, account_evidence
+from .procfs import cgroup_paths
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class UserHost:
-    user: str
-    cpu_seconds: float
-    memory_used_bytes: int
-    memory_limit_bytes: int | None
-    oom_kills: int
-    source: str  # "cgroup" or "proc"
-
-
-@dataclass
-class _Seen:
-    evidence: Evidence | None  # judged again each poll: the hub's user list changes
-    cpu_seconds: float = 0.0
 
 
 @dataclass
@@ -62,24 +48,30 @@ def increase(previous: float | None, current: float) -> float:
     return current - previous
 
 
-class HostReader:
+class HostTracker(Source):
+    """Per student: CPU and memory of their processes in the table, or of their unit's
+    cgroup, and OOM kills; its kernel-log thread starts with the first poll."""
+
+    name = "host"
+    needs = ("proc",)
+
     def __init__(
         self,
-        owners: OwnerResolver,
-        procfs: Path = Path("/proc"),
+        owners: OwnerRules,
         cgroupfs: Path = Path("/sys/fs/cgroup"),
         kmsg: Path | None = Path("/dev/kmsg"),
+        interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.owners = owners
         self.clock = clock
-        self.procfs = procfs
+        self.interval = interval
         self.cgroups = CgroupReader(cgroupfs)
         self.kmsg_path = kmsg
         self.kmsg: KmsgWatcher | None = None
         self._kmsg_tried = False
-        self._seen: dict[tuple[int, int], _Seen] = {}
-        self._recent: dict[int, _Seen] = {}  # this scan's and the last one's, by pid
+        self._cpu: dict[tuple[int, int], float] = {}  # students' processes: CPU at last poll
+        self._tables: tuple[ProcessTable, ...] = ()  # this poll's and the last one's
         self._units: dict[str, UnitCgroup] = {}
         self._last_seen: dict[str, float] = {}  # user -> last poll with a process of theirs
         self._totals = _Totals()
@@ -104,49 +96,30 @@ class HostReader:
             return
         self.kmsg = watcher
 
-    def read(self) -> tuple[UserHost, ...]:
+    def poll(self, table: ProcessTable) -> HostSnapshot:
         if not self._kmsg_tried:
             self._start_kmsg()
         cpu_increase: Counter[str] = Counter()
         rss: Counter[str] = Counter()
-        seen: dict[tuple[int, int], _Seen] = {}
-        for entry in os.scandir(self.procfs):
-            if not entry.name.isdigit():
-                continue
-            pid = int(entry.name)
-            try:
-                stat = parse.parse_stat(
-                    (self.procfs / entry.name / "stat").read_text(errors="replace")
-                )
-            except (OSError, ValueError):
-                continue  # vanished
-            key = (pid, stat.starttime_ticks)
-            known = self._seen.get(key) or _Seen(self.owners.evidence(pid))
-            seen[key] = known
-            user = self._student(known.evidence)
+        cpu: dict[tuple[int, int], float] = {}
+        for entry in table:
+            user = student(entry.owner)
             if user is None:
                 continue
-            cpu_increase[user] += increase(known.cpu_seconds or None, stat.cpu_seconds)
-            known.cpu_seconds = stat.cpu_seconds
-            rss[user] += stat.rss_bytes
+            seen_before = self._cpu.get(entry.key)
+            cpu_increase[user] += increase(seen_before, entry.cpu_seconds)
+            cpu[entry.key] = entry.cpu_seconds
+            rss[user] += entry.rss_bytes
             self._last_seen[user] = self.clock()
-            if user not in self._units:
-                self._locate_unit(pid, user)
-        self._recent = {pid: s for (pid, _), s in [*self._seen.items(), *seen.items()]}
-        self._seen = seen
-        return tuple(self._per_user(cpu_increase, rss))
+            if user not in self._units and seen_before is None:  # each process looked at once
+                self._locate_unit(entry, user)
+        self._tables = (table, *self._tables[:1])
+        self._cpu = cpu
+        return HostSnapshot(tuple(self._per_user(cpu_increase, rss)))
 
-    def _student(self, evidence: Evidence | None) -> str | None:
-        """The student (hub user) the evidence names, if any."""
-        found = self.owners.judge(evidence) if evidence is not None else None
-        return found.user if found is not None and found.hub_user else None
-
-    def _locate_unit(self, pid: int, user: str) -> None:
-        try:
-            text = (self.procfs / str(pid) / "cgroup").read_text(errors="replace")
-        except OSError:
-            return
-        unit = self.cgroups.locate(parse_proc_cgroup(text), self.owners.prefix, user)
+    def _locate_unit(self, entry: ProcessEntry, user: str) -> None:
+        paths = cgroup_paths(entry.identity.cgroup)
+        unit = self.cgroups.locate(paths, self.owners.prefix, user)
         if unit is not None:
             log.debug("user %s has unit cgroup %s", user, unit)
             self._units[user] = unit
@@ -218,7 +191,7 @@ class HostReader:
         if self.kmsg is None:
             return
         for kill in self.kmsg.take():
-            user = self._kill_owner(kill.pid, kill.uid, self._recent)
+            user = self._kill_owner(kill.pid, kill.uid)
             if user is None:
                 log.debug("OOM kill of pid %d (uid %s): not a hub user", kill.pid, kill.uid)
                 continue
@@ -234,10 +207,16 @@ class HostReader:
                 log_text(user),
             )
 
-    def _kill_owner(self, pid: int, uid: int | None, by_pid: dict[int, _Seen]) -> str | None:
+    def _kill_owner(self, pid: int, uid: int | None) -> str | None:
         """The student whose process the kernel log says was killed: by the pid when this
         poll or the last saw it, else by the uid's account alone."""
-        known = by_pid.get(pid)
-        if known is not None and known.evidence is not None:
-            return self._student(known.evidence)
-        return self._student(self.owners.account_evidence(uid))
+        for table in self._tables:
+            entry = table.get(pid)
+            if entry is not None:
+                return student(self.owners.judge(entry.identity.evidence))
+        return student(self.owners.judge(account_evidence(uid)))
+
+
+def student(owner: Attribution | None) -> str | None:
+    """The student (hub user) an attribution names, if any."""
+    return owner.user if owner is not None and owner.hub_user else None

@@ -15,8 +15,15 @@ per answer, `MAX_GROUPS_PER_USER` groups per user, and every request is bounded 
 a whole. Names are valid UTF-8 and length-capped label values (``untrusted.label_value``).
 
 Parsing is pure (`parse_page`, `parse_user`, `parse_timestamp`); `HubClient` does the
-requests. Errors carry stable one-line texts (no timings, no counters), because the
-scheduler logs a collector's failure again only when its text changes.
+requests; `HubSource` is what the scheduler polls. Errors carry stable one-line texts (no
+timings, no counters), because the scheduler logs a source's failure again only when its
+text changes.
+
+Each successful poll also tells the shared roster who the students are (see
+``sources.roster``); a hub with more users than ``--hub.max-users`` is read up to the cap,
+the snapshot says ``truncated`` and one line is logged. After a failure the next attempts
+back off (one interval, then two, up to ``MAX_BACKOFF_INTERVALS``), so a hub that is down
+or refusing the token is not hammered.
 """
 
 from __future__ import annotations
@@ -25,14 +32,19 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import httpx
 
-from ..untrusted import label_value, log_text, redact_url, valid_text
+from ..backoff import Backoff
+from ..model import HubServer, HubSnapshot, HubUser
+from ..untrusted import TooLarge, label_value, log_text, read_capped, redact_url, valid_text
+from .base import Source
+from .roster import SharedRoster
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +55,7 @@ MAX_PAGES = 1_000  # 200,000 users at the default page size; a hub saying limit=
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a 200-user page is about 200 KB
 MAX_ERROR_BODY_BYTES = 64 * 1024  # enough for JupyterHub's one-line JSON error message
 MAX_GROUPS_PER_USER = 50
+MAX_BACKOFF_INTERVALS = 4
 
 # The scope that makes the hub include each field of a user model.
 FIELD_SCOPES = {
@@ -73,30 +86,6 @@ class HubHttpError(HubError):
 
 class HubResponseError(HubError):
     """An answer that is not what the API documents: bad JSON, missing fields."""
-
-
-@dataclass(frozen=True)
-class HubServer:
-    name: str  # "" for the default server
-    ready: bool
-    pending: str | None  # "spawn", "stop", ... while a transition runs
-    started: float | None  # unix time
-
-
-@dataclass(frozen=True)
-class HubUser:
-    name: str  # the label value: capped when very long
-    admin: bool
-    groups: tuple[str, ...]
-    last_activity: float | None
-    servers: tuple[HubServer, ...]
-    full_name: str  # the whole name, which Linux account names derive from
-
-
-@dataclass(frozen=True)
-class HubSnapshot:
-    users: tuple[HubUser, ...]
-    truncated: bool = False  # the hub has more users than the exporter reads
 
 
 @dataclass(frozen=True)
@@ -213,20 +202,6 @@ def forbidden_text(status: int, body: str) -> str:
     return f"hub API rejected the token ({status}{reason}): check --hub.token-file"
 
 
-async def read_capped(response: httpx.Response, limit: int) -> bytes:
-    """The body, or HubResponseError as soon as it grows past limit bytes (decoded)."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HubResponseError(f"hub API GET /users answered more than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise HubResponseError(f"hub API GET /users answered more than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -302,9 +277,9 @@ class HubClient:
                 cap = MAX_BODY_BYTES if response.status_code < 400 else MAX_ERROR_BODY_BYTES
                 try:
                     return response.status_code, await read_capped(response, cap)
-                except HubResponseError:
+                except TooLarge as exc:
                     if response.status_code < 400:
-                        raise
+                        raise HubResponseError(f"hub API GET /users answered {exc}") from exc
                     return response.status_code, b""  # an error page that is too long
 
         try:
@@ -325,3 +300,48 @@ class HubClient:
         if status >= 400:
             raise HubHttpError(f"hub API GET /users answered HTTP {status}")
         return parse_page(parse_json(body))
+
+
+class HubSource(Source):
+    name = "hub"
+
+    def __init__(
+        self,
+        client: HubClient,
+        interval: float = 15.0,
+        roster: SharedRoster | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.interval = interval
+        self.roster = roster
+        # Half an interval early, so a retry falls on the scheduler's tick, not after it.
+        self.backoff = Backoff(
+            interval, MAX_BACKOFF_INTERVALS * interval, clock, early=interval / 2
+        )
+        self._truncated = False
+        self._last_error: HubError | None = None
+
+    async def poll(self) -> HubSnapshot:
+        if self._last_error is not None and not self.backoff.ready():
+            # Backing off: the same error again, so the scheduler logs nothing new.
+            raise self._last_error.with_traceback(None)
+        try:
+            snapshot = await self.client.fetch_users()
+        except HubError as exc:
+            self.backoff.failed()
+            self._last_error = exc
+            raise
+        self.backoff.succeeded()
+        self._last_error = None
+        if snapshot.truncated != self._truncated:
+            self._truncated = snapshot.truncated
+            if snapshot.truncated:
+                log.warning(
+                    "the hub has more users than --hub.max-users=%d: only the first %d are read",
+                    self.client.max_users,
+                    len(snapshot.users),
+                )
+        if self.roster is not None:
+            self.roster.update((user.name, user.full_name) for user in snapshot.users)
+        return snapshot

@@ -1,10 +1,12 @@
 """Finds notebook kernel processes and tells how each one ended.
 
 A kernel is a process started with a ``kernel-*.json`` connection file in its argv (see
-``procfs.kernel_connection_file``); it counts for the user ``sources.owners`` attributes it
-to, judged again at every count (the hub's user list changes) and when it ends. Exits are seen
-through the netlink proc connector (exact wait status of every process) or, where that is
-unavailable, by polling the watched kernels' /proc/<pid>/stat a few times a second.
+``procfs.kernel_connection_file``), found in each cycle's process table
+(``sources.proctable``) or as it starts; it counts for the user ``sources.owners``
+attributes it to, judged again at every count (the hub's user list changes) and when it
+ends. Exits are seen through the netlink proc connector (exact wait status of every
+process) or, where that is unavailable, by polling the watched kernels' /proc/<pid>/stat a
+few times a second.
 
 Why an exit is or is not a crash (``classify``):
 - exit code 0: a shutdown or restart asked for through jupyter_client (shutdown_request:
@@ -36,17 +38,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..model import Evidence, KernelsSnapshot, ProcessEntry, ProcessIdentity, ProcessTable
 from ..untrusted import log_text
 from . import procfs as parse
-from .owners import Evidence, OwnerResolver
+from .base import Source
+from .owners import OwnerRules
 from .proc_events import ProcEventListener
+from .proctable import LIMITS, Vanished, read_bounded, read_identity, read_stat
 
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 3.0
-# A process this young may not have exec'd yet: between fork and exec it shows its parent's
-# argv (seconds apart on a loaded machine), so "not a kernel" is not remembered for it.
-MAY_STILL_EXEC_SECONDS = 30.0
 POLL_SECONDS = 0.25  # fallback: how often watched kernels' /proc/<pid>/stat is read
 STOP_SIGNALS = frozenset({"SIGTERM", "SIGKILL", "SIGHUP", "SIGINT"})
 UNKNOWN = None  # exit status of a kernel that vanished before it was seen as a zombie
@@ -60,6 +62,7 @@ class KernelProcess:
     connection_file: str
     ppid: int
     parent_starttime: int | None
+    found_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True)
@@ -67,15 +70,6 @@ class PendingExit:
     kernel: KernelProcess
     status: int | None
     at: float
-
-
-@dataclass(frozen=True)
-class KernelsSnapshot:
-    running: dict[str, int]
-    crashes: dict[tuple[str, str], int]
-    unknown_exits: dict[str, int]
-    users: frozenset[str]
-    exit_events: str  # "netlink" or "poll"
 
 
 def classify(status: int | None, parent_alive: bool, connection_file_exists: bool) -> str:
@@ -101,28 +95,43 @@ class _State:
     ended: set[tuple[int, int]] = field(default_factory=set)  # (pid, starttime) seen exiting
 
 
-class KernelWatcher:
+class KernelTracker(Source):
+    """Kernels of the table, their exits and how they ended; its threads start with the
+    first poll."""
+
+    name = "kernels"
+    needs = ("proc",)
+
     def __init__(
         self,
-        owners: OwnerResolver,
+        owners: OwnerRules,
         procfs: Path = Path("/proc"),
         exit_events: str = "auto",
+        interval: float = 5.0,
         grace: float = GRACE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.owners = owners
         self.procfs = procfs
+        self.interval = interval
         self.grace = grace
         self.clock = clock
         self.mode = "poll"
         self._wanted = exit_events
         self._state = _State()
         self._lock = threading.Lock()
-        self._seen: dict[tuple[int, int], KernelProcess | None] = {}  # (pid, starttime) cache
+        # (pid, starttime) -> the identity judged, and whether it is a kernel
+        self._seen: dict[tuple[int, int], tuple[ProcessIdentity, KernelProcess | None]] = {}
         self._listener: ProcEventListener | None = None
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
         self._started = False
+
+    def poll(self, table: ProcessTable) -> KernelsSnapshot:
+        self.start()
+        self.scan(table)
+        self.settle(table)
+        return self.snapshot()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -158,45 +167,44 @@ class KernelWatcher:
         self._poller = threading.Thread(target=self._poll_loop, name="kernel-exits", daemon=True)
         self._poller.start()
 
-    # -- reading /proc ----------------------------------------------------------------
+    # -- finding kernels --------------------------------------------------------------
 
-    def _read_stat(self, pid: int) -> parse.ProcStat | None:
-        try:
-            return parse.parse_stat((self.procfs / str(pid) / "stat").read_text(errors="replace"))
-        except (OSError, ValueError):
-            return None
+    def _identify(self, entry: ProcessEntry, table: ProcessTable) -> KernelProcess | None:
+        """The kernel this process is, or None; judged again whenever the table read the
+        process's identity again (after an exec, or while it is young enough to exec)."""
+        cached = self._seen.get(entry.key)
+        if cached is None or cached[0] is not entry.identity:
+            parent = table.get(entry.ppid)
+            kernel = self._kernel(
+                entry.pid,
+                entry.start_ticks,
+                entry.ppid,
+                list(entry.identity.argv),
+                entry.identity.evidence,
+                parent.start_ticks if parent else None,
+            )
+            cached = self._seen[entry.key] = (entry.identity, kernel)
+        return cached[1]
 
-    def _identify(self, pid: int, stat: parse.ProcStat, uptime: float) -> KernelProcess | None:
-        """The kernel running as pid, or None; cached per process (pid + start time), but
-        "not a kernel" only once the process is old enough to have exec'd."""
-        key = (pid, stat.starttime_ticks)
-        if key in self._seen:
-            return self._seen[key]
-        try:
-            argv = parse.split_cmdline((self.procfs / str(pid) / "cmdline").read_bytes())
-        except OSError:
-            return None  # vanished; not cached, the pid may be reused later
-        kernel = self._kernel(pid, stat, argv)
-        age = uptime - stat.starttime_ticks / parse.CLOCK_TICKS
-        if kernel is not None or age > MAY_STILL_EXEC_SECONDS:
-            self._seen[key] = kernel
-        return kernel
-
-    def _kernel(self, pid: int, stat: parse.ProcStat, argv: list[str]) -> KernelProcess | None:
+    def _kernel(
+        self,
+        pid: int,
+        starttime: int,
+        ppid: int,
+        argv: list[str],
+        evidence: Evidence,
+        parent_starttime: int | None,
+    ) -> KernelProcess | None:
         connection_file = parse.kernel_connection_file(argv)
         if connection_file is None:
             return None
-        evidence = self.owners.evidence(pid)
-        if evidence is None:
-            return None  # vanished
-        parent = self._read_stat(stat.ppid)
         return KernelProcess(
             pid=pid,
-            starttime=stat.starttime_ticks,
+            starttime=starttime,
             evidence=evidence,
             connection_file=self._absolute(pid, connection_file),
-            ppid=stat.ppid,
-            parent_starttime=parent.starttime_ticks if parent else None,
+            ppid=ppid,
+            parent_starttime=parent_starttime,
         )
 
     def _absolute(self, pid: int, path: str) -> str:
@@ -207,24 +215,20 @@ class KernelWatcher:
         except OSError:
             return path
 
-    def scan(self) -> None:
+    def scan(self, table: ProcessTable) -> None:
         """Finds every running kernel; the source of truth for the running count."""
-        with self._lock:
-            known_before = dict(self._state.watched)
+        listener = self._listener
+        if listener is not None:
+            listener.drain()  # exits before the walk are known before absences are judged
         found: dict[int, KernelProcess] = {}
         live_keys = set()
-        uptime = parse.parse_uptime((self.procfs / "uptime").read_text())
-        for entry in os.scandir(self.procfs):
-            if not entry.name.isdigit():
+        for entry in table:
+            if entry.state == "Z":
                 continue
-            pid = int(entry.name)
-            stat = self._read_stat(pid)
-            if stat is None or stat.state == "Z":
-                continue
-            live_keys.add((pid, stat.starttime_ticks))
-            kernel = self._identify(pid, stat, uptime)
+            live_keys.add(entry.key)
+            kernel = self._identify(entry, table)
             if kernel is not None:
-                found[pid] = kernel
+                found[entry.pid] = kernel
         self._seen = {key: value for key, value in self._seen.items() if key in live_keys}
         # A wrapper that runs the kernel as its child has the same connection file: count
         # the outermost process only, the one jupyter_client started and watches.
@@ -245,11 +249,11 @@ class KernelWatcher:
                 self._state.watched.setdefault(pid, kernel)
             if self.mode == "netlink":
                 # Exits are reported as they happen; a watched kernel missing here had its
-                # event dropped (socket overflow): it ended, but how is unknown. Only those
-                # watched before the walk: one exec'd during it may be behind its position.
-                for pid, kernel in known_before.items():
+                # event dropped (socket overflow): it ended, but how is unknown. Only one
+                # found before the walk: one exec'd during it may be behind its position.
+                for pid, kernel in list(self._state.watched.items()):
                     if (
-                        self._state.watched.get(pid) == kernel
+                        kernel.found_at < table.walk_started
                         and outermost.get(pid) != kernel
                         and (pid, kernel.starttime) not in live_keys
                     ):
@@ -258,16 +262,24 @@ class KernelWatcher:
     # -- exit events ------------------------------------------------------------------
 
     def _on_exec(self, pid: int) -> None:
-        stat = self._read_stat(pid)
-        if stat is None:
+        """A process started a new program: if it is a kernel, watch it from now on."""
+        try:
+            argv = parse.split_cmdline(
+                read_bounded(f"{self.procfs}/{pid}/cmdline", LIMITS["cmdline"])
+            )
+            if parse.kernel_connection_file(argv) is None:
+                return  # the common case: one read for every exec on the machine
+            stat = read_stat(self.procfs, pid)
+            evidence = read_identity(self.procfs, pid, self.owners.prefix).evidence
+        except (OSError, Vanished):
             return
         try:
-            argv = parse.split_cmdline((self.procfs / str(pid) / "cmdline").read_bytes())
-        except OSError:
-            return
-        if parse.kernel_connection_file(argv) is None:
-            return  # the common case: stay cheap for every exec on the machine
-        kernel = self._kernel(pid, stat, argv)
+            parent_starttime: int | None = read_stat(self.procfs, stat.ppid).starttime_ticks
+        except Vanished:
+            parent_starttime = None
+        kernel = self._kernel(
+            pid, stat.starttime_ticks, stat.ppid, argv, evidence, parent_starttime
+        )
         if kernel is None:
             return
         with self._lock:
@@ -279,6 +291,8 @@ class KernelWatcher:
             self._state.watched[pid] = kernel
 
     def _on_exit(self, pid: int, status: int) -> None:
+        if pid not in self._state.watched:
+            return  # nearly every exit on the machine: no lock taken for it
         with self._lock:
             if pid in self._state.watched:
                 self._exited_locked(pid, status)
@@ -303,7 +317,10 @@ class KernelWatcher:
             with self._lock:
                 watched = list(self._state.watched.values())
             for kernel in watched:
-                stat = self._read_stat(kernel.pid)
+                try:
+                    stat: parse.ProcStat | None = read_stat(self.procfs, kernel.pid)
+                except Vanished:
+                    stat = None
                 if stat is not None and stat.starttime_ticks == kernel.starttime:
                     if stat.state != "Z" or stat.exit_code is None:
                         continue
@@ -316,15 +333,16 @@ class KernelWatcher:
 
     # -- judging exits ----------------------------------------------------------------
 
-    def _parent_alive(self, kernel: KernelProcess) -> bool:
-        stat = self._read_stat(kernel.ppid)
+    @staticmethod
+    def _parent_alive(kernel: KernelProcess, table: ProcessTable) -> bool:
+        parent = table.get(kernel.ppid)
         return (
-            stat is not None
-            and stat.state != "Z"
-            and (kernel.parent_starttime is None or stat.starttime_ticks == kernel.parent_starttime)
+            parent is not None
+            and parent.state != "Z"
+            and (kernel.parent_starttime is None or parent.start_ticks == kernel.parent_starttime)
         )
 
-    def settle(self) -> None:
+    def settle(self, table: ProcessTable) -> None:
         """Judges the exits older than the grace period."""
         now = self.clock()
         with self._lock:
@@ -335,7 +353,7 @@ class KernelWatcher:
             file_exists = not os.path.isabs(kernel.connection_file) or os.path.exists(
                 kernel.connection_file
             )
-            outcome = classify(exit_.status, self._parent_alive(kernel), file_exists)
+            outcome = classify(exit_.status, self._parent_alive(kernel, table), file_exists)
             user = self._user(kernel)
             log.debug("kernel pid %d of %s ended: %s", kernel.pid, log_text(user), outcome)
             if user is None:

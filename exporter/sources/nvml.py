@@ -2,7 +2,8 @@
 
 The only place besides the other ``sources.nvml_*`` modules that touches ``pynvml``. A
 missing or broken driver never raises out of the exporter: ``ensure()`` raises
-``NvmlUnavailable`` and the calling collector reports success 0 until a retry succeeds.
+``NvmlUnavailable`` and the NVML source fails (its collectors report success 0) until a
+retry succeeds. ``sources.nvml_source`` owns the one session and its life cycle.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 
 import pynvml
 
+from ..backoff import Backoff
 from ..untrusted import valid_text
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ ErrorCounts = dict[tuple[int, str, str], int]
 
 
 class NvmlSession:
-    """Shared by the gpu and processes collectors; thread-safe."""
+    """NVML initialised once, re-initialised after driver trouble; thread-safe."""
 
     def __init__(
         self,
@@ -66,12 +68,8 @@ class NvmlSession:
     ) -> None:
         self._lock = threading.Lock()
         self._initialized = False
-        self._min_backoff = min_backoff
-        self._max_backoff = max_backoff
-        self._backoff = min_backoff
-        self._next_attempt = 0.0
+        self._backoff = Backoff(min_backoff, max_backoff, clock)
         self._last_error = ""
-        self._clock = clock
         self._on_init: list[Callable[[], None]] = []
         self._on_reset: list[Callable[[], None]] = []
         self._errors: Counter[tuple[int, str, str]] = Counter()
@@ -90,19 +88,17 @@ class NvmlSession:
         with self._lock:
             if self._initialized:
                 return
-            now = self._clock()
-            if now < self._next_attempt:
+            if not self._backoff.ready():
                 # Same text every time: the scheduler logs only when the error changes.
                 raise NvmlUnavailable(self._last_error)
             try:
                 pynvml.nvmlInit()
             except pynvml.NVMLError as exc:
                 self._last_error = f"NVML initialisation failed: {exc}"
-                self._next_attempt = now + self._backoff
-                self._backoff = min(self._backoff * 2, self._max_backoff)
+                self._backoff.failed()
                 raise NvmlUnavailable(self._last_error) from exc
             self._initialized = True
-            self._backoff = self._min_backoff
+            self._backoff.succeeded()
             log.info("NVML initialised, driver %s", text(pynvml.nvmlSystemGetDriverVersion()))
         for callback in self._on_init:
             callback()

@@ -1,18 +1,15 @@
-"""Reads every GPU's state through NVML into frozen dataclasses."""
+"""Reads one GPU's state through NVML into a ``model.Gpu``, and remembers GPUs that are gone."""
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pynvml
 
-from .nvml import ErrorCounts, NvmlSession, text
-
-log = logging.getLogger(__name__)
+from ..model import Gpu
+from .nvml import NvmlSession, text
 
 T = TypeVar("T")
 
@@ -38,35 +35,6 @@ ECC_TYPES = {
     "corrected": pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED,
     "uncorrected": pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
 }
-
-
-@dataclass(frozen=True)
-class GpuReading:
-    """One GPU in one cycle. None means NVML does not support the field on this GPU."""
-
-    index: int
-    uuid: str
-    up: bool
-    name: str = ""
-    utilization_ratio: float | None = None
-    memory_used_bytes: int | None = None
-    memory_total_bytes: int | None = None
-    temperature_celsius: float | None = None
-    power_watts: float | None = None
-    power_limit_watts: float | None = None
-    clock_hertz: dict[str, float] = field(default_factory=dict)
-    clocks_event_active: dict[str, bool] | None = None
-    ecc_errors: dict[str, int] | None = None
-
-
-@dataclass(frozen=True)
-class GpuSnapshot:
-    driver_version: str
-    cuda_version: str
-    gpus: tuple[GpuReading, ...]
-    # (gpu index, uuid, xid) -> events seen since the exporter started
-    xid_errors: dict[tuple[int, str, int], int] = field(default_factory=dict)
-    nvml_errors: ErrorCounts = field(default_factory=dict)
 
 
 def format_cuda_version(version: int) -> str:
@@ -102,12 +70,10 @@ class GpuFields:
             return None
 
 
-def read_gpu(
-    session: NvmlSession, index: int, handle: object, known_uuid: str | None
-) -> GpuReading:
+def read_gpu(session: NvmlSession, index: int, handle: object, known_uuid: str | None) -> Gpu:
     """All fields of one GPU; a lost GPU, or one that cannot say who it is, reads as
     up=False under its last known UUID."""
-    lost = GpuReading(index=index, uuid=known_uuid or "unknown", up=False)
+    lost = Gpu(index=index, uuid=known_uuid or "unknown", up=False)
     try:
         uuid = text(session.gpu_call(index, lost.uuid, pynvml.nvmlDeviceGetUUID, handle))
         fields = GpuFields(session, index, uuid)
@@ -137,7 +103,7 @@ def read_gpu(
         }
     except pynvml.NVMLError:  # lost, or no UUID: nothing else of this GPU can be trusted
         return lost
-    return GpuReading(
+    return Gpu(
         index=index,
         uuid=uuid,
         up=True,
@@ -161,8 +127,8 @@ class SeenGpu:
 
 
 def with_gone_gpus(
-    readings: list[GpuReading], seen: dict[str, SeenGpu], now: float, keep_for: float
-) -> tuple[list[GpuReading], dict[str, SeenGpu]]:
+    readings: list[Gpu], seen: dict[str, SeenGpu], now: float, keep_for: float
+) -> tuple[list[Gpu], dict[str, SeenGpu]]:
     """readings plus, for every GPU seen in the last keep_for seconds that is missing now
     (gone from the device count), an up=False reading under its UUID and last index."""
     seen = {uuid: gpu for uuid, gpu in seen.items() if now - gpu.last_seen <= keep_for}
@@ -171,41 +137,6 @@ def with_gone_gpus(
         if reading.up:
             seen[reading.uuid] = SeenGpu(reading.index, now)
     gone = [
-        GpuReading(gpu.index, uuid, up=False)
-        for uuid, gpu in sorted(seen.items())
-        if uuid not in present
+        Gpu(gpu.index, uuid, up=False) for uuid, gpu in sorted(seen.items()) if uuid not in present
     ]
     return readings + gone, seen
-
-
-class GpuReader:
-    """Reads all GPUs; remembers each GPU, so a lost one keeps its labels and one gone from
-    the device count keeps reporting up=0 for GONE_GPU_SECONDS."""
-
-    def __init__(self, session: NvmlSession, clock: Callable[[], float] = time.monotonic) -> None:
-        self.session = session
-        self.clock = clock
-        self._uuids: dict[int, str] = {}
-        self._seen: dict[str, SeenGpu] = {}
-
-    def read(self) -> tuple[str, str, tuple[GpuReading, ...]]:
-        self.session.ensure()
-        driver = text(self.session.call(pynvml.nvmlSystemGetDriverVersion))
-        cuda = self.session.call(pynvml.nvmlSystemGetCudaDriverVersion)
-        count = self.session.call(pynvml.nvmlDeviceGetCount)
-        gpus = []
-        for index in range(count):
-            known = self._uuids.get(index)
-            try:
-                handle = self.session.gpu_call(
-                    index, known or "unknown", pynvml.nvmlDeviceGetHandleByIndex, index
-                )
-            except pynvml.NVMLError:
-                gpus.append(GpuReading(index, known or "unknown", up=False))
-                continue
-            reading = read_gpu(self.session, index, handle, known)
-            if reading.up:
-                self._uuids[index] = reading.uuid
-            gpus.append(reading)
-        gpus, self._seen = with_gone_gpus(gpus, self._seen, self.clock(), GONE_GPU_SECONDS)
-        return driver, format_cuda_version(cuda), tuple(gpus)

@@ -1,39 +1,19 @@
-"""Lists the processes on each GPU with their memory and recent SM utilization.
+"""Lists the processes on one GPU with their memory and recent SM utilization.
 
-Each GPU stands alone: a GPU whose process list NVML does not support, or whose calls fail
-(counted by the session), is left out of the result, and the others are still read.
+A GPU whose process list NVML does not support, or whose calls fail (counted by the
+session), raises for the caller (``sources.nvml_source``) to leave that GPU out; the
+others are still read.
 """
 
 from __future__ import annotations
 
 import ctypes
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pynvml
 
-from .nvml import ABSENT_FIELD_ERRORS, NvmlSession, text
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GpuProcess:
-    gpu_index: int
-    gpu_uuid: str
-    pid: int
-    used_memory_bytes: int | None  # None: the driver does not account it (NVML "not available")
-    sm_utilization_ratio: float  # 0 when NVML has no recent sample for the process
-
-
-@dataclass(frozen=True)
-class GpuProcessList:
-    """Every process NVML lists on one GPU."""
-
-    gpu_index: int
-    gpu_uuid: str
-    processes: tuple[GpuProcess, ...]
+from ..model import GpuProcess, GpuProcessList
+from .nvml import ABSENT_FIELD_ERRORS, NvmlSession
 
 
 class _ProcessInfoV1(ctypes.Structure):
@@ -107,67 +87,42 @@ def latest_sm_utilization(samples: list[object]) -> tuple[dict[int, float], int]
     return {pid: min(s.smUtil, 100) / 100.0 for pid, s in newest.items()}, last_seen
 
 
-class GpuProcessReader:
-    """Keeps, per GPU, the timestamp of the last utilization sample it has seen, so each
-    cycle asks NVML only for samples newer than the previous cycle."""
+def read_processes(
+    session: NvmlSession, index: int, uuid: str, handle: object, since: int
+) -> tuple[GpuProcessList, int]:
+    """The GPU's processes, and the timestamp of the newest utilization sample seen (to
+    ask only for newer ones next cycle: ``since``)."""
+    processes = {}
+    for kind in PROCESS_LISTERS:
+        call = f"Get{kind.title()}RunningProcesses"
+        for info in session.gpu_call(index, uuid, list_processes, handle, kind, call=call):
+            # A process with both contexts is listed twice; count it once.
+            processes.setdefault(info.pid, info.usedGpuMemory)
+    utilization, newest = sm_utilization(session, index, uuid, handle, since)
+    listed = tuple(
+        GpuProcess(index, uuid, pid, memory, utilization.get(pid, 0.0))
+        for pid, memory in sorted(processes.items())
+    )
+    return GpuProcessList(index, uuid, listed), newest or since
 
-    def __init__(self, session: NvmlSession) -> None:
-        self.session = session
-        self._last_seen: dict[str, int] = {}
-        self._uuids: dict[int, str] = {}
 
-    def read(self) -> tuple[GpuProcessList, ...]:
-        """The process lists of the GPUs that could be read."""
-        self.session.ensure()
-        found: list[GpuProcessList] = []
-        for index in range(self.session.call(pynvml.nvmlDeviceGetCount)):
-            try:
-                found.append(self._read_gpu(index))
-            except pynvml.NVMLError as exc:
-                # Lost (the gpu collector reports it), not supported, or a failed call
-                # (counted): this GPU's processes are unknown, the other GPUs' are not.
-                log.debug("GPU %d: processes not read: %s", index, exc)
-        return tuple(found)
-
-    def _read_gpu(self, index: int) -> GpuProcessList:
-        uuid = self._uuids.get(index, "unknown")
-        handle = self.session.gpu_call(index, uuid, pynvml.nvmlDeviceGetHandleByIndex, index)
-        uuid = text(self.session.gpu_call(index, uuid, pynvml.nvmlDeviceGetUUID, handle))
-        self._uuids[index] = uuid
-        processes = {}
-        for kind in PROCESS_LISTERS:
-            call = f"Get{kind.title()}RunningProcesses"
-            for info in self.session.gpu_call(index, uuid, list_processes, handle, kind, call=call):
-                # A process with both contexts is listed twice; count it once.
-                processes.setdefault(info.pid, info.usedGpuMemory)
-        utilization = self._utilization(index, handle, uuid)
-        return GpuProcessList(
+def sm_utilization(
+    session: NvmlSession, index: int, uuid: str, handle: object, since: int
+) -> tuple[dict[int, float], int]:
+    try:
+        samples = session.gpu_call(
             index,
             uuid,
-            tuple(
-                GpuProcess(index, uuid, pid, memory, utilization.get(pid, 0.0))
-                for pid, memory in sorted(processes.items())
-            ),
+            pynvml.nvmlDeviceGetProcessUtilization,
+            handle,
+            since,
+            expected=(pynvml.NVMLError_NotFound,),
         )
-
-    def _utilization(self, index: int, handle: object, uuid: str) -> dict[int, float]:
-        try:
-            samples = self.session.gpu_call(
-                index,
-                uuid,
-                pynvml.nvmlDeviceGetProcessUtilization,
-                handle,
-                self._last_seen.get(uuid, 0),
-                expected=(pynvml.NVMLError_NotFound,),
-            )
-        except (pynvml.NVMLError_NotFound, *ABSENT_FIELD_ERRORS):
-            # NotFound: no process ran a kernel since the last sample, as on an idle GPU.
-            return {}
-        except pynvml.NVMLError_GpuIsLost:
-            raise
-        except pynvml.NVMLError:
-            return {}  # counted; the memory of its processes is still known
-        by_pid, last_seen = latest_sm_utilization(list(samples))
-        if last_seen:
-            self._last_seen[uuid] = last_seen
-        return by_pid
+    except (pynvml.NVMLError_NotFound, *ABSENT_FIELD_ERRORS):
+        # NotFound: no process ran a kernel since the last sample, as on an idle GPU.
+        return {}, 0
+    except pynvml.NVMLError_GpuIsLost:
+        raise
+    except pynvml.NVMLError:
+        return {}, 0  # counted; the memory of its processes is still known
+    return latest_sm_utilization(list(samples))

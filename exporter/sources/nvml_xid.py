@@ -2,7 +2,10 @@
 
 XIDs are the driver's error reports (e.g. 79: GPU fell off the bus, 48: double-bit ECC,
 31: memory page fault, often a student's buggy kernel). NVML delivers them as events, not
-as a value to poll, so a thread waits on the event set and counts them.
+as a value to poll, so a thread waits on the event set and counts them. The GPUs are
+listed once at (re)initialisation, to register them; a GPU's UUID for an event comes from
+the event's device, or for a GPU already lost, from the NVML source's own record
+(``known_uuid``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 
 import pynvml
 
@@ -21,10 +25,10 @@ WAIT_MS = 500
 
 
 class XidWatcher:
-    def __init__(self, session: NvmlSession) -> None:
+    def __init__(self, session: NvmlSession, known_uuid: Callable[[int], str | None]) -> None:
         self.session = session
+        self.known_uuid = known_uuid  # GPU index -> its UUID when last read
         self._counts: dict[tuple[str, int], int] = {}
-        self._uuids: dict[int, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,7 +66,6 @@ class XidWatcher:
         for index in range(pynvml.nvmlDeviceGetCount()):
             try:
                 handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-                self._uuids[index] = text(pynvml.nvmlDeviceGetUUID(handle))
                 supported = pynvml.nvmlDeviceGetSupportedEventTypes(handle)
                 if supported & pynvml.nvmlEventTypeXidCriticalError:
                     pynvml.nvmlDeviceRegisterEvents(
@@ -104,11 +107,11 @@ class XidWatcher:
         log.warning("GPU %s reported XID %d", key[0], key[1])
 
     def _uuid(self, device: object) -> str:
-        """The GPU's UUID; for a GPU already lost (XID 79), the one it had at registration."""
+        """The GPU's UUID; for a GPU already lost (XID 79), the one it had when last read."""
         try:
             return text(pynvml.nvmlDeviceGetUUID(device))
         except pynvml.NVMLError:
             try:
-                return self._uuids.get(pynvml.nvmlDeviceGetIndex(device), "unknown")
+                return self.known_uuid(pynvml.nvmlDeviceGetIndex(device)) or "unknown"
             except pynvml.NVMLError:
                 return "unknown"

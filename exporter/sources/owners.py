@@ -17,46 +17,52 @@ With a hub configured only its users count; everything else is unattributed. Wit
 hub a process no rule names still has its Linux account, shown as a user (v1 behaviour)
 but not counted as a student by the kernels and host collectors.
 
-``read_evidence`` does the reads; ``attribute`` is pure. A process that vanishes mid-read
-or has garbage in environ gives no evidence or partial evidence, never an error.
+On Kubernetes (``--attribution=kubernetes``, ``PodOwners``) none of these rules hold: every
+student's processes run as uid 1000 and a student sets their pod's environment. There a
+process counts for X only when its cgroup names a pod that KubeSpawner made for X
+(``sources.kubepods``), as the API server last listed them; while the API is unreachable,
+nothing is attributed.
+
+The evidence is read from /proc by ``sources.proctable`` (one walk per cycle); here it
+is parsed (``unit_user``, ``environ_user``, ``status_uid``) and judged (``attribute``, pure;
+``Owners``, with the hub's current roster). Garbage in a file gives no evidence or partial
+evidence, never an error.
 """
 
 from __future__ import annotations
 
-import logging
 import pwd
 import re
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
+from ..model import HUB_USER_VARIABLE, Attribution, Evidence
 from ..untrusted import label_value
+from .kubepods import PodDirectory
+from .procfs import cgroup_paths
 from .roster import Roster, SharedRoster, keep_user, system_account
 
-log = logging.getLogger(__name__)
-
 SYSTEM_SLICE = "/system.slice/"
+MAX_JUDGED = 10_000  # distinct kinds of evidence remembered (a student can make up many)
 
 
-def unit_user(cgroup_text: str, prefix: str) -> str | None:
+def unit_user(cgroup_lines: Iterable[str], prefix: str) -> str | None:
     """X of a ``/system.slice/<prefix>X.service`` cgroup named in /proc/<pid>/cgroup."""
     if not prefix:
         return None  # every system service would be a "user"
     pattern = re.compile(rf"{re.escape(SYSTEM_SLICE + prefix)}([^/]+)\.service(?:/|$)")
-    for line in cgroup_text.splitlines():
-        match = pattern.match(line.split(":", 2)[-1])
+    for path in cgroup_paths(cgroup_lines).values():
+        match = pattern.match(path)
         if match:
             return match.group(1)
     return None
 
 
-def environ_user(environ: bytes) -> str | None:
-    """JUPYTERHUB_USER from a NUL-separated /proc/<pid>/environ."""
-    for entry in environ.split(b"\0"):
-        if entry.startswith(b"JUPYTERHUB_USER="):
-            value = entry[len(b"JUPYTERHUB_USER=") :].decode(errors="replace").strip()
-            return value or None
-    return None
+def environ_user(environ: Mapping[str, str]) -> str | None:
+    """JUPYTERHUB_USER from a process's environment variables."""
+    return environ.get(HUB_USER_VARIABLE, "").strip() or None
 
 
 def status_uid(status_text: str) -> int | None:
@@ -77,33 +83,10 @@ def account_name(uid: int) -> str | None:
 
 
 @dataclass(frozen=True)
-class Evidence:
-    """What /proc says about a process, before anything is believed."""
-
-    unit_user: str | None = None  # X of /system.slice/<prefix>X.service
-    account: str | None = None  # the account of the real uid; None: a uid without one
-    environ_user: str | None = None  # JUPYTERHUB_USER, which anyone can set
-
-
-@dataclass(frozen=True)
 class Policy:
     prefix: str = "jupyter-"
     spawner_account: str | None = None
     hub: bool = False  # a hub is configured: only its users are students
-
-
-@dataclass(frozen=True)
-class Attribution:
-    """The owner of a process and the rule that named it: "unit", "account", "environ",
-    or "linux-account" (no hub: the account stands in; root, daemons, the lecturer)."""
-
-    user: str
-    via: str
-
-    @property
-    def hub_user(self) -> bool:
-        """True when the owner is a student (hub user), not just some account."""
-        return self.via != "linux-account"
 
 
 def account_user(account: str, policy: Policy, roster: Roster | None) -> str | None:
@@ -137,32 +120,31 @@ def attribute(evidence: Evidence, policy: Policy, roster: Roster | None) -> Attr
     return found
 
 
-class OwnerResolver:
-    """Reads a process's evidence from /proc and judges it by the current rules and roster."""
+class Owners:
+    """The rules above with the hub's current roster: whom a process's evidence names."""
 
     def __init__(
         self,
-        procfs: Path = Path("/proc"),
         prefix: str = "jupyter-",
         spawner_account: str | None = None,
         roster: SharedRoster | None = None,
     ) -> None:
-        self.procfs = procfs
         self.prefix = prefix
         self.roster = roster
         self.policy = Policy(prefix, spawner_account, roster is not None and roster.hub_configured)
-
-    def owner(self, pid: int) -> str | None:
-        """The hub user (or Linux account) that owns pid; None if it cannot be told."""
-        found = self.attribution(pid)
-        return found.user if found else None
-
-    def attribution(self, pid: int) -> Attribution | None:
-        evidence = self.evidence(pid)
-        return self.judge(evidence) if evidence is not None else None
+        # Judgements under the current roster: the same evidence comes back every cycle.
+        self._judged: dict[Evidence, Attribution | None] = {}
+        self._judged_with: Roster | None = None
+        self._lock = threading.Lock()  # sources judge from their own threads
 
     def judge(self, evidence: Evidence) -> Attribution | None:
-        return attribute(evidence, self.policy, self._roster())
+        with self._lock:
+            roster = self._roster()
+            if roster is not self._judged_with or len(self._judged) > MAX_JUDGED:
+                self._judged, self._judged_with = {}, roster
+            if evidence not in self._judged:
+                self._judged[evidence] = attribute(evidence, self.policy, roster)
+            return self._judged[evidence]
 
     def keep(self, user: str, last_seen: float, now: float) -> bool:
         """Whether a user last seen with a process at last_seen keeps their series."""
@@ -171,29 +153,27 @@ class OwnerResolver:
     def _roster(self) -> Roster | None:
         return self.roster.current if self.roster is not None else None
 
-    def account_evidence(self, uid: int | None) -> Evidence:
-        """The evidence of a process known only by its uid (a kernel log line)."""
-        return Evidence(account=account_name(uid) if uid is not None else None)
 
-    def evidence(self, pid: int) -> Evidence | None:
-        """What /proc/<pid> says; None if the process is gone or unreadable."""
-        base = self.procfs / str(pid)
-        try:
-            unit = unit_user((base / "cgroup").read_text(errors="replace"), self.prefix)
-            if unit:
-                return Evidence(unit)  # the first rule settles it: nothing else to read
-            uid = status_uid((base / "status").read_text(errors="replace"))
-            try:
-                claimed = environ_user((base / "environ").read_bytes())
-            except PermissionError:
-                claimed = None  # not root: other users' environ is closed; the uid still tells
-        except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
-            log.debug("pid %d vanished while its owner was read", pid)
-            return None
-        except OSError as exc:
-            log.debug("pid %d: owner unreadable: %s", pid, exc)
-            return None
-        account = account_name(uid) if uid is not None else None
-        if account is None:
-            log.debug("pid %d: uid %s has no account", pid, uid)
-        return Evidence(None, account, claimed)
+def account_evidence(uid: int | None) -> Evidence:
+    """The evidence of a process known only by its uid (a kernel log line)."""
+    return Evidence(account=account_name(uid) if uid is not None else None)
+
+
+class PodOwners:
+    """``Owners`` on Kubernetes: the student of the pod a process's cgroup names, nobody else."""
+
+    prefix = ""  # no systemd units per user in a pod
+
+    def __init__(self, pods: PodDirectory) -> None:
+        self.pods = pods
+
+    def judge(self, evidence: Evidence) -> Attribution | None:
+        student = self.pods.student(evidence.pod_uid)
+        return Attribution(student, "pod") if student is not None else None
+
+    def keep(self, user: str, last_seen: float, now: float) -> bool:
+        return keep_user(user, last_seen, now, hub_configured=False, roster=None)
+
+
+# Whichever rules this exporter runs by (``--attribution``): what the sources judge with.
+OwnerRules = Owners | PodOwners

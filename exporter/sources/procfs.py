@@ -1,4 +1,4 @@
-"""Pure parsers for the /proc files the kernels and host collectors read.
+"""Pure parsers for the /proc files the exporter reads (``sources.proctable``).
 
 No I/O here: callers read the files and pass their contents, so every format has its own
 unit test with text captured from a real system.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Clock ticks per second for utime/stime in /proc/<pid>/stat (USER_HZ, 100 on Linux).
@@ -70,6 +71,16 @@ def parse_stat(text: str) -> ProcStat:
 def parse_uptime(text: str) -> float:
     """Seconds since boot, the first field of /proc/uptime ("350735.47 234388.90")."""
     return float(text.split()[0])
+
+
+def cgroup_paths(lines: Iterable[str]) -> dict[str, str]:
+    """Lines of /proc/<pid>/cgroup -> {controllers: path}; the v2 line ("0::/x") has key ""."""
+    found = {}
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            found[parts[1]] = parts[2]
+    return found
 
 
 def split_cmdline(raw: bytes) -> list[str]:

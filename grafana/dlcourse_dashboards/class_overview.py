@@ -35,6 +35,9 @@ GPU_MEMORY_BY_USER_GPU = (
 )
 
 
+GPU_ASSIGNED = f"dlcourse_user_gpu_assigned{{{INSTANCE}}}"
+
+
 def per_user_gpu_row(per_user: str) -> str:
     """A per-user value copied onto each of that user's GPU rows (the table is per user, GPU)."""
     return f"(({GPU_MEMORY_BY_USER_GPU}) * 0) + on(user) group_left() ({per_user})"
@@ -108,6 +111,7 @@ def gpu_timeseries() -> list[db.Panel]:
             "percentunit",
             [query(f"dlcourse_gpu_utilization_ratio{{{INSTANCE}}}", "GPU {{gpu}}")],
             max_value=1,
+            w=8,
         ),
         timeseries_panel(
             "GPU memory used",
@@ -119,7 +123,16 @@ def gpu_timeseries() -> list[db.Panel]:
                     f"dlcourse_gpu_memory_total_bytes{{{INSTANCE}}}", "GPU {{gpu}} total", ref="B"
                 ),
             ],
+            w=8,
         ).override_by_query("B", DASHED),
+        timeseries_panel(
+            "Students per GPU",
+            "Running servers the hub assigned to each GPU at spawn (docs/gpu-assignment.md); "
+            "staff and the policy 'all' get every GPU and are not counted.",
+            "none",
+            [query(f"count by (gpu) ({in_section(GPU_ASSIGNED)})", "GPU {{gpu}}")],
+            w=8,
+        ),
     ]
 
 

@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alerting_stack import wait_until
-from leftovers import Ledger, Owner, remove_account, start_ticks
 
+from dlcourse_testing.alerting import wait_until
+from dlcourse_testing.leftovers import Ledger, Owner, remove_account, start_ticks
+
+pytestmark = pytest.mark.live  # every test here runs the demo
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: demo users are accounts")
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "run.py"

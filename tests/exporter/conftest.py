@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from exporter_process import RunningExporter
+
+from dlcourse_testing.exporter import RunningExporter
 
 # The sleeper's processes run as this account with JUPYTERHUB_USER set, as a spawner that
 # runs every user's server under one account would start them.

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from exporter_process import value
-from hostile_hub import HostileHub, user_model
 
+from dlcourse_testing.exporter import value
+from dlcourse_testing.hostile_hub import HostileHub, user_model
+from dlcourse_testing.procfs import write_process
 from fakenvml import Gpu, Process, Scenario
 
 GIB = 1024**3
@@ -180,23 +181,16 @@ def test_with_a_hub_only_its_users_are_students(
     assert stranger not in per_user(samples, "dlcourse_user_kernels")
 
 
-def write_proc(root: Path, pid: int, cgroup: str, uid: int) -> None:
-    entry = root / str(pid)
-    entry.mkdir(parents=True)
-    (entry / "cgroup").write_text(cgroup)
-    (entry / "environ").write_bytes(b"")
-    (entry / "status").write_text(f"Name:\tpython\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
-
-
 def test_a_unit_named_for_someone_else_proves_nothing(run_exporter, scenario_path, tmp_path):
     """On a fixture /proc tree: the cgroup paths a student can and cannot make."""
     procfs = tmp_path / "proc"
     me = os.getuid()
-    write_proc(procfs, 7001, "0::/system.slice/jupyter-victim.service\n", me)
+    write_process(procfs, 7001, cgroup="0::/system.slice/jupyter-victim.service\n", uid=me)
     # A student's own systemd --user manager runs units of any name:
     student_manager = "0::/user.slice/user-1001.slice/user@1001.service"
-    write_proc(procfs, 7002, f"{student_manager}/app.slice/jupyter-victim.service\n", me)
-    write_proc(procfs, 7003, f"{student_manager}/jupyter-victim.service/x\n", me)
+    unit = "jupyter-victim.service"
+    write_process(procfs, 7002, cgroup=f"{student_manager}/app.slice/{unit}\n", uid=me)
+    write_process(procfs, 7003, cgroup=f"{student_manager}/{unit}/x\n", uid=me)
     Scenario(
         gpus=[Gpu(processes=[Process(7001, GIB), Process(7002, 4 * GIB), Process(7003, 2 * GIB)])]
     ).write(scenario_path)

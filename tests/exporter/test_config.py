@@ -2,10 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse_exporter import config as exporter_config
+from dlcourse_exporter.collectors import COLLECTORS
+from dlcourse_exporter.collectors.base import Collector
 from dlcourse_exporter.config import ConfigError
+from dlcourse_exporter.config import load as load_config
+from dlcourse_exporter.options import Option
 
-DEFAULTS = {"gpu": True, "processes": True, "extra": False}
 TOKEN_FILE: Path
 
 
@@ -17,58 +19,71 @@ def token_file(tmp_path):
     TOKEN_FILE.write_text("t0ken\n")
 
 
-def load(argv, defaults, environ=None):
-    return exporter_config.load([*argv, f"--web.token-file={TOKEN_FILE}"], defaults, environ)
+class Extra(Collector):
+    """A collector that is off unless asked for, with a setting of its own."""
+
+    name = "extra"
+    on_by_default = False
+    options = (Option("extra.level", "how much", "1"),)
+
+    def render(self, view):
+        return []
+
+
+def load(argv, environ):
+    argv = [*argv, f"--web.token-file={TOKEN_FILE}"]
+    return load_config(argv, environ, collectors=(*COLLECTORS, Extra()))
 
 
 def test_the_bearer_token_is_required():
     with pytest.raises(ConfigError, match="no bearer token: set --web.token-file"):
-        exporter_config.load([], DEFAULTS, environ={})
-    config, _ = load([], DEFAULTS, environ={})
+        load_config([], environ={})
+    config, _ = load([], environ={})
     assert config.web_token == "t0ken" and "t0ken" not in repr(config)
 
 
-def test_defaults_bind_localhost_and_run_gpu_only():
-    config, check = load([], DEFAULTS, environ={})
+def test_defaults_bind_localhost_and_run_everything_but_the_hub():
+    config, check = load([], environ={})
     assert (config.listen_host, config.listen_port) == ("127.0.0.1", 9945)
-    assert config.collectors == {"gpu", "processes"}
-    assert not config.hub_configured and not check
+    assert config.collectors == {"gpu", "processes", "kernels", "host"}
+    assert config["hub.url"] is None and config["extra.level"] == "1" and not check
 
 
 def test_flag_beats_env_beats_file(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text('[collection]\ninterval = 9\n[hub]\ninterval = 30\n[log]\nlevel = "debug"\n')
     env = {"DLCOURSE_COLLECTION_INTERVAL": "7", "DLCOURSE_LOG_LEVEL": "warning"}
-    config, _ = load(["--config.file", str(toml), "--collection.interval=3"], DEFAULTS, env)
-    assert config.interval == 3.0
+    config, _ = load(["--config.file", str(toml), "--collection.interval=3"], env)
+    assert config["collection.interval"] == 3.0
     assert config.log_level == "warning"
-    assert config.hub_interval == 30.0
+    assert config["hub.interval"] == 30.0
 
 
 def test_collector_switches_from_flags_env_and_file(tmp_path):
     toml = tmp_path / "c.toml"
-    toml.write_text("[collectors]\nextra = true\n")
+    toml.write_text("[collectors]\nextra = true\nhost = false\n[extra]\nlevel = 3\n")
     config, _ = load(
         ["--config.file", str(toml), "--no-collector.gpu"],
-        DEFAULTS,
-        {"DLCOURSE_COLLECTOR_PROCESSES": "false"},
+        {"DLCOURSE_COLLECTOR_PROCESSES": "false", "DLCOURSE_COLLECTOR_KERNELS": "0"},
     )
     assert config.collectors == {"extra"}
+    assert config["extra.level"] == "3"  # a collector's own setting, from its declaration
 
 
 def test_hub_from_jupyterhub_service_environment():
     env = {"JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api/", "JUPYTERHUB_API_TOKEN": "s3"}
-    config, _ = load([], DEFAULTS, env)
-    assert config.hub_url == "http://127.0.0.1:8081/hub/api"
-    assert config.hub_token == "s3"
+    config, _ = load([], env)
+    assert config["hub.url"] == "http://127.0.0.1:8081/hub/api/"  # HubClient drops the "/"
+    assert config["hub.token"] == "s3"
+    assert "hub" in config.collectors
     assert "s3" not in repr(config)  # secrets never reach logs through repr
 
 
 def test_token_file(tmp_path):
     token = tmp_path / "token"
     token.write_text("abc\n")
-    config, _ = load(["--hub.url=http://h/hub/api", f"--hub.token-file={token}"], DEFAULTS, {})
-    assert config.hub_token == "abc"
+    config, _ = load(["--hub.url=http://h/hub/api", f"--hub.token-file={token}"], {})
+    assert config["hub.token"] == "abc"
 
 
 @pytest.mark.parametrize(
@@ -98,21 +113,21 @@ def test_token_file(tmp_path):
             "hub token file /nonexistent/t",
         ),
         (["--hub.url=ftp://h"], "must start with http"),
-        (["--log.level=loud"], "log level 'loud'"),
+        (["--log.level=loud"], "--log.level='loud': must be debug or info"),
         (["--path.procfs=/nonexistent"], "is not a directory"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )
 def test_bad_input_is_one_line_error(argv, message):
     with pytest.raises(ConfigError) as error:
-        load(argv, DEFAULTS, {"JUPYTERHUB_API_TOKEN": "t"} if "hub.url" in str(argv) else {})
+        load(argv, {"JUPYTERHUB_API_TOKEN": "t"} if "hub.url" in str(argv) else {})
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 
 
 def test_all_errors_reported_at_once():
     with pytest.raises(ConfigError) as error:
-        load(["--collection.interval=-1", "--log.level=x", "--hub.url=x"], DEFAULTS, {})
+        load(["--collection.interval=-1", "--log.level=x", "--hub.url=x"], {})
     assert str(error.value).count(";") >= 2
 
 
@@ -120,37 +135,35 @@ def test_bad_toml_and_unknown_keys(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[web\n")
     with pytest.raises(ConfigError, match="config file"):
-        load(["--config.file", str(bad)], DEFAULTS, {})
+        load(["--config.file", str(bad)], {})
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("[web]\nlisten = 1\n")
     with pytest.raises(ConfigError, match="unknown setting 'web.listen'"):
-        load(["--config.file", str(unknown)], DEFAULTS, {})
+        load(["--config.file", str(unknown)], {})
 
 
 def test_numbers_in_range_and_listen_addresses_pass():
     config, _ = load(
-        ["--collection.interval=0.1", "--hub.max-users=5", "--web.listen-address=[::1]:9"],
-        DEFAULTS,
-        {},
+        ["--collection.interval=0.1", "--hub.max-users=5", "--web.listen-address=[::1]:9"], {}
     )
-    assert (config.interval, config.hub_max_users) == (0.1, 5)
+    assert (config["collection.interval"], config["hub.max-users"]) == (0.1, 5)
     assert (config.listen_host, config.listen_port) == ("::1", 9)
-    config, _ = load(["--web.listen-address=localhost:9945"], DEFAULTS, {})
+    config, _ = load(["--web.listen-address=localhost:9945"], {})
     assert config.listen_host == "localhost"
 
 
 def test_token_from_the_environment_is_stripped():
     # Why 7: a trailing newline was sent to the hub and reported as "unreachable".
     env = {"JUPYTERHUB_API_URL": "http://h/hub/api", "JUPYTERHUB_API_TOKEN": "s3cret\n"}
-    config, _ = load([], DEFAULTS, env)
-    assert config.hub_token == "s3cret"
+    config, _ = load([], env)
+    assert config["hub.token"] == "s3cret"
     with pytest.raises(ConfigError, match="no token"):
-        load([], DEFAULTS, {**env, "JUPYTERHUB_API_TOKEN": " \n"})
+        load([], {**env, "JUPYTERHUB_API_TOKEN": " \n"})
 
 
 def test_credentials_in_a_bad_hub_url_are_not_repeated():
     with pytest.raises(ConfigError) as error:
-        load(["--hub.url=http://me:s3cret@[bad"], DEFAULTS, {"JUPYTERHUB_API_TOKEN": "t"})
+        load(["--hub.url=http://me:s3cret@[bad"], {"JUPYTERHUB_API_TOKEN": "t"})
     assert "s3cret" not in str(error.value)
 
 
@@ -159,7 +172,7 @@ def test_toml_that_is_not_utf8_is_one_line(tmp_path):
     bad = tmp_path / "latin1.toml"
     bad.write_bytes(b'[log]\nlevel = "d\xe9bug"\n')
     with pytest.raises(ConfigError, match="not UTF-8 text") as error:
-        load(["--config.file", str(bad)], DEFAULTS, {})
+        load(["--config.file", str(bad)], {})
     assert "\n" not in str(error.value)
 
 
@@ -167,4 +180,54 @@ def test_toml_numbers_are_checked_too(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text("[collection]\ninterval = nan\n")
     with pytest.raises(ConfigError, match="config file collection.interval"):
-        load(["--config.file", str(toml)], DEFAULTS, {})
+        load(["--config.file", str(toml)], {})
+
+
+KUBERNETES = ["--attribution=kubernetes", "--kubernetes.api-url=http://127.0.0.1:6443"]
+
+
+def test_kubernetes_attribution_takes_the_chart_s_flags(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("t")
+    config, _ = load(
+        [*KUBERNETES, f"--kubernetes.token-file={token}", "--kubernetes.namespace=jhub"],
+        environ={"NODE_NAME": "gpu-node-3"},
+    )
+    assert "kubernetes" in config.collectors
+    assert config["kubernetes.node-name"] == "gpu-node-3"
+    assert config["kubernetes.namespace"] == "jhub"
+    assert config["kubernetes.token-file"] == token  # a path: read again for every request
+
+
+def test_in_a_pod_the_api_server_is_found_the_standard_way(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("t")
+    (tmp_path / "ca.crt").write_text("")
+    environ = {
+        "NODE_NAME": "n",
+        "KUBERNETES_SERVICE_HOST": "fd00::1",
+        "KUBERNETES_SERVICE_PORT": "443",
+    }
+    argv = ["--attribution=kubernetes", f"--kubernetes.token-file={token}"]
+    config, _ = load([*argv, f"--kubernetes.ca-file={tmp_path / 'ca.crt'}"], environ)
+    assert config["kubernetes.api-url"] == "https://[fd00::1]:443"
+
+
+def test_kubernetes_settings_are_checked_at_start():
+    with pytest.raises(ConfigError) as error:
+        load(["--attribution=kubernetes", "--kubernetes.namespace=Not_A_Name"], environ={})
+    message = str(error.value)
+    assert "\n" not in message
+    for part in (
+        "namespace",
+        "needs --kubernetes.node-name",
+        "needs --kubernetes.api-url outside a pod",
+        "--kubernetes.token-file /var/run/secrets/kubernetes.io/serviceaccount/token is no file",
+    ):
+        assert part in message
+    with pytest.raises(ConfigError, match="go together"):
+        load(["--collector.kubernetes"], environ={})
+    with pytest.raises(ConfigError, match="go together"):
+        load([*KUBERNETES, "--no-collector.kubernetes"], environ={"NODE_NAME": "n"})
+    with pytest.raises(ConfigError, match="attribution"):
+        load(["--attribution=pods"], environ={})

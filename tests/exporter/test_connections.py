@@ -18,10 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exporter_process import AUTH, RunningExporter, value
 
 from dlcourse_exporter.connections import REQUEST_TIMEOUT, ConnectionTable
 from dlcourse_exporter.server import OncePerInterval, connection_cap
+from dlcourse_testing.exporter import AUTH, RunningExporter, value
 from fakenvml import Gpu, Scenario
 
 FLOOD = Path(__file__).with_name("flood_client.py")

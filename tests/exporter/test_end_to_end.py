@@ -13,9 +13,11 @@ import sys
 import uuid
 
 import pytest
-from exporter_process import value
 
+from dlcourse_testing.exporter import AUTH, value
 from fakenvml import Gpu, Process, Scenario, XidEvent, build_library
+
+pytestmark = pytest.mark.live  # every test here starts a process
 
 GIB = 1024**3
 
@@ -203,8 +205,8 @@ def test_driver_failure_degrades_gpu_collectors_and_recovers(run_exporter, scena
         what="recovery after the driver came back",
     )
     log = exporter.log()
-    assert log.count("collector gpu failed") == 1, log  # once per state change, not per cycle
-    assert "collector gpu recovered" in log
+    assert log.count("source nvml failed") == 1, log  # once per state change, not per cycle
+    assert "source nvml recovered" in log
 
 
 def test_missing_library_keeps_the_endpoint_up(run_exporter, tmp_path):
@@ -266,7 +268,25 @@ def test_openmetrics_when_asked(run_exporter, scenario_path):
     Scenario(gpus=[Gpu()]).write(scenario_path)
     exporter = run_exporter()
     text = exporter.scrape_text({"Accept": "application/openmetrics-text; version=1.0.0"})
-    assert text.rstrip().endswith("# EOF")
+    assert text.rstrip().endswith("# EOF") and text.count("# EOF") == 1
+
+
+def test_gzip_when_asked(run_exporter, scenario_path):
+    import gzip
+
+    import httpx
+
+    Scenario(gpus=[Gpu()]).write(scenario_path)
+    exporter = run_exporter()
+    url = f"{exporter.url}/metrics"
+    with httpx.Client(headers=AUTH) as client:  # as Prometheus asks
+        with client.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as zipped:
+            compressed = b"".join(zipped.iter_raw())
+        plain = client.get(url, headers={"Accept-Encoding": "identity"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain.headers
+    assert gzip.decompress(compressed).startswith(b"# HELP dlcourse_exporter_build_info")
+    assert plain.content.startswith(b"# HELP dlcourse_exporter_build_info")
 
 
 def test_metrics_token(run_exporter, scenario_path, tmp_path):

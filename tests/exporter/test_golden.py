@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from exporter_process import value
-
+from dlcourse_testing.exporter import value
 from fakenvml import Gpu, Process, Scenario, XidEvent
 
 GOLDEN = Path(__file__).parent / "golden" / "two-gpu-class.prom"

@@ -22,10 +22,9 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from dlcourse_exporter.collectors.hub import HubCollector
+from dlcourse_exporter.model import HubSnapshot
 from dlcourse_exporter.sources.hub import (
-    HubClient,
     HubResponseError,
-    HubSnapshot,
     parse_json,
     parse_page,
     parse_user,
@@ -131,13 +130,13 @@ def test_deeply_nested_json_is_refused_not_a_crash():
 
 class Rendered:
     def __init__(self, snapshot: HubSnapshot) -> None:
-        collector = HubCollector(HubClient("http://hub.invalid/hub/api", "t"))
-        self.families = list(collector.render(snapshot))
+        self.families = list(HubCollector().render(snapshot))
 
     def collect(self):
         return self.families
 
 
+@pytest.mark.live
 @settings(database=None, deadline=None, max_examples=40)
 @given(st.lists(st.tuples(ANY_TEXT.filter(bool), ANY_TEXT), min_size=1, max_size=15))
 def test_any_names_make_an_exposition_every_parser_accepts(pairs):

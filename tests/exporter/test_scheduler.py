@@ -1,130 +1,98 @@
-"""The scheduler isolates collectors: one failing source degrades only itself."""
+"""The scheduler isolates sources: one failing or hung source degrades only itself and
+what renders it, and a source that needs another runs after it in the same cycle."""
 
 import asyncio
-import json
 import logging
 import threading
 import time
 
-from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from dlcourse_exporter import __version__, exposition
-from dlcourse_exporter.classview import class_status
 from dlcourse_exporter.collectors.base import Collector
-from dlcourse_exporter.exposition import build_registry
+from dlcourse_exporter.exposition import Exposition, negotiate
 from dlcourse_exporter.scheduler import Scheduler
+from dlcourse_exporter.sources.base import Source
+from dlcourse_testing.exporter import parse_samples, value
 
 
-class Flaky(Collector):
+def scrape(exposition: Exposition):
+    return parse_samples(exposition.render(negotiate("")).decode())
+
+
+class Flaky(Source):
     """A source whose health the test switches."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, needs: tuple[str, ...] = ()) -> None:
+        self.name, self.needs = name, needs
         self.broken = False
-        self.polls = 0
+        self.polls: list[tuple] = []
 
-    def poll(self) -> int:
-        self.polls += 1
+    def poll(self, *inputs) -> int:
+        self.polls.append(inputs)
         if self.broken:
             raise OSError("source unreachable")
-        return self.polls
+        return len(self.polls)
 
-    def render(self, snapshot):
+
+class Up(Collector):
+    """Renders test_<name>_up: 1 while its sources answer."""
+
+    def __init__(self, name: str, *sources: str) -> None:
+        self.name, self.sources = name, sources or (name,)
+
+    def render(self, view):
         family = GaugeMetricFamily(f"test_{self.name}_up", "up", labels=[])
-        family.add_metric([], 0 if snapshot is None else 1)
+        family.add_metric([], 0 if view is None else 1)
         yield family
 
 
 def test_failure_is_isolated_logged_once_and_recovers(caplog):
     good, bad = Flaky("good"), Flaky("bad")
     scheduler = Scheduler([good, bad])
-    registry = build_registry(scheduler)
+    exposition = Exposition(scheduler, [Up("good"), Up("bad"), Up("both", "good", "bad")])
     assert not scheduler.ready
-
-    async def cycle():
-        await asyncio.gather(scheduler.poll_once(good), scheduler.poll_once(bad))
 
     bad.broken = True
     with caplog.at_level(logging.WARNING):
         for _ in range(3):
-            asyncio.run(cycle())
+            asyncio.run(scheduler.tick())
     assert scheduler.ready
-    assert [r.getMessage() for r in caplog.records].count(
-        "collector bad failed: OSError: source unreachable"
-    ) == 1
-    value = registry.get_sample_value
-    assert value("dlcourse_collector_success", {"collector": "bad"}) == 0
-    assert value("dlcourse_collector_success", {"collector": "good"}) == 1
-    assert value("test_bad_up") == 0 and value("test_good_up") == 1
-    assert value("dlcourse_collector_last_success_timestamp_seconds", {"collector": "bad"}) is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("source bad failed: OSError: source unreachable") == 1
+    seen = scrape(exposition)
+    assert value(seen, "dlcourse_collector_success", collector="bad") == 0
+    assert value(seen, "dlcourse_collector_success", collector="good") == 1
+    assert value(seen, "dlcourse_collector_success", collector="both") == 0
+    assert value(seen, "test_bad_up") == 0 and value(seen, "test_good_up") == 1
+    assert value(seen, "dlcourse_collector_last_success_timestamp_seconds", collector="bad") is None
 
     bad.broken = False
-    asyncio.run(cycle())
-    assert value("dlcourse_collector_success", {"collector": "bad"}) == 1
-    assert value("test_bad_up") == 1
-    assert value("dlcourse_exporter_build_info", {"version": __version__}) == 1
+    with caplog.at_level(logging.INFO):
+        asyncio.run(scheduler.tick())
+    seen = scrape(exposition)
+    assert value(seen, "dlcourse_collector_success", collector="bad") == 1
+    assert value(seen, "dlcourse_collector_success", collector="both") == 1
+    assert value(seen, "test_bad_up") == 1
+    assert "source bad recovered" in [r.getMessage() for r in caplog.records]
 
 
-class Rendering(Collector):
-    """A healthy source whose render() misbehaves as the test says."""
-
-    def __init__(self, name: str, label: str = "ok", fails: bool = False, series: int = 1) -> None:
-        self.name, self.label, self.fails, self.series = name, label, fails, series
-
-    def poll(self) -> int:
-        return 1
-
-    def render(self, snapshot):
-        if self.fails:
-            raise KeyError("bug")
-        family = GaugeMetricFamily(f"test_{self.name}_info", "info", labels=["user", "n"])
-        for n in range(self.series):
-            family.add_metric([self.label, str(n)], 1)
-        yield family
+def test_a_source_gets_what_it_needs_from_the_same_cycle_or_fails_with_it():
+    table, kernels = Flaky("table"), Flaky("kernels", needs=("table",))
+    scheduler = Scheduler([table, kernels])
+    asyncio.run(scheduler.tick())
+    asyncio.run(scheduler.tick())
+    assert kernels.polls == [(1,), (2,)]  # the table of its own cycle, not the last one
+    # Its data began with the table's reading: that is when its collection began.
+    assert scheduler.states["kernels"].began == scheduler.states["table"].began
+    assert scheduler.states["kernels"].ended >= scheduler.states["table"].ended
+    table.broken = True
+    asyncio.run(scheduler.tick())
+    assert len(kernels.polls) == 2  # not polled without its input
+    assert scheduler.states["kernels"].error == "InputFailed: its input table failed"
+    assert scheduler.states["kernels"].last_success_timestamp is not None
 
 
-def polled(*collectors: Collector) -> tuple[Scheduler, object]:
-    scheduler = Scheduler(list(collectors))
-    for collector in collectors:
-        asyncio.run(scheduler.poll_once(collector))
-    return scheduler, build_registry(scheduler)
-
-
-def test_a_render_that_raises_marks_only_its_collector_failed(caplog):
-    # Why 9: a render() that raised left dlcourse_collector_success at 1.
-    scheduler, registry = polled(Rendering("good"), Rendering("buggy", fails=True))
-    with caplog.at_level(logging.WARNING):
-        for _ in range(3):
-            text = generate_latest(registry).decode()
-    assert 'dlcourse_collector_success{collector="buggy"} 0.0' in text
-    assert 'dlcourse_collector_success{collector="good"} 1.0' in text
-    assert "test_good_info" in text
-    assert len([r for r in caplog.records if "collector buggy not served" in r.getMessage()]) == 1
-
-
-def test_a_label_utf8_cannot_encode_marks_only_its_collector_failed():
-    # Why 3: prometheus_client fails at encode time, after render() returned, for every
-    # collector at once; both formats, and the class status built from the same samples.
-    scheduler, registry = polled(Rendering("good"), Rendering("bad", label="\ud800"))
-    for encode in (generate_latest, generate_openmetrics):
-        text = encode(registry).decode()
-        assert 'dlcourse_collector_success{collector="bad"} 0.0' in text
-        assert 'test_good_info{n="0",user="ok"} 1.0' in text
-        assert "test_bad_info" not in text
-    assert json.dumps(class_status(registry.collect()), ensure_ascii=False).encode()
-
-
-def test_too_many_series_marks_the_collector_failed(monkeypatch):
-    monkeypatch.setattr(exposition, "MAX_SERIES_PER_COLLECTOR", 10)
-    scheduler, registry = polled(Rendering("good", series=10), Rendering("flood", series=11))
-    assert registry.get_sample_value("dlcourse_collector_success", {"collector": "flood"}) == 0
-    assert registry.get_sample_value("dlcourse_collector_success", {"collector": "good"}) == 1
-    assert registry.get_sample_value("test_flood_info", {"user": "ok", "n": "0"}) is None
-
-
-class Hanging(Collector):
+class Hanging(Source):
     """A source whose call blocks, as a hung NVML call does, until the test releases it."""
 
     name = "hanging"
@@ -139,34 +107,52 @@ class Hanging(Collector):
         self.release.wait(30)
         return self.calls
 
-    def render(self, snapshot):
-        return []
 
-
-def test_a_hung_poll_fails_its_collector_at_the_deadline_and_blocks_nothing():
-    # Why 9: no poll had a timeout, so a hung NVML call froze that collector's data silently.
+def test_a_hung_poll_fails_its_source_at_the_deadline_and_blocks_nothing():
+    # Issue 11, Why 9: no poll had a timeout, so a hung NVML call froze that collector's
+    # data silently.
     hanging, good = Hanging(), Flaky("good")
     scheduler = Scheduler([hanging, good])
-    registry = build_registry(scheduler)
+    exposition = Exposition(scheduler, [Up("hanging"), Up("good")])
 
-    async def cycle() -> float:
+    def cycle() -> float:
         started = time.monotonic()
-        await asyncio.gather(scheduler.poll_once(hanging), scheduler.poll_once(good))
+        asyncio.run(scheduler.tick())
         return time.monotonic() - started
 
+    def success(name: str) -> float | None:
+        return value(scrape(exposition), "dlcourse_collector_success", collector=name)
+
     try:
-        assert asyncio.run(cycle()) < 5
-        value = registry.get_sample_value
-        assert value("dlcourse_collector_success", {"collector": "hanging"}) == 0
-        assert value("dlcourse_collector_success", {"collector": "good"}) == 1
+        assert cycle() < 5
+        assert success("hanging") == 0 and success("good") == 1
         assert "did not finish within 0.5 s" in scheduler.states["hanging"].error
-        # Still stuck: no second thread is started, the collector stays failed.
-        asyncio.run(cycle())
-        assert hanging.calls == 1 and good.polls == 2
-        assert value("dlcourse_collector_success", {"collector": "hanging"}) == 0
+        # Still stuck: no second thread is started, the source stays failed.
+        cycle()
+        assert hanging.calls == 1 and len(good.polls) == 2
+        assert success("hanging") == 0
     finally:
         hanging.release.set()
     deadline = time.monotonic() + 10
-    while scheduler.states["hanging"].success is False and time.monotonic() < deadline:
-        asyncio.run(scheduler.poll_once(hanging))  # the stuck call returned: polls resume
-    assert registry.get_sample_value("dlcourse_collector_success", {"collector": "hanging"}) == 1
+    while not scheduler.states["hanging"].success and time.monotonic() < deadline:
+        asyncio.run(scheduler.tick([hanging]))  # the stuck call returned: polls resume
+    assert success("hanging") == 1
+
+
+def test_a_cycle_is_published_at_once():
+    first, second = Flaky("first"), Flaky("second", needs=("first",))
+    scheduler = Scheduler([first, second])
+    generations = []
+
+    async def watch_then_tick() -> None:
+        async def watch() -> None:
+            while not scheduler.ready:
+                generations.append((scheduler.generation, dict(scheduler.states)))
+                await asyncio.sleep(0)
+
+        await asyncio.gather(watch(), scheduler.tick())
+
+    asyncio.run(watch_then_tick())
+    # While the cycle ran, nothing of it was visible: both states appear together.
+    assert all(g == 0 and not s["first"].polled for g, s in generations)
+    assert scheduler.generation == 1 and scheduler.states["second"].snapshot == 1

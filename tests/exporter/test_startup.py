@@ -12,7 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from exporter_process import free_port, token_file
+import pytest
+
+from dlcourse_testing.exporter import free_port, token_file
+
+pytestmark = pytest.mark.live  # every test here starts a process
 
 
 def exporter(*args: str) -> subprocess.CompletedProcess[str]:

@@ -131,6 +131,7 @@ def test_nothing_listens_beyond_localhost() -> None:
     assert ini["server"]["http_addr"] == "127.0.0.1"
 
 
+@pytest.mark.live
 def test_secrets_come_from_ignored_files() -> None:
     for name, secret in COMPOSE["secrets"].items():
         path = secret["file"]
@@ -146,6 +147,7 @@ def test_secrets_come_from_ignored_files() -> None:
     assert used == set(COMPOSE["secrets"])
 
 
+@pytest.mark.live
 def test_exporter_service(tmp_path) -> None:
     exporter = SERVICES["exporter"]
     assert exporter["pid"] == "host"

@@ -35,6 +35,7 @@ def test_all_dashboards_are_committed() -> None:
     assert set(DASHBOARDS) == EXPECTED_FILES
 
 
+@pytest.mark.live
 def test_committed_json_is_what_the_generator_writes(tmp_path) -> None:
     subprocess.run(
         [sys.executable, str(GRAFANA / "generate.py"), "--out", str(tmp_path)], check=True
@@ -47,6 +48,7 @@ def test_committed_json_is_what_the_generator_writes(tmp_path) -> None:
     assert not stale, f"grafana/dashboards is stale: {stale}; run `make dashboards`"
 
 
+@pytest.mark.live
 def test_check_mode_reports_a_stale_file(tmp_path) -> None:
     subprocess.run(
         [sys.executable, str(GRAFANA / "generate.py"), "--out", str(tmp_path)], check=True

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from alerting_stack import find_tool
 from helm_chart import HELM, SHARING_VALUES, Helm
+
+from dlcourse_testing.alerting import find_tool
 
 
 @pytest.fixture(scope="session")

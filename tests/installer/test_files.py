@@ -5,10 +5,10 @@ import os
 import stat
 
 import pytest
-from rendered import render_site
 
 from dlcourse_installer import files
 from dlcourse_installer.host import RealHost
+from dlcourse_testing.rendered import render_site
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="chown to root needs root (CI runs as root)"
@@ -72,6 +72,7 @@ def test_changing_a_mode_never_goes_through_a_symlink(tmp_path, victim):
     assert _unchanged(victim)
 
 
+@pytest.mark.live
 def test_secrets_and_configuration_with_credentials_are_for_their_service_only(tmp_path):
     site = render_site(tmp_path / "site", "--admin", "teacher")
     for path, (owner, _, mode) in site.owners.items():
@@ -82,6 +83,7 @@ def test_secrets_and_configuration_with_credentials_are_for_their_service_only(t
     assert site.owners["/etc/prometheus/alertmanager.yml"] == ("root", "prometheus", 0o640)
 
 
+@pytest.mark.live
 def test_grafana_links_use_the_servers_real_name(tmp_path):
     """Old behaviour: domain stayed localhost, so links Grafana sends out were wrong."""
     ini = "/etc/grafana/grafana.ini"

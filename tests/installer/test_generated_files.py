@@ -1,6 +1,7 @@
 """Generated files, as `dlcourse-install render --relocate` writes them, checked by the real
 tools that will read them."""
 
+import importlib.util
 import os
 import shutil
 import stat
@@ -10,11 +11,12 @@ import pluggy
 import pytest
 import yaml
 from jupyterhub.app import JupyterHub
-from rendered import render_site
 
 from dlcourse_installer import cli, hub_passwords, options, templates, tljh_plugin
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
+from dlcourse_testing import tljh_env
+from dlcourse_testing.rendered import render_site
 
 from .conftest import UPSTREAM_TLJH
 
@@ -66,6 +68,7 @@ def test_units_pass_systemd_analyze_verify(site, tmp_path):
     assert "GF_SECURITY_ADMIN_PASSWORD__FILE=%d/admin-password" in site.read(GRAFANA_DROPIN)
 
 
+@pytest.mark.live
 def test_systemd_analyze_verify_does_catch_a_bad_unit(tmp_path):
     """The check above can fail: a misspelt key is reported."""
     (tmp_path / "bad.service").write_text("[Service]\nExecStart=/bin/true\nProtectSystm=strict\n")
@@ -131,6 +134,7 @@ def test_grafana_provisioning_points_at_the_stack(site):
     assert home in site.read("/etc/grafana/grafana.ini")
 
 
+@pytest.mark.live
 def test_grafana_provisioning_follows_moved_ports(tmp_path):
     site = render_site(tmp_path / "site", "--admin", "t", ports={"prometheus": 19090,
                        "alertmanager": 19093})  # fmt: skip
@@ -198,44 +202,22 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(site, tmp_path):
     )
 
 
-# tljh/hooks.py of The Littlest JupyterHub 2.0.0, as facts: the project name, hook names and
-# their arguments. (TLJH is not on PyPI.)
-tljh_hookspec = pluggy.HookspecMarker("tljh")
-
-
-class TljhHookSpecs:
-    @tljh_hookspec
-    def tljh_extra_user_conda_packages(self): ...
-
-    @tljh_hookspec
-    def tljh_extra_user_conda_channels(self): ...
-
-    @tljh_hookspec
-    def tljh_extra_user_pip_packages(self): ...
-
-    @tljh_hookspec
-    def tljh_extra_hub_pip_packages(self): ...
-
-    @tljh_hookspec
-    def tljh_extra_apt_packages(self): ...
-
-    @tljh_hookspec
-    def tljh_custom_jupyterhub_config(self, c): ...
-
-    @tljh_hookspec
-    def tljh_config_post_install(self, config): ...
-
-    @tljh_hookspec
-    def tljh_post_install(self): ...
-
-    @tljh_hookspec
-    def tljh_new_user_create(self, username): ...
+def tljh_hooks():
+    """TLJH's own tljh/hooks.py (it imports only pluggy), from TLJH's source beside the
+    checkout; tests/tljh_conformance runs the rest of TLJH's code with the plugin."""
+    reason = tljh_env.absent_reason()
+    if reason:
+        pytest.skip(reason)
+    spec = importlib.util.spec_from_file_location("tljh_hooks", tljh_env.UPSTREAM / "tljh/hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_tljh_plugin_registers_through_the_tljh_entry_point(tmp_path, monkeypatch):
     # TLJH's get_plugin_manager: its hookspecs, then every `tljh` entry point.
     pm = pluggy.PluginManager("tljh")
-    pm.add_hookspecs(TljhHookSpecs)
+    pm.add_hookspecs(tljh_hooks())
     pm.load_setuptools_entrypoints("tljh")
     assert pm.get_plugin("dlcourse") is tljh_plugin
     pm.check_pending()  # every hookimpl of ours matches a TLJH hook

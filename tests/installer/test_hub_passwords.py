@@ -49,6 +49,7 @@ def test_a_password_changed_since_is_kept(store):
     assert _login(store_path, "teacher", "changed-by-the-lecturer") == "teacher"
 
 
+@pytest.mark.live
 def test_command_line_lists_and_seeds(store):
     passwords_dir, store_path = store
     cmd = [sys.executable, "-m", "dlcourse_installer.hub_passwords", passwords_dir, store_path]

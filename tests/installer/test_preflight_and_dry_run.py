@@ -114,6 +114,16 @@ def _normalize(text: str) -> str:
     return re.sub(r" \(\d+(\.\d+)?s\)| \(\d+m\d+s\)", "", text)
 
 
+def test_cpu_limit_is_a_whole_number_as_tljh_requires():
+    """tljh-config refuses limits.cpu 1.5 (tests/tljh_conformance checks it against TLJH)."""
+    assert validate(Options(admins=("t",), cpu_limit="2")) == []
+    for fraction in ("1.5", "0.5", "0"):
+        assert validate(Options(admins=("t",), cpu_limit=fraction)) == [
+            f"--cpu-limit {fraction!r}: use a positive whole number of CPUs, e.g. 2 (TLJH "
+            "takes no fractions)"
+        ]
+
+
 def test_dry_run_on_a_fresh_ubuntu_24_04_prints_the_plan(tmp_path):
     """The golden plan a lecturer reads before installing, for the command the docs give
     (UPDATE_GOLDEN=1 rewrites it)."""
@@ -148,6 +158,7 @@ def _dlcourse_temp_files() -> set[str]:
     return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("dlcourse-install")}
 
 
+@pytest.mark.live
 def test_dry_run_here_lists_the_reasons_first_then_the_whole_plan():
     """This machine is Debian without a GPU: the real CLI, as a lecturer would run it."""
     before = _dlcourse_temp_files()
@@ -175,6 +186,7 @@ def test_dry_run_here_lists_the_reasons_first_then_the_whole_plan():
     assert _dlcourse_temp_files() == before
 
 
+@pytest.mark.live
 def test_bootstrap_dry_run_is_stdlib_only():
     """installer/bootstrap.py under the system Python, with no venv and no dlcourse installed."""
     if not os.path.exists("/usr/bin/python3"):
@@ -189,6 +201,7 @@ def test_bootstrap_dry_run_is_stdlib_only():
     assert "dlcourse-install 0.1.0" in result.stdout  # its version, from the checkout
 
 
+@pytest.mark.live
 def test_bootstrap_help_changes_nothing(tmp_path):
     """Old behaviour: as root it made the venv under the prefix before showing the help."""
     prefix = tmp_path / "prefix"

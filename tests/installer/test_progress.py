@@ -8,14 +8,16 @@ import stat
 import threading
 
 import pytest
-from alerting_stack import wait_until
 
 from dlcourse_installer import runner
 from dlcourse_installer.host import RealHost
 from dlcourse_installer.progress import Progress
+from dlcourse_testing.alerting import wait_until
 
 from .conftest import install
 from .fakehost import FakeHost
+
+pytestmark = pytest.mark.live  # every test here starts a process
 
 
 class Terminal(io.StringIO):

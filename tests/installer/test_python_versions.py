@@ -51,6 +51,7 @@ def test_the_installer_imports_only_the_standard_library():
     """bootstrap.py runs it from a bare checkout with the system Python, nothing installed."""
     allowed_elsewhere = {
         "tljh_plugin.py": {"pluggy"},  # runs in TLJH's hub environment
+        "gpu_hook.py": {"yaml"},  # in the hub's process: TLJH's config.yaml (JupyterHub's PyYAML)
         "user_env_probe.py": {"packaging", "pip", "conda"},  # in the users' environment
     }
     for path in _modules():

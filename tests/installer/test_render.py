@@ -10,15 +10,17 @@ import sys
 import urllib.request
 
 import pytest
-from alerting_stack import Process, request, wait_until
-from exporter_process import free_port
-from rendered import render_site
 
 from dlcourse_installer import runner
 from dlcourse_installer.paths import Paths
+from dlcourse_testing.alerting import Process, request, wait_until
+from dlcourse_testing.exporter import free_port
+from dlcourse_testing.rendered import render_site
 
 from .conftest import install
 from .fakehost import FakeHost
+
+pytestmark = pytest.mark.live  # every test here starts a process
 
 SECRET = re.compile(r"^[0-9a-f]{64}\n$")
 # Inside files made from secrets (a netrc, web-config hashes): what differs from run to run.

@@ -70,7 +70,7 @@ def test_every_bad_row_gets_one_line():
 def test_a_header_with_an_unknown_or_missing_column_is_refused():
     _, errors = roster.parse("# list\nusername,sectoin\nada,A\n", "r.csv")
     assert errors == ["r.csv:2: the header must name the columns username, section once each, "
-                      "and may name role (got username, sectoin)"]  # fmt: skip
+                      "and may name role and gpu (got username, sectoin)"]  # fmt: skip
 
 
 def test_roster_roles_make_teaching_assistants_staff():
@@ -104,6 +104,7 @@ def test_a_file_that_is_not_utf8_is_refused_in_plain_words(tmp_path, capsys):
     assert "not UTF-8 text; in Excel, save it as 'CSV UTF-8'" in capsys.readouterr().err
 
 
+@pytest.mark.live
 @pytest.mark.skipif(os.geteuid() != 0, reason="useradd needs root (CI runs as root)")
 @pytest.mark.skipif(not os.path.isdir(UPSTREAM_TLJH), reason="no ../shared/upstream TLJH copy")
 @pytest.mark.parametrize("shape", ["t{}", "a.b-c_{}", "0{}", "x" * 24 + "{}"])

@@ -22,12 +22,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from rendered import render_site
 
 from dlcourse_installer import cli, runner, user_env
 from dlcourse_installer.course_packages import Package
 from dlcourse_installer.host import RealHost
 from dlcourse_installer.paths import Paths
+from dlcourse_testing.rendered import render_site
 
 from .conftest import REPO
 

@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from rendered import parse_owners
 
 from dlcourse_installer import runner
+from dlcourse_testing.rendered import parse_owners
 
 from .conftest import REPO as CHECKOUT
 

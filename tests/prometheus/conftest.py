@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from alerting_stack import find_tool
+
+from dlcourse_testing.alerting import find_tool
 
 
 def require(*names: str) -> str:

@@ -3,7 +3,7 @@ Prometheus and Alertmanager; it comes back and the resolution arrives too."""
 
 from __future__ import annotations
 
-from alerting_stack import Process, free_port, wait_until
+from dlcourse_testing.alerting import Process, free_port, wait_until
 
 
 def start_node_exporter(binary: str, port: int, log_dir) -> Process:

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from alerting_stack import PROMETHEUS_DIR, SYSTEM_PYTHON
+
+from dlcourse_testing.alerting import PROMETHEUS_DIR, SYSTEM_PYTHON
+
+pytestmark = pytest.mark.live  # every test here starts a process
 
 RENDER = [SYSTEM_PYTHON, str(PROMETHEUS_DIR / "render.py")]
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from alerting_stack import PROMETHEUS_DIR, REPO
+
+from dlcourse_testing.alerting import PROMETHEUS_DIR, REPO
 
 ALERTS_FILE = PROMETHEUS_DIR / "rules" / "dlcourse-alerts.yml"
 RECORDING_FILE = PROMETHEUS_DIR / "rules" / "dlcourse-recording.yml"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from alerting_stack import PROMETHEUS_DIR, SYSTEM_PYTHON
+
+from dlcourse_testing.alerting import PROMETHEUS_DIR, SYSTEM_PYTHON
 
 RULE_TESTS = sorted((Path(__file__).parent / "rules").glob("*_test.yml"))
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
@@ -69,11 +70,13 @@ def test_promtool_rule_unit_tests(promtool, test_file):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.live
 def test_generated_rules_are_up_to_date():
     result = run([SYSTEM_PYTHON, str(PROMETHEUS_DIR / "render.py"), "rules", "--check"])
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.live
 def test_generated_alertmanager_config_is_up_to_date():
     result = run(
         [

@@ -13,13 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
-from alerting_stack import find_tool
 
 from dlcourse_installer import grafana_config, templates, webauth
 from dlcourse_installer.options import Options
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
+from dlcourse_testing.alerting import find_tool
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -100,6 +101,7 @@ def test_the_alertmanager_health_check_works_with_its_credential(alerting_stack,
     assert subprocess.run(argv, capture_output=True, timeout=30).returncode != 0
 
 
+@pytest.mark.live
 def test_the_web_config_command(tmp_path):
     (tmp_path / "a").write_text("first-password\n")
     (tmp_path / "b").write_text("second-password\n")

@@ -21,9 +21,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jmespath
 import pytest
-from exporter_process import free_port
-from hubfixture import LiveHub
-from rendered import Site, render_site
+
+from dlcourse_testing.exporter import free_port
+from dlcourse_testing.hub import LiveHub
+from dlcourse_testing.rendered import Site, render_site
 
 STAFF_GROUP = "tutors"  # not the default: the setting must reach every file
 

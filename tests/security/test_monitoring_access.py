@@ -30,11 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from alerting_stack import PROMETHEUS_DIR, SYSTEM_PYTHON, Process, Webhook, find_tool, wait_until
-from exporter_process import RunningExporter, free_port
-from hubfixture import LinuxAccounts, LiveHub
-from rendered import Site, render_site
 
+from dlcourse_testing.alerting import (
+    PROMETHEUS_DIR,
+    SYSTEM_PYTHON,
+    Process,
+    Webhook,
+    find_tool,
+    wait_until,
+)
+from dlcourse_testing.exporter import RunningExporter, free_port
+from dlcourse_testing.hub import LinuxAccounts, LiveHub
+from dlcourse_testing.rendered import Site, render_site
 from fakenvml import Gpu, Scenario
 from fakenvml import Process as GpuProcess
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from exporter_process import free_port
-from hubfixture import HubError, LiveHub, tljh_authenticator
-from rendered import Site, render_site
+
+from dlcourse_testing.exporter import free_port
+from dlcourse_testing.hub import HubError, LiveHub, tljh_authenticator
+from dlcourse_testing.rendered import Site, render_site
 
 STATUS = "/services/dlcourse-status/"
 CONFIG_D = "/opt/tljh/config/jupyterhub_config.d"

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import CHROMIUM, Browser
-from exporter_process import RunningExporter, free_port
-from hubfixture import LiveHub
-from rendered import render_site
 
 from dlcourse_installer import staff
+from dlcourse_testing.browser import CHROMIUM, Browser
+from dlcourse_testing.exporter import RunningExporter, free_port
+from dlcourse_testing.hub import LiveHub
+from dlcourse_testing.rendered import render_site
 from fakenvml import Gpu, Scenario
 
 STATUS = f"/services/{staff.STATUS_SERVICE}/"
@@ -163,6 +163,7 @@ def status_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.live
 def test_bad_settings_are_one_line_and_exit_2():
     result = status_service({"JUPYTERHUB_SERVICE_URL": "http://127.0.0.1"})
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr

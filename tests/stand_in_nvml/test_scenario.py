@@ -100,6 +100,7 @@ def test_example_spreads_processes_over_users_gpus():
         example_scenario(2, 3, 1, pids=[7])
 
 
+@pytest.mark.live
 def test_build_is_cached_and_rejects_unknown_names(tmp_path):
     lib = build_library(tmp_path) / "libnvidia-ml.so.1"
     built = lib.stat().st_mtime_ns
@@ -114,6 +115,7 @@ def test_build_is_cached_and_rejects_unknown_names(tmp_path):
     assert sorted(exported_functions()) == sorted(s for s in symbols if s.startswith("nvml"))
 
 
+@pytest.mark.live
 def test_build_reports_a_missing_compiler(tmp_path, monkeypatch):
     monkeypatch.setenv("CC", "/nonexistent/cc")
     with pytest.raises(BuildError, match="cannot run the C compiler '/nonexistent/cc'"):
@@ -126,6 +128,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.live
 def test_cli_example_and_build(tmp_path):
     out = tmp_path / "class.scn"
     result = run_cli(
@@ -139,6 +142,7 @@ def test_cli_example_and_build(tmp_path):
     assert result.stdout.strip().endswith("/libnvidia-ml.so.1")
 
 
+@pytest.mark.live
 def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     result = run_cli("example", "--gpus", "0", "--out", str(tmp_path / "x.scn"))
     assert result.returncode == 1

@@ -1,0 +1,13 @@
+"""Test support: the real components the tests, the demo and the benchmark run.
+
+- ``hub``: a real JupyterHub (``LiveHub``) with users, servers and kernels;
+- ``alerting``: real Prometheus and Alertmanager with the shipped configuration;
+- ``exporter``: ``dlcourse-exporter`` as a subprocess (``RunningExporter``) and scrape helpers;
+  ``exporter_run``: the same by URL, labels matched exactly;
+- ``hostile_hub``: an HTTP server that answers as a broken or lying hub would;
+- ``rendered``: the installer's files as ``dlcourse-install render`` writes them;
+- ``procfs``: a /proc fixture tree, for what a real /proc cannot be made to show.
+
+Only the GPU is simulated (``fakenvml``). Installed with the project (``make setup``), so
+everything imports it by name.
+"""
