@@ -8,8 +8,7 @@ the hub's process, in TLJH's hub environment: stdlib and dlcourse's stdlib-only 
 - The GPU goes into the server's environment as ``CUDA_VISIBLE_DEVICES=<GPU uuid>`` (CUDA
   takes nvidia-smi's UUIDs there: CUDA Programming Guide, 5.2 "CUDA Environment Variables",
   docs.nvidia.com/cuda/cuda-programming-guide/05-appendices/environment-variables.html),
-  so cuda:0 in
-  the notebook is that GPU whatever the numbering. The exporter reads it back from the
+  so cuda:0 in the notebook is that GPU whatever the numbering. The exporter reads it back from the
   server process's initial environment (``dlcourse_user_gpu_assigned``).
 - Staff (hub admins and the staff group) and the policy ``all`` get every GPU: no variable.
 - A running server keeps its GPU: the hook runs only when a server starts, and TLJH keeps

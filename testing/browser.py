@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .leftovers import terminate
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -140,9 +142,4 @@ class Browser:
     def close(self) -> None:
         os.close(self._to_browser)
         os.close(self._from_browser)
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from .leftovers import die_with_parent
+from .leftovers import die_with_parent, terminate
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -156,12 +156,7 @@ class RunningExporter:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            terminate(self.process)
         if self._log is not subprocess.DEVNULL:
             self._log.close()
 

@@ -217,6 +217,16 @@ def stop_processes(processes: list[tuple[int, int]], timeout: float) -> None:
             return
 
 
+def terminate(process: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM to a child, SIGKILL if it is still there after `timeout`; then reaped."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def die_with_parent(argv: list[str]) -> list[str]:
     """argv run so that it gets SIGTERM when the thread that starts it dies, even by SIGKILL.
 
