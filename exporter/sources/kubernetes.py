@@ -2,10 +2,11 @@
 
 In the background, as client-go's reflector does: list the pods (``GET /api/v1[/namespaces/
 NS]/pods?fieldSelector=spec.nodeName=NODE&labelSelector=component=singleuser-server``, in
-pages), then watch from the list's resourceVersion; when the server ends a watch
-(``timeoutSeconds``), watch again from the last version seen; on ``410 Gone`` list again
-a second later; on any other failure forget every pod (nobody is a student while the API
-cannot say who is), back off (1 s doubling to 30 s) and list again. The pods are in a
+pages; every namespace only with ``user_namespaces``, of which only the hub's count:
+``kubepods.hub_namespace``), then watch from the list's resourceVersion; when the server
+ends a watch (``timeoutSeconds``), watch again from the last version seen; on ``410 Gone``
+list again a second later; on any other failure forget every pod (nobody is a student while
+the API cannot say who is), back off (1 s doubling to 30 s) and list again. The pods are in a
 ``kubepods.PodDirectory`` that the attribution rules read (``owners.PodOwners``);
 ``poll()`` only reports the state, so the source's health series say whether the API is
 followed.
@@ -39,9 +40,11 @@ from .kubepods import (
     LABEL_SELECTOR,
     KubernetesError,
     KubernetesResponseError,
+    Pod,
     PodDirectory,
     ResourceVersionGone,
     WatchEvent,
+    hub_namespace,
     parse_event,
     parse_pod_list,
 )
@@ -105,17 +108,20 @@ class KubernetesClient:
         self,
         api_url: str,
         node: str,
-        namespace: str | None,
+        namespace: str,
         token_file: Path,
         ca_file: Path,
+        user_namespaces: bool = False,
         watch_seconds: int = WATCH_SECONDS,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.node = node
+        self.namespace = namespace
+        self.user_namespaces = user_namespaces
         self.token_file = token_file
         self.ca_file = ca_file
         self.watch_seconds = watch_seconds
-        where = f"/namespaces/{namespace}" if namespace else ""
+        where = "" if user_namespaces else f"/namespaces/{namespace}"
         self.pods_url = f"{self.api_url}/api/v1{where}/pods"
         self.selectors = {"fieldSelector": f"spec.nodeName={node}", "labelSelector": LABEL_SELECTOR}
 
@@ -129,6 +135,12 @@ class KubernetesClient:
         timeout = httpx.Timeout(REQUEST_SECONDS, read=self.watch_seconds + REQUEST_SECONDS)
         return httpx.AsyncClient(verify=verify, timeout=timeout)
 
+    def student(self, pod: Pod) -> str | None:
+        """The student a pod names, if the hub made it (a pod in another namespace may
+        carry the same labels)."""
+        believed = hub_namespace(pod.namespace, self.namespace, self.user_namespaces)
+        return pod.student if believed else None
+
     async def list_pods(self, http: httpx.AsyncClient) -> tuple[StudentPods, str]:
         """Every student pod on the node, and the resourceVersion to watch from."""
         students: dict[str, str] = {}
@@ -139,7 +151,9 @@ class KubernetesClient:
             seen += len(page.pods)
             if seen > MAX_PODS:
                 raise KubernetesResponseError(f"more than {MAX_PODS} pods on the node: refused")
-            students.update((pod.uid, pod.student) for pod in page.pods if pod.student)
+            students.update(
+                (pod.uid, student) for pod in page.pods if (student := self.student(pod))
+            )
             if not page.continue_token:
                 return StudentPods(students), page.resource_version
             params["continue"] = page.continue_token
@@ -265,7 +279,7 @@ class KubernetesSource(Source):
         if event.pod is None:  # a bookmark: only the version moves on
             return
         students = dict(self.pods.current.students if self.pods.current else {})
-        uid, student = event.pod.uid, event.pod.student
+        uid, student = event.pod.uid, self.client.student(event.pod)
         if event.kind == "DELETED" or student is None:
             if students.pop(uid, None) is None:
                 return
