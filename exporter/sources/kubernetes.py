@@ -34,7 +34,15 @@ import httpx
 
 from ..backoff import Backoff
 from ..model import StudentPods
-from ..untrusted import TooLarge, log_text, read_capped, redact_url
+from ..untrusted import (
+    IDENTITY,
+    TooLarge,
+    Unreadable,
+    decoded_chunks,
+    log_text,
+    read_capped,
+    redact_url,
+)
 from .base import Source
 from .kubepods import (
     LABEL_SELECTOR,
@@ -88,15 +96,18 @@ def read_token(path: Path) -> str:
 async def bounded_lines(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
     """The non-empty lines of a streamed body; KubernetesResponseError past limit bytes."""
     pending = b""
-    async for chunk in response.aiter_bytes():
-        *lines, pending = (pending + chunk).split(b"\n")
-        if len(pending) > limit or any(len(line) > limit for line in lines):
-            raise KubernetesResponseError(
-                f"the pod watch sent an event over {limit} bytes: refused"
-            )
-        for line in lines:
-            if line.strip():
-                yield line
+    try:
+        async for chunk in decoded_chunks(response):
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > limit or any(len(line) > limit for line in lines):
+                raise KubernetesResponseError(
+                    f"the pod watch sent an event over {limit} bytes: refused"
+                )
+            for line in lines:
+                if line.strip():
+                    yield line
+    except Unreadable as exc:
+        raise KubernetesResponseError(f"the pod watch: {exc}") from exc
     if pending.strip():
         yield pending
 
@@ -133,7 +144,9 @@ class KubernetesClient:
             except (OSError, ssl.SSLError) as exc:
                 raise KubernetesError(f"cannot read the CA bundle {self.ca_file}: {exc}") from exc
         timeout = httpx.Timeout(REQUEST_SECONDS, read=self.watch_seconds + REQUEST_SECONDS)
-        return httpx.AsyncClient(verify=verify, timeout=timeout)
+        # The API server compresses answers over 128 KiB for clients that accept gzip
+        # (APIResponseCompression); asked for identity, it does not.
+        return httpx.AsyncClient(verify=verify, timeout=timeout, headers=IDENTITY)
 
     def student(self, pod: Pod) -> str | None:
         """The student a pod names, if the hub made it (a pod in another namespace may
@@ -168,6 +181,8 @@ class KubernetesClient:
                     raise KubernetesResponseError(
                         f"the pod list sent a page over {MAX_PAGE_BYTES} bytes: refused"
                     ) from exc
+                except Unreadable as exc:
+                    raise KubernetesResponseError(f"the pod list: {exc}") from exc
 
         try:  # a deadline for the whole request: an API that trickles bytes cannot hold it
             return await asyncio.wait_for(get(), REQUEST_SECONDS)

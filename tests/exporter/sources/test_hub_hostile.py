@@ -25,7 +25,7 @@ from dlcourse_exporter.sources.hub import (
     HubUnreachable,
 )
 from dlcourse_testing.exporter import AUTH, RunningExporter, log_lines, value, wait_value
-from dlcourse_testing.hostile_hub import LYING_TOTAL, HostileHub, user_model
+from dlcourse_testing.hostile_hub import BOMB_BYTES, LYING_TOTAL, HostileHub, gzip_bomb, user_model
 
 DURATION = "dlcourse_collector_duration_seconds"
 HUB_ONLY = (
@@ -112,6 +112,48 @@ def test_a_dripping_hub_is_given_up_on_in_time(hostile_hub: HostileHub):
     with pytest.raises(HubUnreachable, match="did not answer within 1 s"):
         asyncio.run(client.fetch_users())
     assert time.monotonic() - started < 5
+
+
+def test_answers_are_asked_for_uncompressed_and_a_compressed_one_still_read(
+    hostile_hub: HostileHub,
+):
+    """A proxy may compress anyway: read, in capped steps."""
+    hostile_hub.mode = "gzip"
+    hostile_hub.users = [user_model(f"student-{i:03}") for i in range(250)]
+    snapshot = asyncio.run(HubClient(hostile_hub.api_url, "t", timeout=10).fetch_users())
+    assert len(snapshot.users) == 250 and not snapshot.truncated
+    # Before: "gzip, deflate" (and br or zstd where httpx has their decoders).
+    assert set(hostile_hub.accept_encodings) == {"identity"}
+
+
+@pytest.mark.live
+def test_a_gzip_bomb_is_refused_at_the_cap_in_bounded_memory(
+    hostile_hub: HostileHub, tmp_path: Path
+):
+    """Old behaviour: the 8 MiB cap counted what httpx had already inflated, one network
+    read (up to 64 KiB of gzip, a thousandfold more inflated) at a time."""
+    gzip_bomb()  # made before the exporter asks (seconds on a busy machine)
+    hostile_hub.mode = "gzip-bomb"
+    exporter = start_exporter(hostile_hub, tmp_path, interval=5)
+    try:
+        exporter.wait_for(
+            lambda _: len(log_lines(exporter, "more than 8388608 bytes")) == 1,
+            120,
+            "the bomb refused",
+        )
+        asked = hostile_hub.requests
+        exporter.wait_for(lambda _: hostile_hub.requests > asked, 120, "another request")
+        took = value(exporter.scrape(), DURATION, collector="hub")
+        exporter.wait_for(lambda s: value(s, DURATION, collector="hub") != took, 120, "its end")
+        memory = memory_kib(exporter.process.pid)
+        print(
+            f"gzip bomb ({len(gzip_bomb()) // 1024} KiB inflating to {BOMB_BYTES >> 20} MiB): "
+            f"exporter RSS {memory['VmRSS'] // 1024} MiB, peak {memory['VmHWM'] // 1024} MiB"
+        )
+        assert value(exporter.scrape(), "dlcourse_hub_up") == 0
+        assert memory["VmHWM"] < 150 * 1024
+    finally:
+        exporter.stop()
 
 
 @pytest.mark.live

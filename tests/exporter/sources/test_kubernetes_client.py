@@ -84,6 +84,8 @@ def test_lists_the_node_s_student_pods_page_by_page(api, token_file, monkeypatch
     assert version == str(api.version)
     assert [r.query.get("continue") for r in api.requests] == [None, "2"]
     assert api.requests[0].query["labelSelector"] == "component=singleuser-server"
+    # Uncompressed: the API server gzips large answers for clients that accept it.
+    assert {r.accept_encoding for r in api.requests} == {"identity"}
 
 
 def test_the_token_is_read_from_its_file_for_every_request(api, token_file):
