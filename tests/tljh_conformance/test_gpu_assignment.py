@@ -19,6 +19,7 @@ import pytest
 
 from dlcourse_testing.alerting import wait_until
 from dlcourse_testing.exporter import TOKEN, RunningExporter, value
+from dlcourse_testing.students import python_as
 from dlcourse_testing.tljh_hub import tljh_config
 from fakenvml import Gpu, Scenario
 
@@ -170,13 +171,8 @@ def test_a_student_cannot_move_their_exported_gpu(course):
         "print(open('/proc/self/environ', 'rb').read().split(b'\\0').count("
         f"b'CUDA_VISIBLE_DEVICES={other}'), flush=True); time.sleep(60)"
     )
-    env = {"JUPYTERHUB_USER": name, "CUDA_VISIBLE_DEVICES": other, "PATH": os.defpath}
-    # The students' own Python: a checkout under /root (or any 0700 folder) is not theirs
-    # to run (issue 21, item 4; tests/testing/test_private_checkout.py).
-    forger = subprocess.Popen(
-        [str(hub.user_env / "bin" / "python"), "-c", code], env=env, user=account.pw_uid,
-        group=account.pw_gid, extra_groups=[], stdout=subprocess.PIPE, text=True, cwd="/",
-    )  # fmt: skip
+    env = {"JUPYTERHUB_USER": name, "CUDA_VISIBLE_DEVICES": other}
+    forger = python_as(account, code, env=env, stdout=subprocess.PIPE, text=True)
     try:
         # Its own view of its initial environment is unchanged by what it set...
         assert forger.stdout.readline().strip() == "1"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from dlcourse_testing.exporter_run import running_exporter, value, wait_for, wait_poll_after
+from dlcourse_testing.students import python_as
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: accounts and cgroups")
 
@@ -77,18 +78,8 @@ def cgroup_dirs() -> Iterator[list[Path]]:
 def start_as(
     account, code: str, hub_user: str | None = None, args: tuple[str, ...] = ()
 ) -> subprocess.Popen:
-    env = {"HOME": account.pw_dir, "PATH": "/usr/bin:/bin"}
-    if hub_user:
-        env["JUPYTERHUB_USER"] = hub_user
-    return subprocess.Popen(
-        ["/usr/bin/python3", "-c", code, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        user=account.pw_uid,
-        group=account.pw_gid,
-        extra_groups=[],
-        env=env,
-    )
+    env = {"JUPYTERHUB_USER": hub_user} if hub_user else {}
+    return python_as(account, code, *args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
 def limited_cgroup(root: Path, relative: str, made: list[Path], v2: bool) -> Path:
