@@ -69,6 +69,16 @@ def memory_kib(pid: int) -> dict[str, int]:
     return found
 
 
+def memory_after_another_poll(exporter: RunningExporter, hub: HostileHub) -> dict[str, int]:
+    """memory_kib once one more poll has run, from its request to its end (when the poll's
+    duration changes; during backoff no other poll of the hub runs)."""
+    asked = hub.requests
+    exporter.wait_for(lambda _: hub.requests > asked, 120, "another request")
+    took = value(exporter.scrape(), DURATION, collector="hub")
+    exporter.wait_for(lambda s: value(s, DURATION, collector="hub") != took, 120, "its end")
+    return memory_kib(exporter.process.pid)
+
+
 def test_a_lying_total_is_read_up_to_the_page_cap(hostile_hub: HostileHub):
     hostile_hub.mode = "lying-total"
     client = HubClient(hostile_hub.api_url, "t", timeout=2)
@@ -141,11 +151,7 @@ def test_a_gzip_bomb_is_refused_at_the_cap_in_bounded_memory(
             120,
             "the bomb refused",
         )
-        asked = hostile_hub.requests
-        exporter.wait_for(lambda _: hostile_hub.requests > asked, 120, "another request")
-        took = value(exporter.scrape(), DURATION, collector="hub")
-        exporter.wait_for(lambda s: value(s, DURATION, collector="hub") != took, 120, "its end")
-        memory = memory_kib(exporter.process.pid)
+        memory = memory_after_another_poll(exporter, hostile_hub)
         print(
             f"gzip bomb ({len(gzip_bomb()) // 1024} KiB inflating to {BOMB_BYTES >> 20} MiB): "
             f"exporter RSS {memory['VmRSS'] // 1024} MiB, peak {memory['VmHWM'] // 1024} MiB"
@@ -180,13 +186,7 @@ def test_exporter_memory_stays_bounded_under_a_lying_and_a_huge_hub(
 
         hostile_hub.mode = "huge"
         wait_value(exporter, "dlcourse_hub_up", 0, 60)
-        # One more refused 61 MB answer, from its request to the end of its poll (when the
-        # poll's duration changes; during backoff no other poll of the hub runs).
-        asked = hostile_hub.requests
-        exporter.wait_for(lambda _: hostile_hub.requests > asked, 120, "another request")
-        took = value(exporter.scrape(), DURATION, collector="hub")
-        exporter.wait_for(lambda s: value(s, DURATION, collector="hub") != took, 120, "its end")
-        after_huge = memory_kib(exporter.process.pid)
+        after_huge = memory_after_another_poll(exporter, hostile_hub)  # one more refused
         print(
             f"lying hub: RSS {lying['VmRSS'] // 1024} MiB, peak {lying['VmHWM'] // 1024} MiB, "
             f"scrape {scrape_seconds * 1000:.0f} ms; after 61 MB answers: RSS "
