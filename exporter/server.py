@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -36,6 +37,7 @@ FD_RESERVE = 64  # descriptors kept for NVML, /proc reads, the hub client, logs
 BACKLOG = 128
 SWEEP_SECONDS = 1.0
 LOG_EVERY_SECONDS = 60.0
+REQUEST_HEAD_BYTES = 16 * 1024  # request line and headers (docs/exporter.md)
 
 
 class StartupError(Exception):
@@ -172,10 +174,37 @@ class ConnectionGuard:
             self._sweeper.cancel()
 
 
+class CappedHeadConnection(h11.Connection):
+    """h11's server side, with its cap on a request head kept however the head arrives.
+
+    h11 (0.16, ``_connection.py`` ``next_event``) refuses a head over
+    ``max_incomplete_event_size`` only while the head is still incomplete: one that arrives
+    whole in one read (up to asyncio's 256 KiB) is parsed whatever its size. Here the bytes
+    a request head took from the receive buffer are counted too. ``_receive_buffer`` is
+    h11's; its public ``trailing_data`` copies the whole buffer at every event, which a
+    client pipelining many small requests would make quadratic.
+    """
+
+    def next_event(self):  # type: ignore[no-untyped-def]
+        waiting = self.their_state is h11.IDLE
+        before = len(self._receive_buffer) if waiting else 0
+        event = super().next_event()
+        taken = before - len(self._receive_buffer)
+        if waiting and isinstance(event, h11.Request) and taken > self._max_incomplete_event_size:
+            # uvicorn answers 400 and closes, as for h11's own refusal.
+            raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+        return event
+
+
 def guarded_protocol(guard: ConnectionGuard) -> type[H11Protocol]:
-    """uvicorn's h11 protocol, reporting each connection's state to guard."""
+    """uvicorn's h11 protocol, reporting each connection's state to guard, with request
+    heads capped at REQUEST_HEAD_BYTES."""
 
     class GuardedH11Protocol(H11Protocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.conn = CappedHeadConnection(h11.SERVER, REQUEST_HEAD_BYTES)
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             guard.opened(self)

@@ -6,7 +6,9 @@
   ``exporter_run``: the same by URL, labels matched exactly;
 - ``hostile_hub``: an HTTP server that answers as a broken or lying hub would;
 - ``rendered``: the installer's files as ``dlcourse-install render`` writes them;
-- ``procfs``: a /proc fixture tree, for what a real /proc cannot be made to show.
+- ``procfs``: a /proc fixture tree, for what a real /proc cannot be made to show;
+- ``students``: processes run as a student, from the students' own environment, so the
+  suite runs from a checkout no other account can enter.
 
 Only the GPU is simulated (``fakenvml``). Installed with the project (``make setup``), so
 everything imports it by name.

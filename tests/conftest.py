@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dlcourse_testing import students
 from dlcourse_testing.leftovers import create_account, reap_accounts, remove_account
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,7 +73,7 @@ def user_env() -> Path:
     `make test` builds it (Makefile target `userenv`, path in DLCOURSE_USERENV); students'
     servers and kernels must not use the test runner's Python, which may live under /root.
     """
-    path = Path(os.environ.get("DLCOURSE_USERENV", "/opt/dlcourse-dev/user-env"))
+    path = students.user_env()
     if not (path / "bin" / "python").exists():
         if not IS_ROOT:
             return Path(sys.prefix)  # everything runs as the current user anyway
