@@ -47,21 +47,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def free_privileged_port() -> int:
-    """A port below 1024 that nothing listens on; root binds it (where this process may not
-    bind one, any such port will do: nobody but root can listen there either)."""
-    for port in range(1023, 600, -1):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except PermissionError:
-                return port
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below 1024")
-
-
 def limit_open_files(count: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 

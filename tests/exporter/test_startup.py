@@ -9,7 +9,6 @@ required, so no address is served without one. Issue 21: a port in use is not on
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +18,9 @@ import httpx
 import pytest
 
 from dlcourse_testing.alerting import wait_until
-from dlcourse_testing.exporter import free_port, free_privileged_port, token_file
-from dlcourse_testing.leftovers import die_with_parent, terminate
+from dlcourse_testing.exporter import free_port, token_file
+from dlcourse_testing.leftovers import terminate
+from dlcourse_testing.ports import free_privileged_port, started_on_a_taken_port
 
 pytestmark = pytest.mark.live  # every test here starts a process
 
@@ -52,23 +52,10 @@ def test_a_port_in_use_is_waited_for_not_given_up(tmp_path: Path):
     says so once, tries again each second, and serves as soon as the port is free. Before,
     it exited 2, and the unit's RestartPreventExitStatus=2 kept it down for good."""
     log = tmp_path / "exporter.log"
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                die_with_parent(command(f"--web.listen-address=127.0.0.1:{port}")),
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        try:
-            wait_until(lambda: process.poll() is not None or "in use" in log.read_text(), 30,
-                       lambda: log.read_text())  # fmt: skip
-            assert process.poll() is None, log.read_text()
-            freed = time.monotonic()
-        except BaseException:
-            terminate(process)
-            raise
+    process, port = started_on_a_taken_port(
+        lambda port: command(f"--web.listen-address=127.0.0.1:{port}"), log
+    )
+    freed = time.monotonic()
     try:
         wait_until(lambda: healthy(port), 30, lambda: log.read_text())
         assert time.monotonic() - freed < 5  # tried again within a second or two

@@ -8,7 +8,6 @@ rendered bearer token.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,9 +21,10 @@ import pytest
 from dlcourse_installer import staff
 from dlcourse_testing.alerting import wait_until
 from dlcourse_testing.browser import CHROMIUM, Browser
-from dlcourse_testing.exporter import RunningExporter, free_port, free_privileged_port
+from dlcourse_testing.exporter import RunningExporter, free_port
 from dlcourse_testing.hub import LiveHub
-from dlcourse_testing.leftovers import die_with_parent, terminate
+from dlcourse_testing.leftovers import terminate
+from dlcourse_testing.ports import free_privileged_port, started_on_a_taken_port
 from dlcourse_testing.rendered import render_site
 from fakenvml import Gpu, Scenario
 
@@ -191,23 +191,11 @@ def test_a_port_in_use_is_waited_for(tmp_path):
     """Issue 21: whatever held the port (the page before, still stopping) lets go, and the
     page serves at once; before, it exited 2 and waited for the hub's next poll (30 s)."""
     log = tmp_path / "status.log"
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with open(log, "wb") as out:
-            service = subprocess.Popen(
-                die_with_parent([sys.executable, "-m", "dlcourse_status"]),
-                env={"PATH": os.environ["PATH"], **settings(port)},
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        try:
-            wait_until(lambda: service.poll() is not None or "in use" in log.read_text(), 30,
-                       lambda: log.read_text())  # fmt: skip
-            assert service.poll() is None, log.read_text()
-        except BaseException:
-            terminate(service)
-            raise
+    service, port = started_on_a_taken_port(
+        lambda port: [sys.executable, "-m", "dlcourse_status"],
+        log,
+        env=lambda port: {"PATH": os.environ["PATH"], **settings(port)},
+    )
     try:
         wait_until(lambda: answers(f"http://127.0.0.1:{port}{STATUS}"), 30, lambda: log.read_text())
     finally:

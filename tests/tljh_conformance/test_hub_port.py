@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 
-from dlcourse_testing.exporter import free_privileged_port
+from dlcourse_testing.ports import free_privileged_port
 
 HUB_PORT_FILE = "/opt/tljh/config/jupyterhub_config.d/dlcourse-hub-port.py"
 
