@@ -103,7 +103,10 @@ def bind(host: str, port: int) -> list[socket.socket]:
 
 
 def bind_when_free(
-    host: str, port: int, retry_seconds: float = BIND_RETRY_SECONDS, sleep=time.sleep
+    host: str,
+    port: int,
+    retry_seconds: float = BIND_RETRY_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[socket.socket]:
     """bind(), again every retry_seconds while the port is busy, however long.
 

@@ -75,7 +75,10 @@ def available() -> str | None:
 
 
 def seconds(text: str) -> float:
-    """systemd's printed time span ("5s", "100ms", "1min 30s") in seconds."""
+    """A systemd time span ("5s", "100ms", "1min 30s", or a unit-less "10": seconds,
+    systemd.time(7)) in seconds."""
+    if re.fullmatch(r"\d+(\.\d+)?", text.strip()):
+        return float(text)
     return sum(float(n) * _SECONDS[unit] for n, unit in _DURATION.findall(text))
 
 
@@ -95,7 +98,7 @@ def read_unit(root: Path, name: str) -> Unit:
     if "Restart" not in settings:
         raise UnitError(f"systemd-analyze printed no settings for {name}:\n{result.stderr[-2000:]}")
     files = settings.get("Fragment Path", []) + settings.get("DropIn Path", [])
-    # systemd's warnings about a file are "PATH:LINE: what" (src/shared/conf-parser.c).
+    # systemd's warnings about a file read "PATH:LINE: what" (its log_syntax()).
     problems = tuple(
         line for line in result.stderr.splitlines()
         if any(line.startswith(f"{f}:") for f in files)

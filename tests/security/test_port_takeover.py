@@ -130,7 +130,7 @@ class Stack:
         for daemon in self.daemons.values():
             daemon.poll()
 
-    def wait(self, predicate, timeout: float, what) -> object:
+    def wait(self, predicate: Callable[[], object], timeout: float, what) -> object:
         """wait_until, with systemd's part played meanwhile."""
 
         def check():
@@ -167,13 +167,14 @@ def rendered_ports(site: Site) -> set[int]:
     return found
 
 
-def is_listening(port: int) -> bool:
-    return any(f":{port} " in line for line in ss_listening())
-
-
-def ss_listening() -> list[str]:
-    result = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, timeout=10)
-    return result.stdout.splitlines()
+def in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not use
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def answers(port: int, path: str = "/") -> bool:
@@ -208,7 +209,7 @@ def stack(fake_nvml_dir, user_env) -> Iterator[Stack]:
         names = {getattr(Ports(), n): n for n in Ports.names()}
         found = rendered_ports(site)
         ports = {names.get(p, str(p)): p for p in found}
-        busy = [p for p in found if is_listening(p)]
+        busy = [p for p in found if in_use(p)]
         if busy:
             pytest.skip(f"ports {busy} of the rendered stack are in use on this machine")
         apply_owners(site)
