@@ -8,14 +8,16 @@ protocol is subclassed to keep a ``connections.ConnectionTable``: a cap on open 
 well under the open-file limit (the longest idle one is closed for a new one), and a
 deadline from accept for each request. See docs/exporter.md for the measurements.
 
-Also here: binding the socket before uvicorn starts (a port in use or an address that does
-not resolve is one line and exit code 2, not uvicorn's), raising the soft open-file limit
-to the hard one (as Go programs do), and accept errors logged at most once a minute.
+Also here: binding the socket before uvicorn starts (an address that does not resolve, or a
+port it may not bind, is one line and exit code 2, not uvicorn's; a port in use is waited
+for), raising the soft open-file limit to the hard one (as Go programs do), and accept
+errors logged at most once a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import resource
 import socket
@@ -38,10 +40,18 @@ BACKLOG = 128
 SWEEP_SECONDS = 1.0
 LOG_EVERY_SECONDS = 60.0
 REQUEST_HEAD_BYTES = 16 * 1024  # request line and headers (docs/exporter.md)
+BIND_RETRY_SECONDS = 1.0
+# Errors that pass: another process holds the port (the exporter before this one, still
+# stopping), or the address is not up yet (early at boot). Anything else is configuration.
+TRANSIENT_BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL})
 
 
 class StartupError(Exception):
     """The server cannot start; str() is one line."""
+
+
+class PortBusy(Exception):
+    """The address cannot be bound now but may be soon; str() is one line."""
 
 
 def raise_open_file_limit() -> int:
@@ -81,9 +91,44 @@ def bind(host: str, port: int) -> list[socket.socket]:
         except OSError as exc:
             for opened in sockets:
                 opened.close()
-            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+            where = f"{host}:{port}: {exc.strerror or exc}"
+            if exc.errno in TRANSIENT_BIND_ERRORS:
+                raise PortBusy(f"{host}:{port} ({exc.strerror})") from exc
+            if exc.errno == errno.EACCES:
+                where += (
+                    " (a port below net.ipv4.ip_unprivileged_port_start takes "
+                    "CAP_NET_BIND_SERVICE, which the systemd unit gives)"
+                )
+            raise StartupError(f"cannot listen on {where}") from exc
         sock.setblocking(False)
     return sockets
+
+
+def bind_when_free(
+    host: str,
+    port: int,
+    retry_seconds: float = BIND_RETRY_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[socket.socket]:
+    """bind(), again every retry_seconds while the port is busy, however long.
+
+    A port in use is no configuration error: exiting would leave the exporter down (or, in
+    a restart loop, at a start limit) after whatever held the port lets go. Its port is
+    privileged (installer/ports.py), so whoever holds it is root or a system service,
+    never a student. One line when it starts waiting, one when it listens."""
+    waiting = False
+    while True:
+        try:
+            sockets = bind(host, port)
+        except PortBusy as busy:
+            if not waiting:
+                log.warning("cannot listen on %s yet: trying again every %g s", busy, retry_seconds)
+                waiting = True
+            sleep(retry_seconds)
+            continue
+        if waiting:
+            log.warning("the port is free: listening on %s:%s", host, port)
+        return sockets
 
 
 class OncePerInterval(logging.Filter):

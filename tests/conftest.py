@@ -213,15 +213,16 @@ def tljh_python() -> Path:
 def make_tljh_hub(
     tljh_python: Path, user_env: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., TljhHub]]:
-    """make_tljh_hub(*install_args, start=True) -> TljhHub: TLJH's own hub configuration
-    over the files `dlcourse-install render <install_args>` writes. Each lives until the end
-    of the test module (or its close()), then goes with the accounts TLJH made."""
+    """make_tljh_hub(*install_args, start=True, hub_port=None) -> TljhHub: TLJH's own hub
+    configuration over the files `dlcourse-install render <install_args>` writes. Each lives
+    until the end of the test module (or its close()), then goes with the accounts TLJH made."""
     if not IS_ROOT:
         pytest.skip("TLJH's tljh-config and its spawner's useradd need root (CI runs as root)")
     hubs: list[TljhHub] = []
 
-    def make(*install_args: str, start: bool = True) -> TljhHub:
-        hub = TljhHub(tmp_path_factory.mktemp("tljh-hub"), user_env, *install_args)
+    def make(*install_args: str, start: bool = True, hub_port: int | None = None) -> TljhHub:
+        hub = TljhHub(tmp_path_factory.mktemp("tljh-hub"), user_env, *install_args,
+                      hub_port=hub_port)  # fmt: skip
         hubs.append(hub)
         if start:
             hub.start(timeout=120)
