@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from fakenvml.build import SONAME, BuildError, build_library
+from fakenvml.driver_proc import write_driver_proc
 from fakenvml.example import example_scenario
 from fakenvml.scenario import Gpu, Process, Scenario, ScenarioError, XidEvent
 
@@ -24,6 +25,7 @@ __all__ = [
     "build_library",
     "example_scenario",
     "preload",
+    "write_driver_proc",
 ]
 
 

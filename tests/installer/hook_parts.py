@@ -13,6 +13,7 @@ from pathlib import Path
 from jupyterhub.spawner import Spawner as HubSpawner
 from traitlets.config import Config
 
+import fakenvml
 from dlcourse_installer.gpu_hook import GpuAssigner, Settings
 
 GIB = 1 << 30
@@ -40,14 +41,8 @@ class Spawner:
 
 
 def write_driver_proc(folder: Path, uuids=UUIDS, minors=None) -> str:
-    """The driver's /proc/driver/nvidia/gpus/<bus>/information files, one per uuid, in PCI
-    bus order; device minors in reverse order unless given (they differ on real servers)."""
-    minors = minors or list(reversed(range(len(uuids))))
-    for index, (uuid, minor) in enumerate(zip(uuids, minors, strict=True)):
-        info = folder / "gpus" / f"0000:{0x18 + index:02x}:00.0" / "information"
-        info.parent.mkdir(parents=True)
-        info.write_text(f"Model:  Stand-in\nGPU UUID:  {uuid}\nDevice Minor:  {minor}\n")
-    return str(folder)
+    """The stand-in GPUs' driver /proc files (these tests' UUIDs unless given)."""
+    return fakenvml.write_driver_proc(folder, uuids, minors)
 
 
 def assigner(read_gpus, driver_proc: str, policy="least-loaded", strict=False, roster=None):

@@ -27,7 +27,8 @@ from dlcourse_exporter.sources.kernels import GRACE_SECONDS
 from dlcourse_testing.alerting import AlertingStack, wait_until
 from dlcourse_testing.exporter import RunningExporter, Samples, value
 from dlcourse_testing.hub import DEFAULT_SERVICES, LiveHub
-from fakenvml import Gpu, Process, Scenario, XidEvent
+from fakenvml import Gpu, Process, Scenario, XidEvent, write_driver_proc
+from fakenvml.scenario import default_uuid
 
 GIB = 1024**3
 TAG = uuid.uuid4().hex[:4]  # unique account names: other runs may share this machine
@@ -118,7 +119,8 @@ from fakenvml.scenario import default_uuid
 
 GPUS = ClassGpus((GpuLoad(0, default_uuid(0)), GpuLoad(1, default_uuid(1))), {})
 assign_gpu = GpuAssigner(
-    Settings("round-robin"), staff_group="instructors", roster_gpus={}, read_gpus=lambda: GPUS
+    Settings("round-robin"), staff_group="instructors", roster_gpus={}, read_gpus=lambda: GPUS,
+    driver_proc=DRIVER_PROC,
 )
 hold_spawn = c.Spawner.pre_spawn_hook  # LiveHub's, which test_pending_spawn uses
 
@@ -140,9 +142,11 @@ def live_class(tmp_path_factory, user_env, fake_nvml_dir):
     # The hub checks servers every 2 s, so a killed server is "found stopped" quickly. The
     # GPU hook gives each server one of the stand-in GPUs in turn (the exporter starts after
     # the servers, so the hook is told the GPUs rather than asking the exporter).
+    # The hook lists the GPUs from the driver's /proc files, which the stand-in GPUs get here.
+    driver_proc = write_driver_proc(work / "driver-proc", [default_uuid(0), default_uuid(1)])
     hub = LiveHub(
         work / "hub", user_env, services=services,
-        extra_config="c.Spawner.poll_interval = 2\n" + GPU_HOOK,
+        extra_config="c.Spawner.poll_interval = 2\n" + GPU_HOOK.replace("DRIVER_PROC", repr(driver_proc)),
     )  # fmt: skip
     exporter = None
     cgroups: list[Path] = []

@@ -28,7 +28,7 @@ from dlcourse_testing.alerting import wait_until
 from dlcourse_testing.exporter import TOKEN, RunningExporter, value
 from dlcourse_testing.students import python_as
 from dlcourse_testing.tljh_hub import tljh_config
-from fakenvml import Gpu, Scenario
+from fakenvml import Gpu, Scenario, write_driver_proc
 
 GIB = 1 << 30
 UUIDS = [f"GPU-fa4e0000-0000-4000-8000-00000000000{i}" for i in range(3)]
@@ -66,10 +66,7 @@ def course(make_tljh_hub, fake_nvml_dir, tmp_path_factory, crowd):
     # The driver's /proc files that strict mode reads /dev/nvidiaN's number from: minors in
     # another order than NVML's indices, as on servers where they differ.
     driver_proc = hub.site.local("/proc/driver/nvidia")  # where the rendered hook looks
-    for index, gpu_uuid in enumerate(UUIDS):
-        info = driver_proc / "gpus" / f"0000:{0x18 + index:02x}:00.0" / "information"
-        info.parent.mkdir(parents=True)
-        info.write_text(f"Model: Stand-in\nGPU UUID: {gpu_uuid}\nDevice Minor: {2 - index}\n")
+    write_driver_proc(driver_proc, UUIDS)
     for name in [*students, *crowd, ta, hub.admin]:
         hub.users.append(name)  # stopped with the hub; their accounts removed with it
         hub.accounts_made.created.append(hub.account(name))
