@@ -144,9 +144,10 @@ def live_class(tmp_path_factory, user_env, fake_nvml_dir):
     # the servers, so the hook is told the GPUs rather than asking the exporter).
     # The hook lists the GPUs from the driver's /proc files, which the stand-in GPUs get here.
     driver_proc = write_driver_proc(work / "driver-proc", [default_uuid(0), default_uuid(1)])
+    hook = GPU_HOOK.replace("DRIVER_PROC", repr(driver_proc))
     hub = LiveHub(
         work / "hub", user_env, services=services,
-        extra_config="c.Spawner.poll_interval = 2\n" + GPU_HOOK.replace("DRIVER_PROC", repr(driver_proc)),
+        extra_config="c.Spawner.poll_interval = 2\n" + hook,
     )  # fmt: skip
     exporter = None
     cgroups: list[Path] = []
