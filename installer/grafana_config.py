@@ -30,7 +30,7 @@ CLIENT_ID = f"service-{SERVICE}"  # JupyterHub's OAuth client id of a hub servic
 # The password file docker-compose.yml mounts for the datasources (grafana/provisioning/),
 # and the addresses they name there, which the installer points at its own.
 COMPOSE_PASSWORD_FILE = "/run/secrets/grafana_password"
-COMPOSE_ADDRESSES = {"prometheus": "127.0.0.1:9090", "alertmanager": "127.0.0.1:9093"}
+COMPOSE_ADDRESSES = {"prometheus": "prometheus:9090", "alertmanager": "alertmanager:9093"}
 # The hub's user model has no e-mail, and Grafana wants one: a name at a domain that can
 # never receive mail (RFC 2606).
 EMAIL_DOMAIN = "dlcourse.invalid"
