@@ -176,10 +176,7 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(site, tmp_path):
     assert exporter["api_token"] == site.read("/etc/dlcourse/hub-token").strip()
     roles = {r["name"]: r for r in hub.load_roles}
     assert set(roles) == {"user", "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-staff"}
-    assert roles["dlcourse-exporter"]["scopes"] == [
-        "list:users", "read:users:name", "read:users:activity", "read:users:groups",
-        "read:servers",
-    ]  # fmt: skip
+    assert roles["dlcourse-exporter"]["scopes"] == list(templates.EXPORTER_SCOPES)
     assert roles["dlcourse-exporter"]["services"] == ["dlcourse-exporter"]
     assert roles["dlcourse-prometheus"]["scopes"] == ["read:metrics"]
     # The staff group may open the two staff services, and do nothing else.
