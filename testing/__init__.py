@@ -8,6 +8,7 @@
 - ``rendered``: the installer's files as ``dlcourse-install render`` writes them;
 - ``procfs``: a /proc fixture tree, for what a real /proc cannot be made to show.
 
-Only the GPU is simulated (``fakenvml``). Installed with the project (``make setup``), so
-everything imports it by name.
+Only the GPU is simulated (``fakenvml``). A distribution of its own (``testing/pyproject.toml``),
+which ``make setup`` installs into the development venv beside the product, so everything
+there imports it by name; the product's wheel, which goes onto servers, leaves it out.
 """
