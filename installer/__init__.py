@@ -11,8 +11,12 @@ bcrypt, a dependency imported only when an install or render makes a hash. The l
   the credential every monitoring endpoint asks for (docs/security.md)
 - ``assets``   the packaged rules, Alertmanager configuration and dashboards
 - ``generated`` the registry: every file an install writes (``render`` writes them all)
-- ``steps``    the readable checklist of idempotent ``ensure_*`` steps, in order
-- ``state``    which steps are done, whether a reboot is pending
+- ``options``  every option declared once (flag, help, reading, check, default); ``docs``
+  writes docs/installer.md's option table from it
+- ``releases`` which release of dlcourse (``--source``) and TLJH an environment holds
+- ``steps``    the readable checklist of idempotent ``ensure_*`` steps, in order, each
+  declaring the options it reads (the only ones it sees)
+- ``state``    which steps are done (with which inputs), what they installed, a pending reboot
 - ``runner``   progress, elapsed time, resume, reboot handling
 - ``cli``      ``dlcourse-install`` itself
 - ``tljh_plugin`` the TLJH plugin (loaded by TLJH through pluggy, not by the installer)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 
 from dlcourse_installer import files, generated
 from dlcourse_installer.generated import Facts, GeneratedFile
@@ -89,7 +88,7 @@ def main(root: str, relocate: bool, port_overrides: list[str], opts, paths: Path
             print(f"dlcourse-install render: {e}", file=sys.stderr)
         return EXIT_BAD_OPTIONS
     root = os.path.abspath(root)
-    opts = replace(opts, domain=opts.domain or MODEL_DOMAIN)
+    opts = opts.replace(domain=opts.domain or MODEL_DOMAIN)
     inside = paths.under(root) if relocate else paths
     # The fixed server model: the installer's own venv made by bootstrap.py resumes it.
     facts = Facts(python=inside.installer_python, pytorch=MODEL_PYTORCH)

@@ -1,4 +1,9 @@
-"""Walks the checklist: progress and elapsed time, state after every step, resume, reboot."""
+"""Walks the checklist: progress and elapsed time, state after every step, resume, reboot.
+
+A step runs unless an earlier run finished it with the same inputs (``Step.inputs``: the
+options it reads, the files it writes, the releases it installed); it sees only the options
+it reads (``Options.only``), so it cannot depend on one that would not run it again.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from dlcourse_installer import generated, preflight, systemd, templates
+from dlcourse_installer import preflight, systemd, templates
 from dlcourse_installer.host import CommandError
 from dlcourse_installer.progress import Progress, elapsed
 from dlcourse_installer.steps import (
@@ -32,7 +37,7 @@ def run(
     ctx: Context, steps: list[Step] = STEPS, closing: Callable[[Context], list[str]] = summary
 ) -> int:
     """Walk ``steps``; ``closing`` says where everything is once they are done."""
-    out, host, opts = ctx.out, ctx.host, ctx.opts
+    out, host, opts = ctx.out, ctx.host, ctx.options
     started = time.monotonic()
     refused = False
     host.progress = Progress(out)
@@ -45,14 +50,17 @@ def run(
             out.write("The plan below is what an accepted machine would get.\n\n")
     for number, step in enumerate(steps, start=1):
         label = f"[{number}/{len(steps)}] {step.title}"
-        inputs = {**step.inputs(opts), "files": generated.digest(ctx.files, step.parts)}
-        if not step.always and not opts.recheck and ctx.state.is_done(step.name, inputs):
+        done = (
+            not step.always and not opts.recheck and ctx.state.is_done(step.name, step.inputs(ctx))
+        )
+        if done:
             out.write(f"{label} ... done in an earlier run\n")
             continue
         out.write(f"{label} ...\n")
         out.flush()
         t0, before = time.monotonic(), len(host.actions)
         host.progress.step(number, len(steps), step.title)
+        ctx.opts = ctx.options.only(step.reads)
         try:
             step.ensure(ctx)
         except KeyboardInterrupt:
@@ -82,6 +90,8 @@ def run(
                 "Fix the cause and run the same command again: finished steps are kept.\n"
             )
             return EXIT_FAILED
+        finally:
+            ctx.opts = ctx.options
         if step.name == "preflight" and not opts.dry_run:
             answer = _confirmed(ctx)
             if answer is not True:
@@ -93,7 +103,7 @@ def run(
             what = f"{changes} planned change(s)"
         out.write(f"      ok: {what} ({elapsed(time.monotonic() - t0)})\n")
         if not opts.dry_run and not step.always:
-            ctx.state.mark_done(step.name, inputs)
+            ctx.state.mark_done(step.name, step.inputs(ctx))  # with what it installed
             _save(ctx)
 
     if opts.dry_run:

@@ -1,11 +1,13 @@
-"""What earlier runs did: the steps done (and with which inputs), a pending reboot."""
+"""What earlier runs did: the steps done (and with which inputs), what they installed where,
+a pending reboot."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Any
 
 from dlcourse_installer.host import Host
 from dlcourse_installer.paths import Paths
@@ -13,7 +15,15 @@ from dlcourse_installer.paths import Paths
 
 def fingerprint(inputs: dict) -> str:
     """A step is done for these inputs; new options (a new roster, say) redo it."""
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    text = json.dumps(inputs, sort_keys=True, default=_plain)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    """Option values that are records (a roster's students, a --source) by their fields."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    raise TypeError(f"{type(value).__name__} is not an option value the state can record")
 
 
 @dataclass
@@ -21,6 +31,9 @@ class State:
     done: dict[str, dict] = field(default_factory=dict)
     reboot_pending: bool = False
     boot_id: str = ""
+    # What the steps installed of dlcourse, per environment ("exporter", "hub"): the source
+    # and the release it gave, so a rerun installs a changed source and nothing else.
+    installed: dict[str, dict] = field(default_factory=dict)
     # The command line of the run that asked for a reboot: `dlcourse-install resume` reuses it.
     argv: list[str] = field(default_factory=list)
 

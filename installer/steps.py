@@ -3,6 +3,10 @@
 Each ``ensure_*`` step looks before it acts, so a second run changes nothing. The order
 follows the seed guide (base packages, driver, reboot, TLJH, packages for all users) with
 the course, the exporter and monitoring after it.
+
+Each step declares what it depends on (``Step``): the options it reads (it sees no other:
+``ctx.opts``), the parts of the generated files it writes, and the releases it installed.
+It is done while all of them are as they were when it last ran.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import astuple, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import TextIO
 from urllib.parse import urlsplit
@@ -27,6 +31,7 @@ from dlcourse_installer import (
     grafana_config,
     preflight,
     pytorch,
+    releases,
     staff,
     systemd,
     templates,
@@ -50,6 +55,8 @@ TLJH_BOOTSTRAP_URL = (
     "/bootstrap/bootstrap.py"
 )
 GRAFANA_KEY_URL = "https://apt.grafana.com/gpg.key"
+# PyTorch's packages in the users' environment, from the index of the chosen CUDA build.
+TORCH_PACKAGES = ("torch", "torchvision")
 # NVML through ctypes: proves the library the exporter uses answers, without any package.
 NVML_CHECK = (
     "import ctypes, sys\n"
@@ -76,6 +83,8 @@ class RebootRequired(Exception):
 class Context:
     host: Host
     paths: Paths
+    # What the running step may read: the runner narrows it to the step's reads
+    # (Options.only); between steps, and for the files, every option of the run (options).
     opts: Options
     state: State
     facts: Facts = field(default_factory=lambda: Facts(python=sys.executable))
@@ -84,6 +93,10 @@ class Context:
     findings: preflight.Findings | None = None
     driver_branch: driver.Branch | None = None  # chosen by the driver step
     pytorch_build: pytorch.CudaBuild | None = None  # chosen by the users' environment step
+    options: Options = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.options = self.opts
 
     def note(self, text: str) -> None:
         self.out.write(f"      {text}\n")
@@ -91,7 +104,7 @@ class Context:
     @cached_property
     def files(self) -> list[GeneratedFile]:
         """Every file this install writes (generated.plan, the one registry)."""
-        return generated.plan(self.paths, self.ports, self.opts, self.facts)
+        return generated.plan(self.paths, self.ports, self.options, self.facts)
 
     def learned(self, facts: Facts) -> None:
         """What the install found out (PyTorch's exact build): the files follow it."""
@@ -112,12 +125,24 @@ class Step:
     name: str
     title: str
     ensure: Callable[[Context], None]
-    # The options a step depends on: when they change, a finished step runs again.
-    inputs: Callable[[Options], dict] = lambda o: {}
+    # The options it reads (options.OPTIONS names), the only ones it sees: when one of them
+    # changes, a finished step runs again.
+    reads: tuple[str, ...] = ()
     always: bool = False  # looks only; runs every time
-    # The parts of generated.plan() it writes: when their contents change (a new
-    # dlcourse, new rules or dashboards), a finished step runs again too.
+    # The parts of generated.plan() it writes: when their contents change (another option,
+    # a new dlcourse, new rules or dashboards), a finished step runs again too.
     parts: tuple[str, ...] = ()
+    # The releases it installed, as the machine has them now: when one changed (by hand,
+    # by another tool), a finished step runs again.
+    installed: Callable[[Context], dict] = lambda ctx: {}
+
+    def inputs(self, ctx: Context) -> dict:
+        """What the step's "done" stands for: when any of it changes, it runs again."""
+        return {
+            "options": ctx.options.values(self.reads),
+            "files": generated.digest(ctx.files, self.parts),
+            "installed": self.installed(ctx),
+        }
 
 
 # -- 1. preflight --------------------------------------------------------------------
@@ -291,9 +316,6 @@ def purge_driver(ctx: Context) -> None:
 
 
 # -- 4. TLJH -------------------------------------------------------------------------
-PLUGIN_CHECK = "import dlcourse_installer.tljh_plugin"
-
-
 def ensure_tljh(ctx: Context) -> None:
     host, paths, opts = ctx.host, ctx.paths, ctx.opts
     # The admins' passwords exist before TLJH first starts the hub: the plugin writes them
@@ -302,26 +324,61 @@ def ensure_tljh(ctx: Context) -> None:
     if not host.exists(paths.hub_passwords_dir):
         host.make_dirs(paths.hub_passwords_dir, mode=0o700)
     ensure_part(ctx, "tljh")
-    fresh = not tljh.is_installed(host, paths)
-    if fresh:
-        bootstrap = f"{paths.cache}/tljh-bootstrap-{opts.tljh_version}.py"
-        if not host.exists(bootstrap):
-            host.make_dirs(paths.cache)
-            download(host, TLJH_BOOTSTRAP_URL.format(version=opts.tljh_version), bootstrap)
-        admins = [a for admin in opts.admins for a in ("--admin", admin)]
-        host.run(
-            ["/usr/bin/python3", bootstrap, "--version", opts.tljh_version, *admins,
-             "--plugin", opts.source],
-            env={"TLJH_INSTALL_PREFIX": paths.tljh_prefix, "DLCOURSE_ETC": paths.etc},
-        )  # fmt: skip
-    elif not host.query([f"{paths.hub_env}/bin/python3", "-c", PLUGIN_CHECK]).ok:
-        # TLJH was there before dlcourse: add the plugin to its hub environment.
-        host.run([f"{paths.hub_env}/bin/python3", "-m", "pip", "install", opts.source])
-        restart_hub(ctx)
+    release = tljh.release(host, paths)
+    fresh = release is None
+    if release != opts.tljh_version:
+        if not fresh:  # TLJH's own way to upgrade: its bootstrap again, with the new version
+            ctx.note(f"TLJH {release} is installed; its bootstrap installs {opts.tljh_version}")
+        bootstrap_tljh(ctx)
+    if fresh:  # the bootstrap installed --source into the new hub environment (--plugin)
+        record_dlcourse(ctx, "hub", paths.hub_env)
+    elif ensure_dlcourse(ctx, "hub", paths.hub_env, f"{paths.hub_env}/bin/python3"):
+        restart_hub(ctx)  # the hub imports the plugin and the GPU hook when it starts
     if not (fresh and opts.dry_run) and tljh.passwords_missing(host, paths):
         tljh.seed_passwords(host, paths)
     for admin in opts.admins:
         ctx.note(f"hub admin {admin}: password in {paths.hub_password(admin)}")
+
+
+def bootstrap_tljh(ctx: Context) -> None:
+    """TLJH's bootstrap, pinned, with the admins and dlcourse as its plugin: it installs TLJH,
+    or upgrades it to the version given (bootstrap/bootstrap.py, TLJH 2.0.0: `pip install
+    --upgrade` of that tag, then its installer, which installs --plugin with --upgrade)."""
+    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    bootstrap = f"{paths.cache}/tljh-bootstrap-{opts.tljh_version}.py"
+    if not host.exists(bootstrap):
+        host.make_dirs(paths.cache)
+        download(host, TLJH_BOOTSTRAP_URL.format(version=opts.tljh_version), bootstrap)
+    admins = [a for admin in opts.admins for a in ("--admin", admin)]
+    host.run(
+        ["/usr/bin/python3", bootstrap, "--version", opts.tljh_version, *admins,
+         "--plugin", opts.source.spec],
+        env={"TLJH_INSTALL_PREFIX": paths.tljh_prefix, "DLCOURSE_ETC": paths.etc},
+    )  # fmt: skip
+
+
+def ensure_dlcourse(ctx: Context, where: str, prefix: str, python: str) -> bool:
+    """dlcourse from --source in the Python environment at prefix (the exporter's, the hub's),
+    unless the state says it holds that source already; True if this installed it."""
+    host, spec = ctx.host, ctx.opts.source.spec
+    before = releases.installed(host, prefix, "dlcourse")
+    if before is not None and ctx.state.installed.get(where) == holding(ctx, before):
+        return False
+    host.run(releases.pip_install(python, spec, upgrade=before is not None))
+    same = releases.installed(host, prefix, "dlcourse") == before
+    if before is not None and same and not ctx.opts.dry_run:
+        host.run(releases.pip_reinstall(python, spec))
+    record_dlcourse(ctx, where, prefix)
+    return True
+
+
+def record_dlcourse(ctx: Context, where: str, prefix: str) -> None:
+    ctx.state.installed[where] = holding(ctx, releases.installed(ctx.host, prefix, "dlcourse"))
+
+
+def holding(ctx: Context, release: dict | None) -> dict:
+    """What the state records of an environment: the source, and the release it gave."""
+    return {"source": asdict(ctx.opts.source), "release": release}
 
 
 def restart_hub(ctx: Context) -> None:
@@ -448,7 +505,7 @@ def install_torch(ctx: Context, build: pytorch.CudaBuild) -> None:
     # PIP_CONSTRAINT: this one command replaces the pinned build on purpose (the environment
     # variable overrides pip.conf's constraint; pip's documentation, "Configuration").
     tljh.user_pip_install(
-        ctx.host, ctx.paths, list(ctx.opts.torch_spec), "--force-reinstall",
+        ctx.host, ctx.paths, list(TORCH_PACKAGES), "--force-reinstall",
         "--index-url", build.index, env={"PIP_CONSTRAINT": os.devnull},
     )  # fmt: skip
 
@@ -629,19 +686,19 @@ def ensure_hub_services(ctx: Context) -> bool:
 
 
 def ensure_exporter(ctx: Context) -> None:
-    host, paths, opts = ctx.host, ctx.paths, ctx.opts
+    host, paths = ctx.host, ctx.paths
     users.ensure_system_user(host, templates.EXPORTER_USER)
     venv = paths.exporter_venv
     if not host.exists(f"{venv}/bin/python"):
         host.run(["/usr/bin/python3", "-m", "venv", venv])
-    if not host.exists(f"{venv}/bin/dlcourse-exporter"):
-        host.run([f"{venv}/bin/python", "-m", "pip", "install", opts.source])
+    upgraded = ensure_dlcourse(ctx, "exporter", venv, f"{venv}/bin/python")
     if ensure_hub_services(ctx):
         restart_hub(ctx)
     changed = ensure_part(ctx, "exporter")
     if changed:
         systemd.reload_daemon(host)
-    systemd.ensure_running(host, f"{templates.EXPORTER_SERVICE}.service", restart_needed=changed)
+    unit = f"{templates.EXPORTER_SERVICE}.service"
+    systemd.ensure_running(host, unit, restart_needed=changed or upgraded)
 
 
 # -- 9. monitoring -------------------------------------------------------------------
@@ -768,42 +825,37 @@ def packages_summary(ctx: Context) -> list[str]:
 
 
 # -- the checklist -------------------------------------------------------------------
+def hub_releases(ctx: Context) -> dict:
+    return {
+        "tljh": tljh.release(ctx.host, ctx.paths),
+        "dlcourse": releases.installed(ctx.host, ctx.paths.hub_env, "dlcourse"),
+    }
+
+
+def exporter_release(ctx: Context) -> dict:
+    return {"dlcourse": releases.installed(ctx.host, ctx.paths.exporter_venv, "dlcourse")}
+
+
 STEPS = [
-    Step("preflight", "Preflight checks", ensure_preflight, always=True),
+    Step("preflight", "Preflight checks", ensure_preflight, ("driver", "ppa", "no_gpu"),
+         always=True),
     Step("base-packages", "Base packages", ensure_base_packages),
-    Step(
-        "nvidia-driver", "NVIDIA driver", ensure_nvidia_driver,
-        lambda o: {"driver": o.driver, "ppa": o.ppa, "no_gpu": o.no_gpu}, parts=("driver",),
-    ),
-    Step(
-        "tljh", "The Littlest JupyterHub", ensure_tljh,
-        lambda o: {"version": o.tljh_version, "admins": o.admins}, parts=("tljh",),
-    ),
-    Step(
-        "user-environment", "Users' environment (PyTorch, CUDA)", ensure_user_environment,
-        lambda o: {"tensorflow": o.tensorflow, "torch": o.torch_spec, "no_gpu": o.no_gpu},
-        parts=("user-environment",),
-    ),
-    Step(
-        "course-packages", "Course packages", ensure_course_packages,
-        lambda o: {"packages": o.packages.text if o.packages else None},
-        parts=("course-packages",),
-    ),
-    Step(
-        "course", "Course: admins, roster, limits", ensure_course,
-        lambda o: {"admins": o.admins, "roster": [astuple(s) for s in o.roster],
-                   "staff": o.staff_group,
-                   "mem": o.mem_limit, "cpu": o.cpu_limit},
-        parts=("course",),
-    ),
-    Step(
-        "exporter", "dlcourse exporter", ensure_exporter,
-        lambda o: {"source": o.source}, parts=("hub-services", "exporter"),
-    ),
-    Step(
-        "monitoring", "Monitoring stack", ensure_monitoring,
-        parts=("prometheus", "alertmanager", "node-exporter", "grafana-apt", "grafana"),
-    ),
+    Step("nvidia-driver", "NVIDIA driver", ensure_nvidia_driver, ("driver", "ppa", "no_gpu"),
+         parts=("driver",)),
+    Step("tljh", "The Littlest JupyterHub", ensure_tljh, ("tljh_version", "admins", "source"),
+         parts=("tljh",), installed=hub_releases),
+    Step("user-environment", "Users' environment (PyTorch, CUDA)", ensure_user_environment,
+         ("tensorflow", "no_gpu"), parts=("user-environment",)),
+    Step("course-packages", "Course packages", ensure_course_packages, ("packages",),
+         parts=("course-packages",)),
+    Step("course", "Course: admins, roster, limits", ensure_course,
+         ("admins", "roster", "staff_group", "mem_limit", "cpu_limit", "gpu_policy",
+          "gpu_strict"),
+         parts=("course",)),
+    Step("exporter", "dlcourse exporter", ensure_exporter, ("source",),
+         parts=("hub-services", "exporter"), installed=exporter_release),
+    Step("monitoring", "Monitoring stack", ensure_monitoring,
+         parts=("prometheus", "alertmanager", "node-exporter", "grafana-apt", "grafana")),
     Step("final-check", "Final check", ensure_final_check, always=True),
 ]  # fmt: skip
 

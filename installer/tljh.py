@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from dlcourse_installer import releases
 from dlcourse_installer.host import Host
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
@@ -21,6 +22,13 @@ _SHOW = (
 
 def is_installed(host: Host, paths: Paths) -> bool:
     return host.exists(paths.tljh_config_cmd) and host.exists(f"{paths.user_env}/bin/python")
+
+
+def release(host: Host, paths: Paths) -> str | None:
+    """The TLJH release in the hub environment (its distribution is the-littlest-jupyterhub,
+    setup.py of TLJH 2.0.0); None before TLJH is installed."""
+    found = releases.installed(host, paths.hub_env, "the_littlest_jupyterhub")
+    return found["version"] if found else None
 
 
 def config(host: Host, paths: Paths) -> dict:

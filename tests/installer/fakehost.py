@@ -36,6 +36,9 @@ COMPANION = {"torchvision": {"2.13.0": "0.28.0", "2.11.0": "0.26.0", "2.6.0": "0
 NEWEST = {"torch": "2.15.0"}
 # What a fresh Ubuntu server image already has.
 PREINSTALLED = {"python3", "curl", "git", "ubuntu-drivers-common"}
+# Where pip puts distributions in an environment (the dist-info folders releases.py reads).
+SITE = "lib/python3.12/site-packages"
+TLJH_ENV, EXPORTER_ENV = "/opt/tljh/hub", "/opt/dlcourse/exporter"
 
 
 class FakeHost(Host):
@@ -57,7 +60,7 @@ class FakeHost(Host):
         self.loaded_version: str | None = None  # of the module in the running kernel
         self.gpus_answering = gpus  # what nvidia-smi lists (a lost GPU: fewer)
         self.tljh_config: dict = {}
-        self.plugin_installed = False
+        self.builds = 0  # pip builds of dlcourse: each gives its installation a new RECORD
         self.hub_passwords: set[str] = set()  # accounts with an entry in TLJH's password store
         self.claimable_when_hub_started: list[str] = []  # admins without one at first start
         self.user_pip: dict[str, str] = {}  # the users' environment: pip name -> version
@@ -120,6 +123,17 @@ class FakeHost(Host):
             self.put("/sys/module/nvidia/version", self.loaded_version + "\n")
         else:
             shutil.rmtree(self.local("/sys/module/nvidia"), ignore_errors=True)
+
+    @property
+    def plugin_installed(self) -> bool:
+        return self.distribution(TLJH_ENV, "dlcourse") is not None
+
+    def distribution(self, prefix: str, name: str) -> str | None:
+        """The version of a distribution in the environment at prefix (its dist-info)."""
+        found = self.glob(f"{prefix}/{SITE}/{name}-*.dist-info")
+        if not found:
+            return None
+        return found[0].rsplit("/", 1)[1].removeprefix(f"{name}-").removesuffix(".dist-info")
 
     @property
     def torch(self) -> str | None:
@@ -265,12 +279,11 @@ class FakeHost(Host):
         if argv[0].endswith("/hub/bin/python3"):
             if args[:2] == ["-m", tljh.PASSWORDS]:
                 return self._hub_passwords(args[2:])
-            if args[0] == "-c" and args[1] == steps.PLUGIN_CHECK:
-                return ok if self.plugin_installed else out("ModuleNotFoundError", 1)
             if args[0] == "-c":
                 assert args[1] == tljh._SHOW
                 return out(json.dumps(self.tljh_config))
-            self.plugin_installed = True
+            assert args[:3] == ["-m", "pip", "install"], args
+            self._pip_dlcourse(argv[0].removesuffix("/bin/python3"), args[3:])
             return ok
         if argv[0].endswith("/user/bin/python"):
             if not self.exists(argv[0]):
@@ -279,9 +292,29 @@ class FakeHost(Host):
         if argv[0].endswith("/user/bin/conda") and args[:2] == ["install", "--yes"]:
             return self._conda_install(argv)
         if argv[0].endswith("/exporter/bin/python") and args[:3] == ["-m", "pip", "install"]:
+            self._pip_dlcourse(argv[0].removesuffix("/bin/python"), args[3:])
             self.put(argv[0].replace("/python", "/dlcourse-exporter"), "")
             return ok
         raise AssertionError(f"the fake host does not know `{shlex.join(argv)}`")
+
+    def _pip_dlcourse(self, prefix: str, args: list[str]) -> None:
+        """pip installing dlcourse: a release of the installed version is kept, unless it
+        comes from a local folder or --force-reinstall says so (pip's resolver,
+        resolution/resolvelib/resolver.py)."""
+        spec = args[-1]
+        version = spec.partition("==")[2] if spec.startswith("dlcourse==") else "0.1.0"
+        folder = os.path.isdir(spec)  # a checkout on this machine, not under the fake root
+        if self.distribution(prefix, "dlcourse") == version and not (
+            folder or "--force-reinstall" in args
+        ):
+            return
+        self.builds += 1
+        self._dist_info(prefix, "dlcourse", version, f"from {spec}, build {self.builds}\n")
+
+    def _dist_info(self, prefix: str, name: str, version: str, record: str) -> None:
+        for old in self.glob(f"{prefix}/{SITE}/{name}-*.dist-info"):
+            shutil.rmtree(self.local(old))
+        self.put(f"{prefix}/{SITE}/{name}-{version}.dist-info/RECORD", record)
 
     def _ubuntu_drivers(self, args, env) -> Result:
         """ubuntu-drivers-common's behaviour: prebuilt modules unless --include-dkms, and exit
@@ -352,9 +385,11 @@ class FakeHost(Host):
         prefix = env["TLJH_INSTALL_PREFIX"]
         for path in ("hub/bin/python3", "hub/bin/tljh-config", "user/bin/python"):
             self.put(f"{prefix}/{path}", "")
-        self.plugin_installed = "--plugin" in args
-        if self.plugin_installed:  # dlcourse's hook seeds the store from DLCOURSE_ETC
-            self._seed(f"{env['DLCOURSE_ETC']}/hub-passwords")
+        version = args[args.index("--version") + 1] if "--version" in args else "2.0.0"
+        self._dist_info(f"{prefix}/hub", "the_littlest_jupyterhub", version, "tljh\n")
+        if "--plugin" in args:  # TLJH installs plugins with --upgrade (tljh/installer.py)
+            self._pip_dlcourse(f"{prefix}/hub", ["--upgrade", args[args.index("--plugin") + 1]])
+            self._seed(f"{env['DLCOURSE_ETC']}/hub-passwords")  # dlcourse's hook
         admins = [args[i + 1] for i, a in enumerate(args) if a == "--admin"]
         self.tljh_config.setdefault("users", {})["admin"] = admins
         self.claimable_when_hub_started = [a for a in admins if a not in self.hub_passwords]

@@ -91,7 +91,7 @@ def test_roster_roles_make_teaching_assistants_staff():
     assert opts.groups() == {
         "section-a": ["ada", "bea"], "tutors": ["tom", "uma"], "section-b": ["uma"]
     }  # fmt: skip
-    assert "--staff-group 'Bad Group' is not a valid group name" in validate(
+    assert "--staff-group 'Bad Group': not a valid group name" in validate(
         Options(admins=("t",), staff_group="Bad Group")
     )
 
