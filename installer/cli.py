@@ -51,8 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
     values, errors = options.read(args)
-    if "source" not in values:
-        values["source"] = releases.read_source(checkout() or f"dlcourse=={__version__}")
+    if "source" not in values:  # the checkout this runs from, else this release from PyPI
+        default = checkout() or f"dlcourse=={__version__}"
+        try:
+            values["source"] = releases.read_source(default)
+        except ValueError as exc:
+            errors.append(f"--source {default!r} (the default): {exc}")
     opts = Options(**values)
     return opts, errors + options.validate(opts)
 
