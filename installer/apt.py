@@ -27,6 +27,19 @@ def installed_matching(host: Host, patterns: list[str]) -> list[str]:
     )
 
 
+def version(host: Host, package: str) -> str | None:
+    """The installed version, else the one apt would install; None if apt knows neither."""
+    result = host.query(["dpkg-query", "-W", "-f=${Version}", package])
+    if result.ok and result.stdout.strip():
+        return result.stdout.strip()
+    result = host.query(["apt-cache", "show", "--no-all-versions", package])
+    for line in result.stdout.splitlines() if result.ok else []:
+        key, _, value = line.partition(":")
+        if key == "Version":
+            return value.strip()
+    return None
+
+
 def refresh(host: Host) -> None:
     """apt-get update, once a run (a new source, e.g. Grafana's, makes it due again)."""
     if not host.apt_lists_fresh:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dlcourse_installer import (
     __version__,
+    apt,
     course_packages,
     options,
     releases,
@@ -21,7 +22,13 @@ from dlcourse_installer.host import DryRunHost, Host, RealHost
 from dlcourse_installer.options import FileErrors, Options
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.state import State
-from dlcourse_installer.steps import STEPS, Context, packages_summary, purge_driver
+from dlcourse_installer.steps import (
+    NODE_EXPORTER_PACKAGE,
+    STEPS,
+    Context,
+    packages_summary,
+    purge_driver,
+)
 
 COMMANDS = ("install", "render", "status", "resume", "driver", "packages")
 COURSE_PACKAGES_STEP = next(step for step in STEPS if step.name == "course-packages")
@@ -107,7 +114,11 @@ def server_name(host: Host) -> str:
 def facts(host: Host, paths: Paths) -> Facts:
     # The resume unit runs the installer with the Python running it now: bootstrap.py's venv.
     python = paths.installer_python if host.exists(paths.installer_python) else sys.executable
-    return Facts(python=python, pytorch=user_env.pytorch(host, paths))
+    return Facts(
+        python=python,
+        pytorch=user_env.pytorch(host, paths),
+        node_exporter=apt.version(host, NODE_EXPORTER_PACKAGE) or "",
+    )
 
 
 def render_files(argv: list[str]) -> int:

@@ -3,7 +3,7 @@
     # pip packages, one per line, as in a requirements.txt
     transformers==4.46.3
     scikit-learn>=1.5
-    torchaudio                      # from PyTorch's index, the installer's CUDA build
+    torchvision                     # from PyTorch's index, the installer's CUDA build
 
     conda:
     # conda-forge packages, in conda's own spelling
@@ -29,9 +29,13 @@ import re
 from dataclasses import dataclass
 
 # PyTorch's own packages: installed from the index of the CUDA build the installer chose, and
-# pinned to it (installer/pytorch.py). Their conda-forge names, which conda must never install
-# over pip's: conda cannot see pip's packages.
-PYTORCH = ("torch", "torchvision", "torchaudio")
+# pinned to it (installer/pytorch.py). Not torchaudio: it is in maintenance (pytorch/audio#3902)
+# and no longer released with PyTorch; its newest, 2.11.1, requires torch>=2.11 and pins no
+# build (PyPI's metadata, 2026-12-05), so it comes from PyPI like any course package and the
+# import check as a student shows whether it works with the installed PyTorch.
+PYTORCH = ("torch", "torchvision")
+# The conda-forge names that would bring conda's own pytorch, which conda must never install
+# over pip's (conda cannot see pip's packages): refused in the conda section.
 CONDA_NAME = {"torch": "pytorch", "torchvision": "torchvision", "torchaudio": "torchaudio"}
 
 # PEP 508: a name, extras, then version specifiers or "@ URL".

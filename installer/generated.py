@@ -59,6 +59,9 @@ class Facts:
     # PyTorch's packages as installed in the users' environment ("torch==2.13.0+cu130"): known
     # once the install has put them there; then pinned (part "pytorch-pins").
     pytorch: tuple[str, ...] = ()
+    # prometheus-node-exporter's version, installed or to be installed ("" unknown: a current
+    # one); 22.04's 1.3.1 names its web configuration flag differently (templates.py).
+    node_exporter: str = ""
 
 
 def public_url(opts: Options) -> str:
@@ -77,7 +80,7 @@ def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[Genera
         *_course_packages(paths, opts),
         *_course(paths, opts),
         *_hub_services(paths, ports, opts),
-        *_prometheus(paths, ports),
+        *_prometheus(paths, ports, facts),
         *_alertmanager(paths, ports),
         *_grafana(paths, ports, opts),
     ]
@@ -86,7 +89,15 @@ def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[Genera
 def _driver(paths: Paths, opts: Options, facts: Facts) -> list[GeneratedFile]:
     if opts.no_gpu:
         return []
-    files = [GeneratedFile(paths.modprobe_blacklist, "driver", templates.nouveau_blacklist())]
+    files = [
+        GeneratedFile(paths.modprobe_blacklist, "driver", templates.nouveau_blacklist()),
+        GeneratedFile(f"{paths.apt_conf_d}/51dlcourse-driver-upgrades", "driver",
+                      templates.driver_upgrades_by_hand()),
+        GeneratedFile(paths.unit(f"{templates.PERSISTENCED}.d/dlcourse.conf"), "driver",
+                      templates.persistenced_dropin()),
+        GeneratedFile(paths.unit("multi-user.target.d/dlcourse-nvidia-persistenced.conf"),
+                      "driver", templates.persistenced_at_boot()),
+    ]  # fmt: skip
     if opts.reboot:
         unit = templates.resume_unit(paths, facts.python)
         files.append(GeneratedFile(paths.unit(templates.RESUME_UNIT), "resume", unit))
@@ -160,7 +171,7 @@ def _hub_services(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFi
     ]
 
 
-def _prometheus(paths: Paths, ports: Ports) -> list[GeneratedFile]:
+def _prometheus(paths: Paths, ports: Ports, facts: Facts) -> list[GeneratedFile]:
     rules = [
         GeneratedFile(f"{paths.prometheus_rules_dir}/{a.name}", "prometheus", a.text,
                       origin=a.origin)
@@ -168,7 +179,9 @@ def _prometheus(paths: Paths, ports: Ports) -> list[GeneratedFile]:
     ]  # fmt: skip
     config = templates.prometheus_config(paths, ports, [r.path for r in rules])
     args = templates.default_args(templates.prometheus_args(paths, ports))
-    node_args = templates.default_args(templates.node_exporter_args(paths, ports))
+    node_args = templates.default_args(
+        templates.node_exporter_args(paths, ports, facts.node_exporter)
+    )
     return [
         *access.monitoring_files(paths, ports),
         *rules,

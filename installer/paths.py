@@ -184,6 +184,7 @@ class Paths:
     grafana_dashboards_dir: str = "/etc/grafana/dashboards/dlcourse"
     apt_keyrings: str = "/etc/apt/keyrings"
     apt_sources_d: str = "/etc/apt/sources.list.d"
+    apt_conf_d: str = "/etc/apt/apt.conf.d"
     etc_default: str = "/etc/default"
     # The NVIDIA driver's /proc files: which /dev/nvidiaN is which GPU (nvidia_devices.py).
     nvidia_driver_proc: str = "/proc/driver/nvidia"

@@ -8,6 +8,7 @@ person should know first (Secure Boot) is a warning.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from dlcourse_installer import driver
 from dlcourse_installer.host import Host
@@ -23,19 +24,44 @@ NVIDIA_VENDOR = "0x10de"
 # kernel-open/nvidia/linux_nvswitch.c, nvswitch_pci_table).
 NVSWITCH_CLASS = "0x0680"
 
-SOURCES = {
-    "Ubuntu's archive": "http://archive.ubuntu.com/ubuntu/",
-    "PyPI": "https://pypi.org/simple/",
-    "PyTorch's wheels": "https://download.pytorch.org/whl/",
-    "GitHub (TLJH's bootstrap)": "https://raw.githubusercontent.com/",
-    "Grafana's APT repository": "https://apt.grafana.com/",
-}
+# Every host the install downloads from, each with a URL that answers a HEAD request when the
+# host serves it. TLJH's bootstrap clones and pip-installs TLJH from github.com and its
+# installer downloads Miniforge from GitHub's release downloads (the-littlest-jupyterhub
+# 2.0.0, bootstrap/bootstrap.py and tljh/installer.py, MINIFORGE_VERSION 24.7.1-2); pip reads
+# PyPI's index and downloads from its files host; conda-forge packages come from
+# conda.anaconda.org. The NVIDIA driver comes from Ubuntu's archive and CUDA's libraries as
+# wheels from PyTorch's index: no NVIDIA host is contacted.
+MINIFORGE_URL = (
+    "https://github.com/conda-forge/miniforge/releases/download/24.7.1-2/"
+    "Miniforge3-24.7.1-2-Linux-{arch}.sh"
+)
+SOURCES = (
+    ("Ubuntu's archive", "http://archive.ubuntu.com/ubuntu/"),
+    ("TLJH's bootstrap", "https://raw.githubusercontent.com/jupyterhub/the-littlest-jupyterhub/"
+     "{tljh_version}/bootstrap/bootstrap.py"),
+    ("TLJH's source and Miniforge's release download", MINIFORGE_URL),
+    ("PyPI's index", "https://pypi.org/simple/"),
+    ("PyPI's files", "https://files.pythonhosted.org/"),
+    ("PyTorch's wheels", "https://download.pytorch.org/whl/"),
+    ("conda-forge", "https://conda.anaconda.org/conda-forge/noarch/repodata.json"),
+    ("Grafana's APT repository", "https://apt.grafana.com/"),
+)  # fmt: skip
 
 SECURE_BOOT_NOTE = (
     "Secure Boot is on: the kernel loads only signed modules. The installer uses Ubuntu's "
     "signed prebuilt NVIDIA modules, and stops with instructions before installing anything "
     "if there are none for this kernel"
 )
+
+
+def fabric_manager_needs_server(branch: str) -> str:
+    """Ubuntu ships Fabric Manager and NSCQ for the -server drivers only (driver.py)."""
+    number = branch.split("-")[0]
+    return (
+        f"driver {branch} is not a -server (ERD) branch, and this system has NVSwitches: "
+        "their Fabric Manager comes only with the -server drivers in Ubuntu's archive. Use "
+        f"--driver {number}-server-open (or {number}-server)"
+    )
 
 
 @dataclass
@@ -132,19 +158,33 @@ def check(host: Host, opts: Options) -> Findings:
         )
 
     f.nvswitches = nvswitches(host)
+    chosen = driver.parse_branch(opts.driver or "")
+    if f.nvswitches and chosen and not chosen.server:
+        f.errors.append(fabric_manager_needs_server(str(chosen)))
     f.secure_boot = secure_boot_state(host)
     if f.secure_boot and opts.ppa:
         kernel = host.query(["uname", "-r"]).stdout.strip()
-        branch = driver.parse_branch(opts.driver or "") or driver.Branch("<BRANCH>")
-        f.errors.append(driver.secure_boot_instructions(branch, kernel, ppa=True))
+        branch = chosen or driver.Branch("<BRANCH>")
+        headers = driver.headers_packages(host, kernel)
+        f.errors.append(driver.secure_boot_instructions(branch, kernel, headers, ppa=True))
     elif f.secure_boot and not opts.no_gpu:
         f.warnings.append(SECURE_BOOT_NOTE)
 
-    for name, url in SOURCES.items():
-        r = host.query(["curl", "-fsS", "-o", "/dev/null", "-I", "--max-time", "10", url])
+    f.errors += unreachable_sources(host, opts, f.warnings)
+    return f
+
+
+def unreachable_sources(host: Host, opts: Options, warnings: list[str]) -> list[str]:
+    """One line per download host the install cannot reach (redirects followed)."""
+    arch = host.query(["uname", "-m"]).stdout.strip() or "x86_64"
+    errors = []
+    for what, template in SOURCES:
+        url = template.format(tljh_version=opts.tljh_version, arch=arch)
+        r = host.query(["curl", "-fsSL", "-o", "/dev/null", "-I", "--max-time", "10", url])
         if r.rc == 127:
-            f.warnings.append("curl is missing: the package sources were not checked")
+            warnings.append("curl is missing: the download hosts were not checked")
             break
         if not r.ok:
-            f.errors.append(f"cannot reach {name} ({url}): {r.stderr.strip() or f'exit {r.rc}'}")
-    return f
+            reason = (r.stderr.strip().splitlines() or [f"exit {r.rc}"])[-1]
+            errors.append(f"cannot reach {urlsplit(url).hostname} ({what}, {url}): {reason}")
+    return errors

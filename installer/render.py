@@ -22,10 +22,10 @@ from dlcourse_installer.ports import Ports, parse_override
 
 EXIT_OK, EXIT_BAD_OPTIONS = 0, 2
 # The fixed server model: its name when --domain is not given, and the PyTorch its 580 driver
-# gets (the current release's cu130 build, installer/pytorch.py, with that release's
-# torchvision), which the pins name.
+# and Ampere GPU get (cu132, installer/pytorch.py; torch 2.14.1, on PyPI, with a torchvision of
+# its series: a model, which the pins name).
 MODEL_DOMAIN = "gpu-server.example.edu"
-MODEL_PYTORCH = ("torch==2.13.0+cu130", "torchvision==0.28.0+cu130")
+MODEL_PYTORCH = ("torch==2.14.1+cu132", "torchvision==0.29.2+cu132")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

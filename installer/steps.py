@@ -49,7 +49,8 @@ from dlcourse_installer.state import State
 
 # What the steps run before TLJH's bootstrap installs its own (git: it resolves --version).
 BASE_PACKAGES = ["python3", "python3-venv", "git", "curl"]
-MONITORING_PACKAGES = ["prometheus", "prometheus-alertmanager", "prometheus-node-exporter"]
+NODE_EXPORTER_PACKAGE = "prometheus-node-exporter"
+MONITORING_PACKAGES = ["prometheus", "prometheus-alertmanager", NODE_EXPORTER_PACKAGE]
 TLJH_BOOTSTRAP_URL = (
     "https://raw.githubusercontent.com/jupyterhub/the-littlest-jupyterhub/{version}"
     "/bootstrap/bootstrap.py"
@@ -206,21 +207,24 @@ def ensure_nvidia_driver(ctx: Context) -> None:
     if branch is None:
         if not opts.dry_run:
             raise StepError(
-                "`ubuntu-drivers list --gpgpu --recommended` names no NVIDIA driver for this "
-                "server: choose one with --driver BRANCH (e.g. 580-server)"
+                "`ubuntu-drivers list --gpgpu` names no NVIDIA driver for this server: choose "
+                "one with --driver BRANCH (e.g. 580-server-open)"
             )
         branch = driver.Branch("<recommended by ubuntu-drivers>", server=True)
     chosen = "as given (--driver)" if opts.driver else "ubuntu-drivers' choice for servers"
-    ctx.note(f"driver {branch}, {chosen}")
+    ctx.note(f"driver {branch}, {'installed' if present else chosen}")
     ctx.driver_branch = branch
-    if present is None:
-        install_driver(ctx, branch, kernel)
     gpus = preflight.nvidia_gpus(host)
     switches = preflight.nvswitches(host)
+    if switches and not branch.server:
+        raise StepError(preflight.fabric_manager_needs_server(str(branch)))
+    if present is None:
+        install_driver(ctx, branch, kernel)
+    else:
+        complete_driver(ctx, branch, kernel)
     if switches:  # NVSwitch systems: no CUDA without Fabric Manager of the same branch
         apt.ensure_packages(host, branch.fabric_manager_packages)
-    if ensure_part(ctx, "driver"):
-        host.run(["update-initramfs", "-u"])  # nouveau is loaded from the initramfs
+    ensure_driver_files(ctx)
 
     version = driver_version(host)
     if version is None:
@@ -232,11 +236,13 @@ def ensure_nvidia_driver(ctx: Context) -> None:
             f"after the reboot: the nvidia module is loaded, nvidia-smi lists all {len(gpus)} "
             f"GPU(s) ({', '.join(gpus)}), and the running driver is the installed {branch}"
             + ("; then Fabric Manager starts" if switches else "")
+            + "; persistence mode is on"
         )
         raise RebootRequired(f"driver {branch} is installed; the kernel must boot with it")
     verify_driver(ctx, branch, version, gpus)
     if switches:
-        systemd.ensure_running(host, "nvidia-fabricmanager")
+        ensure_fabric_manager(ctx, branch)
+    ensure_persistence_mode(ctx)
     ctx.state.reboot_pending = False
     if files.ensure_absent(host, ctx.paths.unit(templates.RESUME_UNIT)):
         systemd.disable(host, templates.RESUME_UNIT)
@@ -250,14 +256,17 @@ def install_driver(ctx: Context, branch: driver.Branch, kernel: str) -> None:
     if opts.ppa:  # DKMS sources only (refused with Secure Boot by the preflight)
         if not host.glob(f"{ctx.paths.apt_sources_d}/graphics-drivers-*"):
             apt.add_ppa(host, "graphics-drivers/ppa")  # refreshes the package lists itself
-        apt.ensure_packages(host, [f"linux-headers-{kernel}", f"nvidia-driver-{branch.number}"])
+        apt.ensure_packages(
+            host, [*driver.headers_packages(host, kernel), f"nvidia-driver-{branch.number}"]
+        )
         return
     prebuilt = driver.prebuilt_available(host, branch, kernel)
     if not prebuilt and secure_boot:
-        raise StepError(driver.secure_boot_instructions(branch, kernel, ppa=False))
+        headers = driver.headers_packages(host, kernel)
+        raise StepError(driver.secure_boot_instructions(branch, kernel, headers, ppa=False))
     if not prebuilt:
         ctx.note(f"no prebuilt modules for kernel {kernel}: DKMS builds them (Secure Boot is off)")
-        apt.ensure_packages(host, [f"linux-headers-{kernel}"])
+        apt.ensure_packages(host, driver.headers_packages(host, kernel))
     apt.refresh(host)
     host.run(driver.install_command(branch, dkms=not prebuilt), env=apt.APT_ENV)
     apt.ensure_packages(host, [branch.utils_package])  # nvidia-smi, left out by --gpgpu
@@ -266,6 +275,59 @@ def install_driver(ctx: Context, branch: driver.Branch, kernel: str) -> None:
             f"`{' '.join(driver.install_command(branch, dkms=not prebuilt))}` installed no "
             "driver: see `ubuntu-drivers list --gpgpu` for the branches this GPU can use"
         )
+
+
+def complete_driver(ctx: Context, branch: driver.Branch, kernel: str) -> None:
+    """An installed driver gets what it lacks: nvidia-smi, and for DKMS modules (the PPA's, or
+    the ones a lecturer installed for Secure Boot by the instructions) the headers of future
+    kernels and the headless userspace."""
+    host = ctx.host
+    wanted = [branch.utils_package]
+    if apt.is_installed(host, branch.dkms_package):
+        wanted[:0] = driver.headers_packages(host, kernel)
+        userspace = [f"nvidia-driver-{branch}", f"nvidia-driver-{branch.number}"]
+        if not apt.installed_matching(host, [branch.headless_package, *userspace]):
+            wanted.append(branch.headless_package)
+    installed = apt.ensure_packages(host, wanted)
+    if installed:
+        ctx.note(f"added to the installed driver: {' '.join(installed)}")
+
+
+def ensure_driver_files(ctx: Context) -> None:
+    """The nouveau blacklist (then the initramfs), unattended-upgrades leaving the driver and
+    kernel alone, and nvidia-persistenced's settings."""
+    changed = {f.path for f in generated.part(ctx.files, "driver")
+               if files.ensure_generated(ctx.host, f, planning=ctx.opts.dry_run)}  # fmt: skip
+    if ctx.paths.modprobe_blacklist in changed:
+        ctx.host.run(["update-initramfs", "-u"])  # nouveau is loaded from the initramfs
+    if any(path.startswith(ctx.paths.systemd_dir) for path in changed):
+        systemd.reload_daemon(ctx.host)
+
+
+def ensure_fabric_manager(ctx: Context, branch: driver.Branch) -> None:
+    """Fabric Manager running; on HGX B200-class systems (fourth-generation NVSwitches) with
+    NVIDIA's NVLink Subnet Manager beside it."""
+    host = ctx.host
+    caps = driver.compute_capabilities(host) or []
+    if driver.needs_nvlsm(caps):
+        if apt.version(host, driver.NVLSM_PACKAGE) is None:  # neither installed nor in apt
+            raise StepError(driver.NVLSM_MISSING)
+        apt.ensure_packages(host, [driver.NVLSM_PACKAGE])
+    systemd.ensure_running(host, "nvidia-fabricmanager")
+
+
+def ensure_persistence_mode(ctx: Context) -> None:
+    """nvidia-persistenced running with persistence mode on (its drop-in, ensure_driver_files)."""
+    host = ctx.host
+    if not systemd.is_active(host, templates.PERSISTENCED) or not driver.persistence_mode_on(host):
+        systemd.restart(host, templates.PERSISTENCED)
+    if not driver.persistence_mode_on(host) and not ctx.opts.dry_run:
+        ctx.note(
+            "warning: persistence mode is still off (`nvidia-smi --query-gpu=persistence_mode "
+            f"--format=csv`); see `systemctl status {templates.PERSISTENCED}`"
+        )
+    else:
+        ctx.note("persistence mode on (nvidia-persistenced)")
 
 
 def verify_driver(ctx: Context, branch: driver.Branch, version: str, gpus: list[str]) -> None:
@@ -308,8 +370,14 @@ def purge_driver(ctx: Context) -> None:
     packages = apt.installed_matching(host, ["nvidia-*", "libnvidia-*", "linux-modules-nvidia-*"])
     if packages:
         apt.purge(host, packages)
-    if files.ensure_absent(host, ctx.paths.modprobe_blacklist):
+    # The driver step's files go too: the kernel upgrades by itself again.
+    removed = {
+        f.path for f in generated.part(ctx.files, "driver") if files.ensure_absent(host, f.path)
+    }
+    if ctx.paths.modprobe_blacklist in removed:
         host.run(["update-initramfs", "-u"])
+    if any(path.startswith(ctx.paths.systemd_dir) for path in removed):
+        systemd.reload_daemon(host)
     ctx.state.done.pop("nvidia-driver", None)
     ctx.state.reboot_pending = bool(packages)
     ctx.state.boot_id = boot_id(host)
@@ -437,30 +505,35 @@ def pin_pytorch(ctx: Context) -> None:
 
 
 def ensure_torch_on_the_gpus(ctx: Context) -> None:
-    """The newest build the driver runs, proven on every GPU, or the fallback, said so."""
+    """The newest build the driver runs with code for the GPUs, proven on every GPU, or the
+    fallback, said so."""
     host, opts = ctx.host, ctx.opts
     branch = ctx.driver_branch
     running = driver_version(host) or (branch.number if branch else "")
-    build = ctx.pytorch_build = pytorch.first_choice(running)
+    caps = driver.compute_capabilities(host) or []  # unknown before the driver answers
+    build = ctx.pytorch_build = pytorch.first_choice(running, caps)
+    gpus = f" on GPUs of compute capability {_capabilities(caps)}" if caps else ""
     if build is None:
         if not opts.dry_run:
             raise StepError(
-                f"driver {running or '(none answers)'} is too old for any PyTorch CUDA build "
-                "(CUDA 12 needs 525 or newer): reinstall with --driver 580-server"
+                f"no PyTorch CUDA build runs with driver {running or '(none answers)'}{gpus} "
+                "(CUDA 12 needs driver 525 or newer, CUDA 13 GPUs of compute capability 7.5 "
+                "or newer): reinstall with --driver 580-server-open"
             )
         ctx.note("PyTorch: the newest CUDA build the driver chosen by ubuntu-drivers runs")
         return
     installed = torch_tag(ctx)
-    fallback = pytorch.fallback(running, tried=(build.tag,))
+    fallback = pytorch.fallback(running, tried=(build.tag,), caps=caps)
     if installed == build.tag or (fallback and installed == fallback.tag and installed_ok(ctx)):
         return  # a fallback chosen by an earlier run stays
-    ctx.note(f"PyTorch {build.describe()}, the newest build that driver {running} runs")
+    ctx.note(f"PyTorch {build.describe()}, the newest build that driver {running} runs{gpus}")
     install_torch(ctx, build)
     if opts.dry_run:
         ctx.note(
-            "then, as a temporary unprivileged account: torch.cuda.is_available() and a "
-            "matrix product on each GPU; on failure, the build whose full-feature minimum "
-            "driver this one meets"
+            "once the driver answers, the GPUs' compute capability (nvidia-smi) rules out "
+            "builds without code for them; then, as a temporary unprivileged account: "
+            "torch.cuda.is_available() and a matrix product on each GPU; on failure, the build "
+            "whose full-feature minimum driver this one meets"
         )
         return
     error = torch_check(ctx)
@@ -469,7 +542,7 @@ def ensure_torch_on_the_gpus(ctx: Context) -> None:
         return
     if fallback is None:
         raise StepError(f"PyTorch {build.tag} does not run on this server's GPUs: {error}")
-    minimum = ".".join(str(n) for n in fallback.full_feature_driver)
+    minimum = ".".join(str(n) for n in fallback.full_feature_driver or ())
     ctx.note(
         f"PyTorch {build.tag} failed on this server ({error}); falling back to "
         f"{fallback.describe()}, whose full feature set needs driver {minimum}, which "
@@ -483,6 +556,10 @@ def ensure_torch_on_the_gpus(ctx: Context) -> None:
             f"PyTorch {fallback.tag} does not run on this server's GPUs either: {error}"
         )
     ctx.note(f"PyTorch {fallback.tag} checked on every GPU as an unprivileged account")
+
+
+def _capabilities(caps: list[tuple[int, int]]) -> str:
+    return ", ".join(sorted({f"{major}.{minor}" for major, minor in caps}))
 
 
 def torch_tag(ctx: Context) -> str | None:
@@ -725,6 +802,10 @@ def ensure_grafana(ctx: Context) -> bool:
 def ensure_monitoring(ctx: Context) -> None:
     host = ctx.host
     apt.ensure_packages(host, MONITORING_PACKAGES)
+    # Its flags depend on its version (22.04's 1.3.1: templates.node_exporter_args).
+    installed = apt.version(host, NODE_EXPORTER_PACKAGE) or ""
+    if installed != ctx.facts.node_exporter:
+        ctx.learned(replace(ctx.facts, node_exporter=installed))
     # The hub's metrics token was written root-only before Prometheus's account existed.
     for f in generated.part(ctx.files, "hub-services"):
         files.ensure_owner(host, f)

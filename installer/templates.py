@@ -53,6 +53,58 @@ def nouveau_blacklist() -> str:
     )
 
 
+# What unattended-upgrades leaves alone: the NVIDIA driver and the kernel, which must change
+# together and take effect at a reboot. Its Package-Blacklist entries are Python regular
+# expressions matched at the start of the name, and "if a package A has a blacklisted package
+# B as a dependency then both packages A and B will not be upgraded" (mvo5/unattended-upgrades
+# at 221b1a6, README.md and unattended-upgrade is_pkgname_in_blacklist). The kernel is in the
+# list because a new kernel's NVIDIA modules need a newer driver (driver.py): upgraded alone,
+# it would boot without an nvidia module.
+UNATTENDED_UPGRADES_SKIPPED = (
+    "nvidia-", "libnvidia-", "xserver-xorg-video-nvidia-",
+    "linux-image-", "linux-headers-", "linux-modules-", "linux-objects-nvidia-",
+    "linux-signatures-nvidia-",
+)  # fmt: skip
+
+
+def driver_upgrades_by_hand() -> str:
+    """An apt.conf.d part: apt appends its list entries to the Ubuntu default's."""
+    entries = "".join(f'    "{prefix}";\n' for prefix in UNATTENDED_UPGRADES_SKIPPED)
+    return (
+        f"// {HEADER}\n"
+        "// The NVIDIA driver and the kernel are upgraded on purpose, together, and followed by\n"
+        "// a reboot (outside class): a driver library upgraded under a loaded module fails\n"
+        '// with "Driver/library version mismatch" (docs/installer.md, "Upgrading the driver").\n'
+        f"Unattended-Upgrade::Package-Blacklist {{\n{entries}}};\n"
+    )
+
+
+# Persistence mode keeps the driver initialised between programs, so a student's first CUDA
+# call does not wait for it. nvidia-persistenced turns it on by default unless given
+# --no-persistence-mode (NVIDIA/nvidia-persistenced 595.71.05, option-table.h), which is what
+# Ubuntu's unit is reported to pass, stopping it when unneeded (only a real server confirms).
+PERSISTENCED = "nvidia-persistenced.service"
+
+
+def persistenced_dropin() -> str:
+    return (
+        f"# {HEADER}\n"
+        "[Unit]\n"
+        "StopWhenUnneeded=no\n"
+        "\n"
+        "[Service]\n"
+        "ExecStart=\n"
+        "ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --persistence-mode "
+        "--verbose\n"
+    )
+
+
+def persistenced_at_boot() -> str:
+    """A drop-in of multi-user.target: it wants the daemon whether or not its unit can be
+    enabled."""
+    return f"# {HEADER}\n[Unit]\nWants={PERSISTENCED}\n"
+
+
 def exporter_unit(paths: Paths, ports: Ports) -> str:
     token_name, web_token = "hub-token", "web-token"
     return f"""# {HEADER}
@@ -358,11 +410,30 @@ def alertmanager_args(paths: Paths, ports: Ports) -> list[str]:
     ]
 
 
-def node_exporter_args(paths: Paths, ports: Ports) -> list[str]:
+# node_exporter took its web configuration as --web.config until 1.5.0 renamed the flag to
+# --web.config.file (prometheus/node_exporter CHANGELOG.md, 1.5.0; node_exporter.go at v1.3.1).
+# 1.3.1, which Ubuntu 22.04 ships (1.3.1-1ubuntu0.22.04.3, packages.ubuntu.com), reads the same
+# file format: exporter-toolkit v0.7.0's basic_auth_users, TLS off without cert_file
+# (web/tls_config.go at v0.7.0). Prometheus 2.31 and Alertmanager 0.23 (22.04's) already
+# have --web.config.file (their main.go at v2.31.2 and v0.23.0).
+NODE_EXPORTER_WEB_CONFIG_FILE_SINCE = (1, 5, 0)
+
+
+def node_exporter_args(paths: Paths, ports: Ports, version: str = "") -> list[str]:
+    """``version``: node_exporter's (Debian's "1.3.1-1ubuntu0.22.04.3"); empty: a current one."""
+    flag = "--web.config.file"
+    if version and _upstream(version) < NODE_EXPORTER_WEB_CONFIG_FILE_SINCE:
+        flag = "--web.config"
     return [
         f"--web.listen-address={ports.address('node_exporter')}",
-        f"--web.config.file={paths.web_config('node-exporter')}",
+        f"{flag}={paths.web_config('node-exporter')}",
     ]
+
+
+def _upstream(version: str) -> tuple[int, ...]:
+    """Debian's 1:1.3.1~ds-1ubuntu2 -> (1, 3, 1)."""
+    upstream = version.split(":")[-1].split("-")[0].split("~")[0].split("+")[0]
+    return tuple(int(p) for p in upstream.split(".") if p.isdigit())
 
 
 def grafana_apt_source(paths: Paths) -> str:

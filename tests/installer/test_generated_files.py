@@ -3,6 +3,7 @@ tools that will read them."""
 
 import importlib.util
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -73,6 +74,36 @@ def test_systemd_analyze_verify_does_catch_a_bad_unit(tmp_path):
     """The check above can fail: a misspelt key is reported."""
     (tmp_path / "bad.service").write_text("[Service]\nExecStart=/bin/true\nProtectSystm=strict\n")
     assert "Unknown key" in _verify([tmp_path], "bad.service").stderr
+
+
+@pytest.mark.live
+def test_unattended_upgrades_leaves_driver_and_kernel_to_a_planned_upgrade(tmp_path):
+    """Real apt reads the part and appends it to the list Ubuntu's own file starts; the
+    entries match as unattended-upgrades matches them (re.match, its
+    is_pkgname_in_blacklist), the driver and kernel packages and nothing else."""
+    ubuntu = tmp_path / "50unattended-upgrades"
+    ubuntu.write_text('Unattended-Upgrade::Package-Blacklist {\n    "libc6$";\n};\n')
+    ours = tmp_path / "51dlcourse-driver-upgrades"
+    ours.write_text(templates.driver_upgrades_by_hand())
+    dump = subprocess.run(
+        [_tool("apt-config"), "-c", str(ubuntu), "-c", str(ours), "dump",
+         "Unattended-Upgrade::Package-Blacklist"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    entries = re.findall(r'^Unattended-Upgrade::Package-Blacklist:: "(.*)";$', dump, re.M)
+    assert entries == ["libc6$", *templates.UNATTENDED_UPGRADES_SKIPPED]
+
+    def skipped(name):
+        return any(re.match(entry, name) for entry in entries[1:])
+
+    for name in ("nvidia-utils-580-server", "libnvidia-compute-580-server",
+                 "nvidia-headless-no-dkms-580-server-open", "linux-image-generic",
+                 "linux-image-6.8.0-50-generic", "linux-headers-generic-hwe-24.04",
+                 "linux-modules-nvidia-580-server-open-generic", "linux-modules-6.8.0-50-generic",
+                 "linux-signatures-nvidia-6.8.0-50-generic"):  # fmt: skip
+        assert skipped(name), name
+    for name in ("openssl", "linux-firmware", "linux-libc-dev", "python3", "grafana"):
+        assert not skipped(name), name
 
 
 def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
