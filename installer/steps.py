@@ -918,8 +918,9 @@ def exporter_release(ctx: Context) -> dict:
 
 
 STEPS = [
-    Step("preflight", "Preflight checks", ensure_preflight, ("driver", "ppa", "no_gpu"),
-         always=True),
+    # The preflight reads --tljh-version for the download hosts it checks.
+    Step("preflight", "Preflight checks", ensure_preflight,
+         ("driver", "ppa", "no_gpu", "tljh_version"), always=True),
     Step("base-packages", "Base packages", ensure_base_packages),
     Step("nvidia-driver", "NVIDIA driver", ensure_nvidia_driver, ("driver", "ppa", "no_gpu"),
          parts=("driver",)),
