@@ -7,6 +7,8 @@ WORKDIR /src
 # README.md* : the glob keeps the build working while the file is absent.
 COPY pyproject.toml README.md* ./
 COPY exporter ./exporter
+# The exporter reads its token files with dlcourse_secretfile.
+COPY secretfile ./secretfile
 RUN pip install --no-cache-dir --disable-pip-version-check . \
     && rm -rf /src
 WORKDIR /

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlcourse_secretfile import SecretFileError, read_secret
+
 from .collectors import COLLECTORS
 from .collectors.base import Collector
 from .options import Option, count, one_of, seconds
@@ -204,14 +206,10 @@ def build_parser(collectors: Sequence[Collector] = COLLECTORS) -> argparse.Argum
 
 def _read_secret(path: Path, what: str, errors: list[str]) -> str | None:
     try:
-        token = path.read_text().strip()
-    except OSError as exc:
-        errors.append(f"{what} {path}: {exc.strerror or exc}")
+        return read_secret(path)
+    except SecretFileError as exc:  # "PATH: reason": never a FIFO, /dev/zero or > 4 KiB
+        errors.append(f"{what} {exc}")
         return None
-    if not token:
-        errors.append(f"{what} {path} is empty")
-        return None
-    return token
 
 
 def _parse_bool(text: str) -> bool:

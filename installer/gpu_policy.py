@@ -7,8 +7,9 @@
                   without one, or with a GPU this server lacks, gets least-loaded
     all           every GPU, as without dlcourse (no CUDA_VISIBLE_DEVICES)
 
-The hook (``gpu_hook``) gathers the inputs and applies the choice; docs/gpu-assignment.md
-says which policy suits which course.
+least-loaded and round-robin pass over a GPU the exporter does not report up while another
+is. The hook (``gpu_hook``) gathers the inputs and applies the choice;
+docs/gpu-assignment.md says which policy suits which course.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ FULL_RATIO = 0.9
 
 @dataclass(frozen=True)
 class GpuLoad:
-    """One GPU as the exporter last saw it."""
+    """One GPU: who it is (the driver's list) and its load (as the exporter last saw it)."""
 
     index: int
     uuid: str
     memory_used_bytes: float = 0.0
     memory_total_bytes: float = 0.0
+    up: bool = True  # the exporter reports it up, or nobody could say
+    minor: int | None = None  # the driver's device minor: /dev/nvidiaN
 
     @property
     def nearly_full(self) -> bool:
@@ -42,8 +45,9 @@ class GpuLoad:
 
 @dataclass(frozen=True)
 class Choice:
-    gpu: GpuLoad | None  # None: every GPU
+    gpu: GpuLoad | None  # None: every GPU, or none at all when failed
     why: str  # for the hub's log
+    failed: bool = False  # no GPU could be chosen (strict mode then gives none)
 
 
 def choose(
@@ -58,11 +62,13 @@ def choose(
 
     assigned: user -> GPU uuid of the other running servers; turn: how many servers
     round-robin has placed before this one."""
-    if policy == "all" or not gpus:
-        return Choice(None, "policy all" if gpus else "no GPUs known")
+    if policy == "all":
+        return Choice(None, "policy all")
+    if not gpus:
+        return Choice(None, "no GPUs known", failed=True)
     if policy == "round-robin":
-        gpu = sorted(gpus, key=lambda g: g.index)[turn % len(gpus)]
-        return Choice(gpu, f"round-robin, turn {turn}")
+        ring = sorted([g for g in gpus if g.up] or gpus, key=lambda g: g.index)
+        return Choice(ring[turn % len(ring)], f"round-robin, turn {turn}")
     if policy == "roster":
         wanted = roster_gpus.get(user)
         by_index = {g.index: g for g in gpus}
@@ -76,10 +82,11 @@ def choose(
 
 def least_loaded(gpus: Sequence[GpuLoad], assigned: Mapping[str, str]) -> Choice:
     servers = Counter(assigned.values())
-    candidates = [g for g in gpus if not g.nearly_full] or list(gpus)
+    up = [g for g in gpus if g.up] or list(gpus)
+    candidates = [g for g in up if not g.nearly_full] or up
     gpu = min(candidates, key=lambda g: (servers[g.uuid], g.memory_used_bytes, g.index))
     used = gpu.memory_used_bytes / 2**30
-    skipped = len(gpus) - len(candidates)
+    skipped = len(up) - len(candidates)
     return Choice(
         gpu,
         f"least-loaded: {servers[gpu.uuid]} other servers, {used:.1f} GiB in use"

@@ -1,19 +1,38 @@
-"""Which /dev/nvidiaN is which GPU, from the driver's /proc files, for strict mode.
+"""The GPUs the NVIDIA driver lists, from its /proc files: the hook's list of GPUs.
 
-N is the device minor number, which is not NVML's (nvidia-smi's) index: the driver numbers
-GPUs as it probes them, NVML by PCI bus. Each GPU's
-``/proc/driver/nvidia/gpus/<domain:bus:device.function>/information`` has lines
-``GPU UUID: GPU-...`` and ``Device Minor: N`` (NVIDIA driver README, "Using the /proc File
-System Interface"). /proc stays readable in the hub's unit (``PrivateDevices=yes`` hides
-/dev only).
+Each GPU has ``/proc/driver/nvidia/gpus/<domain:bus:device.function>/information`` with the
+lines ``GPU UUID: GPU-...`` and ``Device Minor: N`` (NVIDIA driver README, "Using the /proc
+File System Interface"; NVIDIA/nvidia-container-toolkit v1.17.6 internal/info/proc reads the
+same fields from the same files). The hub can read them: TLJH's unit has
+``PrivateDevices=yes``, which hides /dev only, and ``ProtectKernelTunables=yes``, which makes
+/proc/sys and a few others read-only and leaves /proc/driver alone (systemd.exec(5),
+systemd 252; tljh/systemd-units/jupyterhub.service, TLJH 2.0.0).
+
+Only root (the kernel module) writes there, so a student cannot add or hide a GPU; what the
+exporter says about GPUs is load, never the list (gpu_hook.py).
+
+- N, the device minor, names /dev/nvidiaN for strict mode; it is not nvidia-smi's index:
+  the driver numbers GPUs as it probes them.
+- The index is the GPU's place in PCI bus order: the order the hub's
+  ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` gives CUDA (tljh_plugin.py) and nvidia-smi's numbering on
+  the servers we know (NVML itself promises no order: nvmlDeviceGetIndex). The roster's gpu
+  column and the hub's log count by it, never by what the exporter says.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 DRIVER_PROC = "/proc/driver/nvidia"
 MAX_FILE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class DriverGpu:
+    index: int  # place in PCI bus order
+    uuid: str
+    minor: int  # /dev/nvidiaN
 
 
 def parse_information(text: str) -> tuple[str, int] | None:
@@ -27,15 +46,23 @@ def parse_information(text: str) -> tuple[str, int] | None:
     return (uuid, int(minor)) if uuid and minor.isdigit() else None
 
 
-def device_minors(driver_proc: str = DRIVER_PROC) -> dict[str, int]:
-    """GPU uuid -> device minor of every GPU the driver lists (empty without a driver)."""
-    minors = {}
-    for info in sorted(Path(driver_proc).glob("gpus/*/information")):
+def bus_order(folder: Path) -> tuple[float, ...]:
+    """The PCI address ``0000:18:00.0`` as numbers (domain, bus, device, function)."""
+    try:
+        return tuple(int(part, 16) for part in folder.name.replace(".", ":").split(":"))
+    except ValueError:
+        return (float("inf"),)
+
+
+def driver_gpus(driver_proc: str = DRIVER_PROC) -> tuple[DriverGpu, ...]:
+    """Every GPU the driver lists, in PCI bus order (none without a driver)."""
+    found = []
+    for folder in sorted(Path(driver_proc).glob("gpus/*"), key=bus_order):
         try:
-            with info.open(errors="replace") as f:
-                found = parse_information(f.read(MAX_FILE_BYTES))
+            with (folder / "information").open(errors="replace") as f:
+                parsed = parse_information(f.read(MAX_FILE_BYTES))
         except OSError:
             continue
-        if found:
-            minors[found[0]] = found[1]
-    return minors
+        if parsed:
+            found.append(parsed)
+    return tuple(DriverGpu(index, uuid, minor) for index, (uuid, minor) in enumerate(found))

@@ -56,12 +56,10 @@ def hub_snippet(
 # Per-student data is for staff only: hub admins and the group below (docs/security.md).
 # TLJH assigns c.JupyterHub.services before it loads this folder: append, never assign.
 import sys
-from pathlib import Path
 
-
-def _secret(path):
-    return Path(path).read_text().strip()
-
+# At most 4 KiB of a regular file (never a FIFO or /dev/zero), one line; else one line
+# saying why, and the hub does not start.
+from dlcourse_secretfile import read_secret as _secret
 
 c.JupyterHub.services.append(
     {{

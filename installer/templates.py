@@ -199,12 +199,8 @@ def hub_services_snippet(paths: Paths) -> str:
         "# TLJH assigns c.JupyterHub.services (for its idle culler) before it loads this",
         "# folder, so dlcourse APPENDS its services and roles instead of assigning them.",
         "# Tokens are read from root-only files when the hub starts; they never appear here.",
-        "from pathlib import Path",
-        "",
-        "",
-        "def _token(path):",
-        "    return Path(path).read_text().strip()",
-        "",
+        "# At most 4 KiB of a regular file (never a FIFO or /dev/zero), one line.",
+        "from dlcourse_secretfile import read_secret as _token",
         "",
     ]
     for s in services:

@@ -31,6 +31,8 @@ from typing import Any
 
 import httpx
 
+from dlcourse_secretfile import SecretFileError, read_secret
+
 from ..backoff import Backoff
 from ..model import StudentPods
 from ..untrusted import TooLarge, log_text, read_capped, redact_url
@@ -53,7 +55,6 @@ MAX_PAGES = 20
 MAX_PODS = 5_000  # a node runs at most 110 pods by default
 MAX_PAGE_BYTES = 8 * 1024 * 1024  # a pod is 5-20 KB of JSON
 MAX_EVENT_BYTES = 2 * 1024 * 1024  # etcd refuses objects over 1.5 MiB
-MAX_TOKEN_BYTES = 64 * 1024
 REQUEST_SECONDS = 10.0
 WATCH_SECONDS = 300  # asked of the server; client-go asks 5-10 minutes
 FIRST_RETRY_SECONDS = 1.0
@@ -70,16 +71,9 @@ class KubernetesAuthError(KubernetesError):
 
 def read_token(path: Path) -> str:
     try:
-        with path.open("rb") as file:
-            token = file.read(MAX_TOKEN_BYTES + 1)
-    except OSError as exc:
-        raise KubernetesAuthError(f"cannot read the token file {path}: {exc.strerror}") from exc
-    if len(token) > MAX_TOKEN_BYTES:
-        raise KubernetesAuthError(f"the token file {path} is larger than {MAX_TOKEN_BYTES} bytes")
-    text = token.decode(errors="replace").strip()
-    if not text or not text.isprintable():
-        raise KubernetesAuthError(f"the token file {path} holds no token")
-    return text
+        return read_secret(path)
+    except SecretFileError as exc:  # a FIFO, /dev/zero, over 4 KiB, empty...
+        raise KubernetesAuthError(f"cannot read the token file {exc}") from exc
 
 
 async def bounded_lines(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:

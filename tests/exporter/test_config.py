@@ -7,6 +7,7 @@ from dlcourse_exporter.collectors.base import Collector
 from dlcourse_exporter.config import ConfigError
 from dlcourse_exporter.config import load as load_config
 from dlcourse_exporter.options import Option
+from dlcourse_testing.secret_files import REASONS, finishes_within, hostile_secret_files
 
 TOKEN_FILE: Path
 
@@ -122,6 +123,18 @@ def test_bad_input_is_one_line_error(argv, message):
     with pytest.raises(ConfigError) as error:
         load(argv, {"JUPYTERHUB_API_TOKEN": "t"} if "hub.url" in str(argv) else {})
     assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("what", sorted(REASONS))
+@pytest.mark.parametrize(("option", "name"), [("web", "web token file"), ("hub", "hub token file")])
+def test_a_token_file_that_would_hang_or_flood_is_one_line(tmp_path, option, name, what):
+    path = hostile_secret_files(tmp_path / "hostile")[what]
+    tokens = {"web": TOKEN_FILE, "hub": TOKEN_FILE, option: path}
+    argv = ["--hub.url=http://h/hub/api", *(f"--{o}.token-file={p}" for o, p in tokens.items())]
+    with pytest.raises(ConfigError) as error:
+        finishes_within(10, lambda: load_config(argv, environ={}))
+    assert f"{name} {path}: {REASONS[what]}" in str(error.value)
     assert "\n" not in str(error.value)
 
 

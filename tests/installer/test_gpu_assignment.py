@@ -4,10 +4,8 @@ test_gpu_assignment.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
 
 import pytest
 from prometheus_client.core import GaugeMetricFamily
@@ -15,7 +13,6 @@ from prometheus_client.core import GaugeMetricFamily
 from dlcourse_exporter.classview import class_status
 from dlcourse_installer import roster
 from dlcourse_installer.gpu_hook import (
-    GpuAssigner,
     Settings,
     UnitPropertyValues,
     settings_from_tljh,
@@ -28,8 +25,10 @@ from dlcourse_installer.gpu_load import (
     read_class_gpus,
 )
 from dlcourse_installer.gpu_policy import GpuLoad, choose
-from dlcourse_installer.nvidia_devices import device_minors, parse_information
+from dlcourse_installer.nvidia_devices import DriverGpu, driver_gpus, parse_information
 from dlcourse_installer.options import Options, validate
+
+from .hook_parts import Group, User, assigner, spawn, write_driver_proc
 
 GIB = 1 << 30
 GPUS = tuple(GpuLoad(i, f"GPU-{i}", 1 * GIB, 16 * GIB) for i in range(3))
@@ -87,20 +86,25 @@ def test_an_answer_that_is_not_api_class_is_one_error(body):
 def test_an_exporter_that_does_not_answer_is_one_error(tmp_path):
     token = tmp_path / "token"
     token.write_text("t\n")
-    with pytest.raises(ExporterUnavailable, match="URLError"):
+    with pytest.raises(ExporterUnavailable, match="ConnectionRefusedError"):
         read_class_gpus("http://127.0.0.1:1", str(token))  # nothing listens on port 1
-    with pytest.raises(ExporterUnavailable, match="FileNotFoundError"):
+    with pytest.raises(ExporterUnavailable, match="absent: No such file or directory"):
         read_class_gpus("http://127.0.0.1:1", str(tmp_path / "absent"))
 
 
-def test_the_drivers_proc_files_name_each_gpus_device_minor(tmp_path):
+def test_the_drivers_proc_files_list_the_gpus_in_pci_bus_order(tmp_path):
     info = "Model:  A100\nIRQ:  42\nGPU UUID:  GPU-8932f937\nDevice Minor:  3\n"
     assert parse_information(info) == ("GPU-8932f937", 3)
     assert parse_information("Model: A100\n") is None
-    (tmp_path / "gpus" / "0000:18:00.0").mkdir(parents=True)
-    (tmp_path / "gpus" / "0000:18:00.0" / "information").write_text(info)
-    assert device_minors(str(tmp_path)) == {"GPU-8932f937": 3}
-    assert device_minors(str(tmp_path / "none")) == {}
+    # Bus 0x9a sorts after 0x18 as a number; a folder without an information file is no GPU.
+    for bus, uuid, minor in (("0000:9a:00.0", "GPU-b", 0), ("0000:18:00.0", "GPU-a", 3)):
+        (tmp_path / "gpus" / bus).mkdir(parents=True)
+        (tmp_path / "gpus" / bus / "information").write_text(
+            f"GPU UUID: {uuid}\nDevice Minor: {minor}\n"
+        )
+    (tmp_path / "gpus" / "0000:3b:00.0").mkdir()
+    assert driver_gpus(str(tmp_path)) == (DriverGpu(0, "GPU-a", 3), DriverGpu(1, "GPU-b", 0))
+    assert driver_gpus(str(tmp_path / "none")) == ()
 
 
 def test_strict_properties_survive_systemdspawners_expansion():
@@ -123,42 +127,9 @@ def test_bad_tljh_settings_are_one_line_each_and_keep_the_defaults():
     assert errors[0].startswith("tljh-config dlcourse.gpu_policy 'random' is not one of")
 
 
-# -- the hook, with a spawner as JupyterHub hands it over: its user, environment, log ------
-@dataclass
-class Group:
-    name: str
-
-
-@dataclass
-class User:
-    name: str
-    admin: bool = False
-    groups: list[Group] = field(default_factory=list)
-
-
-@dataclass
-class Spawner:
-    user: User
-    environment: dict[str, str] = field(default_factory=lambda: {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
-    unit_extra_properties: dict = field(default_factory=dict)
-    log: logging.Logger = logging.getLogger("test-hub")
-
-
-def spawn(hook: GpuAssigner, user: User) -> Spawner:
-    spawner = Spawner(user)
-    asyncio.run(hook(spawner))
-    return spawner
-
-
-def assigner(read_gpus, policy="least-loaded", strict=False) -> GpuAssigner:
-    return GpuAssigner(
-        Settings(policy, strict), staff_group="instructors", roster_gpus={}, read_gpus=read_gpus,
-        driver_proc="/nonexistent",
-    )  # fmt: skip
-
-
-def test_staff_get_every_gpu_and_students_one(caplog):
-    hook = assigner(lambda: ClassGpus(GPUS, {}))
+# -- the hook, with a spawner as JupyterHub hands it over (hook_parts) ------------------------
+def test_staff_get_every_gpu_and_students_one(tmp_path, caplog):
+    hook = assigner(lambda: ClassGpus(GPUS, {}), write_driver_proc(tmp_path))
     caplog.set_level(logging.INFO, "test-hub")
     assert "CUDA_VISIBLE_DEVICES" not in spawn(hook, User("teacher", admin=True)).environment
     ta = User("tom", groups=[Group("instructors")])
@@ -171,46 +142,21 @@ def test_staff_get_every_gpu_and_students_one(caplog):
     assert caplog.messages[-1].startswith("dlcourse GPU: grace gets GPU 1 (GPU-1): least-loaded")
 
 
-def test_no_failure_stops_a_spawn_it_gives_every_gpu_and_says_why(caplog):
-    def down():
-        raise ExporterUnavailable("URLError: connection refused")
-
+def test_no_failure_stops_a_spawn_it_gives_every_gpu_and_says_why(tmp_path, caplog):
     caplog.set_level(logging.INFO, "test-hub")
-    assert "CUDA_VISIBLE_DEVICES" not in spawn(assigner(down), User("ada")).environment
+    no_driver = assigner(lambda: ClassGpus(GPUS, {}), str(tmp_path / "no-driver"))
+    assert "CUDA_VISIBLE_DEVICES" not in spawn(no_driver, User("ada")).environment
     assert caplog.messages == [
-        "dlcourse GPU: ada gets every GPU: the exporter cannot say which GPUs there are "
-        "(URLError: connection refused)"
+        f"dlcourse GPU: ada gets every GPU: the driver lists no GPU in {tmp_path / 'no-driver'}"
     ]
 
     def broken():
         raise RuntimeError("surprise")
 
-    spawn(assigner(broken), User("ada"))
+    spawn(assigner(broken, write_driver_proc(tmp_path)), User("ada"))
     assert (
         caplog.messages[-1] == "dlcourse GPU: ada gets every GPU: failed (RuntimeError: surprise)"
     )
-
-
-def test_after_the_exporter_goes_away_the_known_gpus_still_serve():
-    answers = [ClassGpus(GPUS, {"x": "GPU-0"})]
-
-    def once():
-        if not answers:
-            raise ExporterUnavailable("gone")
-        return answers.pop()
-
-    hook = assigner(once)
-    assert spawn(hook, User("ada")).environment["CUDA_VISIBLE_DEVICES"] == "GPU-1"
-    assert spawn(hook, User("grace")).environment["CUDA_VISIBLE_DEVICES"] == "GPU-0"
-
-
-def test_strict_without_the_drivers_minor_is_not_strict_and_says_so(caplog):
-    caplog.set_level(logging.INFO, "test-hub")
-    spawner = spawn(assigner(lambda: ClassGpus(GPUS, {}), strict=True), User("ada"))
-    assert spawner.environment["CUDA_VISIBLE_DEVICES"] == "GPU-0"
-    assert spawner.unit_extra_properties == {}
-    not_strict = "not strict: the driver does not list this GPU's device minor"
-    assert caplog.messages[-1].endswith(not_strict)
 
 
 def test_the_roster_gpu_column_and_the_options():

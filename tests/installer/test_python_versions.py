@@ -52,6 +52,8 @@ def test_the_installer_imports_only_the_standard_library():
     allowed_elsewhere = {
         "tljh_plugin.py": {"pluggy"},  # runs in TLJH's hub environment
         "gpu_hook.py": {"yaml"},  # in the hub's process: TLJH's config.yaml (JupyterHub's PyYAML)
+        # in the hub's process too; the secret reader is stdlib only (tests/secretfile)
+        "gpu_load.py": {"dlcourse_secretfile"},
         "user_env_probe.py": {"packaging", "pip", "conda"},  # in the users' environment
     }
     for path in _modules():

@@ -3,19 +3,26 @@ students of a roster (one TA, staff), the hub's admin, and the real exporter rea
 (fakenvml) and /proc: each policy's assignment lands in the servers' environments and in
 ``dlcourse_user_gpu_assigned``; a GPU that fills up is skipped; a hub restart keeps running
 servers' GPUs and counts them; strict mode's unit properties pass ``systemd-analyze verify``.
+
+Issue 21's: six more students of the roster, without a gpu, start their servers at the same
+moment through the hub's REST API, and each policy spreads them; strict mode without the
+driver's GPU list gives no GPU; a ``dlcourse`` setting that is no mapping starts the hub.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 import uuid
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
 from dlcourse_testing.exporter import TOKEN, RunningExporter, value
@@ -25,6 +32,7 @@ from fakenvml import Gpu, Scenario
 GIB = 1 << 30
 UUIDS = [f"GPU-fa4e0000-0000-4000-8000-00000000000{i}" for i in range(3)]
 STUDENTS = 7
+CROWD = 6  # students without a gpu in the roster: a class that logs in at 9:00
 
 
 def scenario(used_gib=(1, 1, 1)) -> Scenario:
@@ -37,13 +45,20 @@ def scenario(used_gib=(1, 1, 1)) -> Scenario:
 
 
 @pytest.fixture(scope="module")
-def course(make_tljh_hub, fake_nvml_dir, tmp_path_factory):
+def crowd() -> list[str]:
+    return [f"dlct-{uuid.uuid4().hex[:8]}" for _ in range(CROWD)]
+
+
+@pytest.fixture(scope="module")
+def course(make_tljh_hub, fake_nvml_dir, tmp_path_factory, crowd):
     """The hub (started by each test with its policy), the exporter, the people."""
     folder = tmp_path_factory.mktemp("gpu-course")
     students = [f"dlct-{uuid.uuid4().hex[:8]}" for _ in range(STUDENTS)]
     ta = f"dlct-ta-{uuid.uuid4().hex[:6]}"
-    # The roster's gpu column: project teams of two share a GPU; the last student has none.
+    # The roster's gpu column: project teams of two share a GPU; the last student has none,
+    # nor has the crowd (section B).
     rows = [f"{s},A,student,{i // 2 if i < STUDENTS - 1 else ''}" for i, s in enumerate(students)]
+    rows += [f"{s},B,student," for s in crowd]
     roster = folder / "roster.csv"
     roster.write_text("username,section,role,gpu\n" + "\n".join([*rows, f"{ta},,ta,"]) + "\n")
     hub = make_tljh_hub("--roster", str(roster), start=False)
@@ -54,7 +69,7 @@ def course(make_tljh_hub, fake_nvml_dir, tmp_path_factory):
         info = driver_proc / "gpus" / f"0000:{0x18 + index:02x}:00.0" / "information"
         info.parent.mkdir(parents=True)
         info.write_text(f"Model: Stand-in\nGPU UUID: {gpu_uuid}\nDevice Minor: {2 - index}\n")
-    for name in [*students, ta, hub.admin]:
+    for name in [*students, *crowd, ta, hub.admin]:
         hub.users.append(name)  # stopped with the hub; their accounts removed with it
         hub.accounts_made.created.append(hub.account(name))
     gpus = folder / "gpus.scn"
@@ -108,6 +123,22 @@ def start(hub, names) -> dict[str, str | None]:
         pid = hub.start_server(name)["state"]["pid"]
         found[name] = environ(pid).get("CUDA_VISIBLE_DEVICES")
     return found
+
+
+def start_at_once(hub, names) -> dict[str, str | None]:
+    """Every server's POST /users/NAME/server sent at the same moment, as a class that
+    logs in at 9:00, then each waited for; {name: its CUDA_VISIBLE_DEVICES, or None}."""
+
+    async def post_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(headers=hub.client.headers, timeout=60) as client:
+            return await asyncio.gather(
+                *(client.post(f"{hub.api_url}/users/{name}/server") for name in names)
+            )
+
+    for name, answer in zip(names, asyncio.run(post_all()), strict=True):
+        assert answer.status_code in (201, 202), f"{name}: {answer.status_code} {answer.text}"
+    return {name: environ(hub.wait_server(name, ready=True)["state"]["pid"]).get(
+        "CUDA_VISIBLE_DEVICES") for name in names}  # fmt: skip
 
 
 def exported(exporter, names) -> dict[str, str]:
@@ -257,3 +288,52 @@ def unit_file(properties: dict) -> str:
             lines.append(f"{key}={one}")
     body = "\n".join(lines)
     return f"[Service]\nExecStart=/bin/true\n{body}\n"
+
+
+@pytest.mark.parametrize("policy", ["least-loaded", "round-robin", "roster", "all"])
+def test_a_class_that_starts_at_once_is_spread_over_every_gpu(course, crowd, policy):
+    """Before the exporter has seen any of their servers, only the hook's own memory of its
+    choices can spread them (on main, all six got GPU 0: each spawner held its own copy of
+    the hook, and of that memory). The roster gives the crowd no gpu: least-loaded."""
+    hub, exporter, _, _, _ = course
+    with_policy(hub, exporter, policy)
+    given = start_at_once(hub, crowd)
+    counts = Counter(given.values())
+    print(f"{policy}: {dict(counts)}")  # the measured spread, for the record (pytest -s)
+    assert counts == ({None: CROWD} if policy == "all" else dict.fromkeys(UUIDS, 2)), counts
+
+
+def test_strict_mode_without_the_drivers_gpu_list_gives_no_gpu(course):
+    hub, exporter, students, _, _ = course
+    driver_proc = hub.site.local("/proc/driver/nvidia")
+    hidden = driver_proc.with_name("nvidia-hidden")
+    driver_proc.rename(hidden)  # as on a server whose driver is not loaded
+    try:
+        with_policy(hub, exporter, "least-loaded", strict=True)
+        start(hub, students[:1])
+        env = server_environ(hub, students[0])
+    finally:
+        hidden.rename(driver_proc)
+    assert "CUDA_VISIBLE_DEVICES" not in env  # the exporter still lists three GPUs
+    properties = json.loads(env["DLCOURSE_TEST_UNIT_PROPERTIES"])
+    assert properties["DevicePolicy"] == "closed"
+    assert not [d for d in properties["DeviceAllow"] if re.match(r"/dev/nvidia\d", d)]
+    log = hub.log_tail(400)
+    assert f"dlcourse GPU: {students[0]} gets no GPU (strict mode): the driver lists no GPU" in log
+
+
+def test_a_dlcourse_setting_that_is_not_a_mapping_starts_the_hub_with_the_defaults(course):
+    """`tljh-config set dlcourse round-robin` (the key without .gpu_policy) made the hub
+    exit 1 at its next start."""
+    hub, exporter, students, _, _ = course
+    hub.stop()
+    done = tljh_config(hub.prefix, "set", "dlcourse", "round-robin")
+    assert done.returncode == 0, done.stderr
+    offset = hub.log_size()
+    hub.start(timeout=120)
+    logged = hub.log_since(offset)
+    assert "dlcourse GPU: tljh-config dlcourse 'round-robin' is not a mapping" in logged
+    exporter.wait_for(
+        lambda s: not any(m == "dlcourse_user_gpu_assigned" for m, _ in s), 60, "no servers"
+    )
+    assert list(start(hub, students[:2]).values()) == UUIDS[:2]  # least-loaded, the default

@@ -17,6 +17,7 @@ from dlcourse_exporter.sources.kubernetes import (
 )
 from dlcourse_testing.exporter import free_port
 from dlcourse_testing.kube_api import FakeKubeApi
+from dlcourse_testing.secret_files import REASONS, finishes_within, hostile_secret_files
 
 NODE = "gpu-node-1"
 SINGLEUSER = {"component": "singleuser-server"}
@@ -92,6 +93,17 @@ def test_the_token_is_read_from_its_file_for_every_request(api, token_file):
 def test_a_missing_token_file_is_one_line(api, tmp_path):
     with pytest.raises(KubernetesAuthError, match="cannot read the token file"):
         list_pods(client_for(api, tmp_path / "absent"))
+
+
+@pytest.mark.parametrize("what", sorted(REASONS))
+def test_a_token_file_that_would_hang_or_flood_is_one_line(api, tmp_path, what):
+    """The token is read for every request (the kubelet rotates it): a FIFO or /dev/zero
+    there must not hold or flood the exporter."""
+    path = hostile_secret_files(tmp_path / "hostile")[what]
+    with pytest.raises(KubernetesAuthError) as error:
+        finishes_within(10, lambda: list_pods(client_for(api, path)))
+    assert str(error.value) == f"cannot read the token file {path}: {REASONS[what]}"
+    assert api.requests == []
 
 
 def test_an_api_that_is_not_there(api, token_file):
