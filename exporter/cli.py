@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     server.limit_logs()
     try:
-        sockets = server.bind(config.listen_host, config.listen_port)
+        sockets = server.bind_when_free(config.listen_host, config.listen_port)
     except server.StartupError as exc:
         print(f"dlcourse-exporter: error: {exc}", file=sys.stderr)
         return 2

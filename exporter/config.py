@@ -24,7 +24,7 @@ from dlcourse_secretfile import SecretFileError, read_secret
 
 from .collectors import COLLECTORS
 from .collectors.base import Collector
-from .options import Option, count, one_of, seconds
+from .options import Option, ascii_digits, boolean, count, one_of, seconds
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,7 +40,7 @@ class ConfigError(Exception):
 
 def listen_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not ascii_digits(port) or not 0 < int(port) < 65536:
         raise ValueError("must be HOST:PORT")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not host:
@@ -212,15 +212,6 @@ def _read_secret(path: Path, what: str, errors: list[str]) -> str | None:
         return None
 
 
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("must be true or false")
-
-
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"web": {"listen-address": x}} -> {"web.listen-address": x}."""
     flat: dict[str, Any] = {}
@@ -270,6 +261,33 @@ def _value(
         return None
 
 
+def _set_by_lecturer(
+    option: Option, args: argparse.Namespace, environ: Mapping[str, str], file_values: Mapping
+) -> bool:
+    """Set by its flag, variable or file key; a fallback variable (NODE_NAME) or a default
+    from the environment (the in-cluster API server) is in every pod, not a choice."""
+    return (
+        getattr(args, option.dest) is not None or option.env in environ or option.key in file_values
+    )
+
+
+def _ignored(
+    options: Sequence[Option],
+    values: Mapping[str, Any],
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    file_values: Mapping[str, Any],
+) -> list[str]:
+    """The settings that would be silently ignored: set, but for another mode."""
+    return [
+        f"{option.flag} is set but applies only with --{key}={wanted}"
+        for option in options
+        if option.only_with is not None
+        for key, wanted in [option.only_with]
+        if values[key] != wanted and _set_by_lecturer(option, args, environ, file_values)
+    ]
+
+
 def _secret(
     option: Option, path: Path | None, environ: Mapping[str, str], errors: list[str]
 ) -> str | None:
@@ -298,9 +316,9 @@ def _collectors(
             env = f"DLCOURSE_COLLECTOR_{collector.name.upper()}"
             try:
                 if env in environ:
-                    chosen = _parse_bool(environ[env])
+                    chosen = boolean(environ[env])
                 elif f"collectors.{collector.name}" in file_values:
-                    chosen = _parse_bool(str(file_values[f"collectors.{collector.name}"]))
+                    chosen = boolean(str(file_values[f"collectors.{collector.name}"]))
             except ValueError as exc:
                 errors.append(f"collector {collector.name}: {exc}")
         on = collector.enabled_by_default(values) if chosen is None else chosen
@@ -337,6 +355,7 @@ def load(
         values[option.key] = _value(option, args, environ, file_values, errors)
         if option.secret:
             values[option.secret_key] = _secret(option, values[option.key], environ, errors)
+    errors += _ignored(options, values, args, environ, file_values)
     enabled = _collectors(collectors, args, environ, file_values, values, errors)
     if values["web.token-file"] is None:
         # Localhost is not private on a server where every student has a shell.

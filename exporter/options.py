@@ -30,6 +30,10 @@ class Option:
     # file, else from one of secret_env.
     secret: bool = False
     secret_env: tuple[str, ...] = ()
+    # (key, value): the option means something only when that other option has that value;
+    # set there by its flag, variable or file key while the other has not, it is refused
+    # (a setting that is silently ignored looks like one that works).
+    only_with: tuple[str, str] | None = None
 
     @property
     def flag(self) -> str:
@@ -64,13 +68,28 @@ def seconds(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def ascii_digits(text: str) -> bool:
+    """0-9 only: str.isdigit() is also true for '²' (which int() refuses) and '١' (which
+    int() reads as 1)."""
+    return text.isascii() and text.isdigit()
+
+
 def count(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        if not text.strip().isdigit() or not low <= int(text) <= high:
+        if not ascii_digits(text.strip()) or not low <= int(text) <= high:
             raise ValueError(f"must be a whole number from {low} to {high}")
         return int(text)
 
     return parse
+
+
+def boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
 
 
 def one_of(*choices: str) -> Callable[[str], str]:

@@ -8,14 +8,16 @@ protocol is subclassed to keep a ``connections.ConnectionTable``: a cap on open 
 well under the open-file limit (the longest idle one is closed for a new one), and a
 deadline from accept for each request. See docs/exporter.md for the measurements.
 
-Also here: binding the socket before uvicorn starts (a port in use or an address that does
-not resolve is one line and exit code 2, not uvicorn's), raising the soft open-file limit
-to the hard one (as Go programs do), and accept errors logged at most once a minute.
+Also here: binding the socket before uvicorn starts (an address that does not resolve, or a
+port it may not bind, is one line and exit code 2, not uvicorn's; a port in use is waited
+for), raising the soft open-file limit to the hard one (as Go programs do), and accept
+errors logged at most once a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import resource
 import socket
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -36,10 +39,19 @@ FD_RESERVE = 64  # descriptors kept for NVML, /proc reads, the hub client, logs
 BACKLOG = 128
 SWEEP_SECONDS = 1.0
 LOG_EVERY_SECONDS = 60.0
+REQUEST_HEAD_BYTES = 16 * 1024  # request line and headers (docs/exporter.md)
+BIND_RETRY_SECONDS = 1.0
+# Errors that pass: another process holds the port (the exporter before this one, still
+# stopping), or the address is not up yet (early at boot). Anything else is configuration.
+TRANSIENT_BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL})
 
 
 class StartupError(Exception):
     """The server cannot start; str() is one line."""
+
+
+class PortBusy(Exception):
+    """The address cannot be bound now but may be soon; str() is one line."""
 
 
 def raise_open_file_limit() -> int:
@@ -79,9 +91,44 @@ def bind(host: str, port: int) -> list[socket.socket]:
         except OSError as exc:
             for opened in sockets:
                 opened.close()
-            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+            where = f"{host}:{port}: {exc.strerror or exc}"
+            if exc.errno in TRANSIENT_BIND_ERRORS:
+                raise PortBusy(f"{host}:{port} ({exc.strerror})") from exc
+            if exc.errno == errno.EACCES:
+                where += (
+                    " (a port below net.ipv4.ip_unprivileged_port_start takes "
+                    "CAP_NET_BIND_SERVICE, which the systemd unit gives)"
+                )
+            raise StartupError(f"cannot listen on {where}") from exc
         sock.setblocking(False)
     return sockets
+
+
+def bind_when_free(
+    host: str,
+    port: int,
+    retry_seconds: float = BIND_RETRY_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[socket.socket]:
+    """bind(), again every retry_seconds while the port is busy, however long.
+
+    A port in use is no configuration error: exiting would leave the exporter down (or, in
+    a restart loop, at a start limit) after whatever held the port lets go. Its port is
+    privileged (installer/ports.py), so whoever holds it is root or a system service,
+    never a student. One line when it starts waiting, one when it listens."""
+    waiting = False
+    while True:
+        try:
+            sockets = bind(host, port)
+        except PortBusy as busy:
+            if not waiting:
+                log.warning("cannot listen on %s yet: trying again every %g s", busy, retry_seconds)
+                waiting = True
+            sleep(retry_seconds)
+            continue
+        if waiting:
+            log.warning("the port is free: listening on %s:%s", host, port)
+        return sockets
 
 
 class OncePerInterval(logging.Filter):
@@ -172,10 +219,37 @@ class ConnectionGuard:
             self._sweeper.cancel()
 
 
+class CappedHeadConnection(h11.Connection):
+    """h11's server side, with its cap on a request head kept however the head arrives.
+
+    h11 (0.16, ``_connection.py`` ``next_event``) refuses a head over
+    ``max_incomplete_event_size`` only while the head is still incomplete: one that arrives
+    whole in one read (up to asyncio's 256 KiB) is parsed whatever its size. Here the bytes
+    a request head took from the receive buffer are counted too. ``_receive_buffer`` is
+    h11's; its public ``trailing_data`` copies the whole buffer at every event, which a
+    client pipelining many small requests would make quadratic.
+    """
+
+    def next_event(self):  # type: ignore[no-untyped-def]
+        waiting = self.their_state is h11.IDLE
+        before = len(self._receive_buffer) if waiting else 0
+        event = super().next_event()
+        taken = before - len(self._receive_buffer)
+        if waiting and isinstance(event, h11.Request) and taken > self._max_incomplete_event_size:
+            # uvicorn answers 400 and closes, as for h11's own refusal.
+            raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+        return event
+
+
 def guarded_protocol(guard: ConnectionGuard) -> type[H11Protocol]:
-    """uvicorn's h11 protocol, reporting each connection's state to guard."""
+    """uvicorn's h11 protocol, reporting each connection's state to guard, with request
+    heads capped at REQUEST_HEAD_BYTES."""
 
     class GuardedH11Protocol(H11Protocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.conn = CappedHeadConnection(h11.SERVER, REQUEST_HEAD_BYTES)
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             guard.opened(self)

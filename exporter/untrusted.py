@@ -10,19 +10,27 @@
 - ``log_text``: for a log line: control and other unprintable characters escaped, cut at
   ``limit`` characters, so nothing from outside can forge or flood log lines.
 - ``redact_url``: a URL without its ``user:password@``.
-- ``read_capped``: an HTTP body read no further than a cap (hub and Kubernetes answers).
+- ``read_capped``: an HTTP body read no further than a cap (hub and Kubernetes answers),
+  decompressed in steps (``decoded_chunks``) so a small compressed answer cannot inflate
+  past the cap in one read. Requests ask for ``IDENTITY`` (no compression) anyway.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import zlib
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import httpx
 
+# The Accept-Encoding for answers from outside: httpx asks for gzip and deflate by default
+# (and br and zstd where their packages are installed).
+IDENTITY = {"Accept-Encoding": "identity"}
+DECODED_STEP = 64 * 1024  # bytes inflated at most per step
 MAX_LABEL_CHARS = 128
 HASH_DIGITS = 16
 LOG_TEXT_LIMIT = 200
@@ -75,18 +83,54 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
-class TooLarge(ValueError):
+class Unreadable(ValueError):
+    """An answer from outside that is refused: over its cap, or compressed in a way that
+    was not asked for or does not decompress; str() is one short line."""
+
+
+class TooLarge(Unreadable):
     """An answer from outside that is over its cap."""
 
 
+async def decoded_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body, decompressed (gzip or deflate) at most DECODED_STEP bytes at a time.
+
+    httpx's own decoding (``aiter_bytes``) inflates each network read whole: 64 KiB of gzip
+    can hold 64 MiB, before any cap is looked at. Any other Content-Encoding is Unreadable.
+    """
+    if response.is_stream_consumed:  # read whole already (tests' httpx.MockTransport)
+        yield response.content
+        return
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        async for raw in response.aiter_raw():
+            yield raw
+        return
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise Unreadable(f"content-encoding {log_text(encoding, 40)!r}, which was not asked for")
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or zlib header, either
+    async for raw in response.aiter_raw():
+        pending = raw
+        while pending and not inflater.eof:
+            try:
+                out = inflater.decompress(pending, DECODED_STEP)
+            except zlib.error as exc:
+                raise Unreadable(f"a corrupt {encoding} body") from exc
+            pending = inflater.unconsumed_tail
+            if out:
+                yield out
+    if not inflater.eof:
+        raise Unreadable(f"a truncated {encoding} body")
+
+
 async def read_capped(response: httpx.Response, limit: int) -> bytes:
-    """The body, or TooLarge as soon as it grows past limit bytes (decoded); a declared
+    """The body, or TooLarge as soon as it grows past limit bytes (decompressed); a declared
     Content-Length over the limit is refused before anything is read."""
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"more than {limit} bytes")
     chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in decoded_chunks(response):
         size += len(chunk)
         if size > limit:
             raise TooLarge(f"more than {limit} bytes")

@@ -74,7 +74,7 @@ def plan(paths: Paths, ports: Ports, opts: Options, facts: Facts) -> list[Genera
     """Every file, in the order a fresh install writes them."""
     return [
         *_driver(paths, opts, facts),
-        *_hub_accounts(paths, opts),
+        *_hub_accounts(paths, ports, opts),
         *_user_environment(paths),
         *_pytorch_pins(paths, facts),
         *_course_packages(paths, opts),
@@ -104,9 +104,14 @@ def _driver(paths: Paths, opts: Options, facts: Facts) -> list[GeneratedFile]:
     return files
 
 
-def _hub_accounts(paths: Paths, opts: Options) -> list[GeneratedFile]:
-    """Written before TLJH's bootstrap: the admins have a password before the hub listens."""
-    return [GeneratedFile(paths.hub_password(a), "tljh", None, mode=0o600) for a in opts.admins]
+def _hub_accounts(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
+    """Written before TLJH's bootstrap: the admins have a password before the hub listens,
+    and the hub listens on dlcourse's port from its first start."""
+    passwords = [
+        GeneratedFile(paths.hub_password(a), "tljh", None, mode=0o600) for a in opts.admins
+    ]
+    port = templates.hub_port_snippet(ports)
+    return [*passwords, GeneratedFile(f"{paths.tljh_config_d}/dlcourse-hub-port.py", "tljh", port)]
 
 
 def _user_environment(paths: Paths) -> list[GeneratedFile]:
@@ -187,8 +192,16 @@ def _prometheus(paths: Paths, ports: Ports, facts: Facts) -> list[GeneratedFile]
         *rules,
         GeneratedFile(paths.prometheus_config, "prometheus", config),
         GeneratedFile(paths.default_file("prometheus"), "prometheus", args),
+        _dropin(paths, "prometheus", "prometheus"),
         GeneratedFile(paths.default_file("prometheus-node-exporter"), "node-exporter", node_args),
+        _dropin(paths, "prometheus-node-exporter", "node-exporter"),
     ]
+
+
+def _dropin(paths: Paths, unit: str, part: str) -> GeneratedFile:
+    """A packaged daemon's unit, as dlcourse needs it (templates.packaged_daemon_dropin)."""
+    text = templates.packaged_daemon_dropin()
+    return GeneratedFile(paths.unit(f"{unit}.service.d/dlcourse.conf"), part, text)
 
 
 def _alertmanager(paths: Paths, ports: Ports) -> list[GeneratedFile]:
@@ -204,6 +217,7 @@ def _alertmanager(paths: Paths, ports: Ports) -> list[GeneratedFile]:
     return [
         config,
         GeneratedFile(paths.default_file("prometheus-alertmanager"), "alertmanager", args),
+        _dropin(paths, "prometheus-alertmanager", "alertmanager"),
     ]
 
 
@@ -214,7 +228,9 @@ def _grafana(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFile]:
     )  # fmt: skip
     # The repository's provisioning, as docker-compose.yml uses it, with this install's
     # addresses, folders and Grafana's password file in place of the ones it names.
-    here = {Ports().address(name): ports.address(name) for name in ("prometheus", "alertmanager")}
+    here = {
+        address: ports.address(name) for name, address in grafana_config.COMPOSE_ADDRESSES.items()
+    }
     here[Paths().grafana_dashboards_dir] = paths.grafana_dashboards_dir
     here[grafana_config.COMPOSE_PASSWORD_FILE] = paths.password("grafana")
     provisioning = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from dlcourse_installer import templates
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
 
@@ -27,8 +28,9 @@ SERVICE = "grafana"
 SUBPATH = f"/services/{SERVICE}/"
 CLIENT_ID = f"service-{SERVICE}"  # JupyterHub's OAuth client id of a hub service
 # The password file docker-compose.yml mounts for the datasources (grafana/provisioning/),
-# which the installer points at its own.
+# and the addresses they name there, which the installer points at its own.
 COMPOSE_PASSWORD_FILE = "/run/secrets/grafana_password"
+COMPOSE_ADDRESSES = {"prometheus": "127.0.0.1:9090", "alertmanager": "127.0.0.1:9093"}
 # The hub's user model has no e-mail, and Grafana wants one: a name at a domain that can
 # never receive mail (RFC 2606).
 EMAIL_DOMAIN = "dlcourse.invalid"
@@ -122,10 +124,10 @@ default_home_dashboard_path = {paths.grafana_dashboards_dir}/class-overview.json
 
 
 def dropin(paths: Paths) -> str:
-    """The admin password by systemd credential: never in a file Grafana's account can read."""
+    """Its port below 1024, restarted forever (as the other packaged daemons), and the admin
+    password by systemd credential: never in a file Grafana's account can read."""
     return (
-        f"# {HEADER}\n"
-        "[Service]\n"
+        templates.packaged_daemon_dropin() + "# The admin password, from a file only root reads.\n"
         f"LoadCredential=admin-password:{paths.grafana_password}\n"
         "Environment=GF_SECURITY_ADMIN_PASSWORD__FILE=%d/admin-password\n"
     )

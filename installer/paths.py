@@ -157,12 +157,16 @@ class Paths:
         return f"{self.user_env}/etc/jupyter/jupyter_server_config.d"
 
     @property
+    def tljh_config_dir(self) -> str:
+        return f"{self.tljh_prefix}/config"
+
+    @property
     def tljh_config_yaml(self) -> str:
-        return f"{self.tljh_prefix}/config/config.yaml"
+        return f"{self.tljh_config_dir}/config.yaml"
 
     @property
     def tljh_config_d(self) -> str:
-        return f"{self.tljh_prefix}/config/jupyterhub_config.d"
+        return f"{self.tljh_config_dir}/jupyterhub_config.d"
 
     @property
     def tljh_config_cmd(self) -> str:

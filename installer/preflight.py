@@ -7,12 +7,14 @@ person should know first (Secure Boot) is a warning.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from dlcourse_installer import driver
 from dlcourse_installer.host import Host
 from dlcourse_installer.options import Options
+from dlcourse_installer.ports import UNITS, Ports
 
 # The LTS releases TLJH 2.0.0 accepts (>= 22.04, bootstrap/bootstrap.py) whose Python runs
 # dlcourse (>= 3.10): 22.04 (3.10), 24.04 (3.12), 26.04 (3.14).
@@ -46,6 +48,11 @@ SOURCES = (
     ("conda-forge", "https://conda.anaconda.org/conda-forge/noarch/repodata.json"),
     ("Grafana's APT repository", "https://apt.grafana.com/"),
 )  # fmt: skip
+
+# Ports from this one up are anyone's to bind (a network namespace's sysctl; 1024 unless
+# lowered, and kernels before 4.11 have no such setting: then it is 1024).
+UNPRIVILEGED_PORT_START = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+DEFAULT_UNPRIVILEGED_PORT_START = 1024
 
 SECURE_BOOT_NOTE = (
     "Secure Boot is on: the kernel loads only signed modules. The installer uses Ubuntu's "
@@ -123,7 +130,74 @@ def free_bytes(host: Host, path: str = "/") -> int | None:
         return None
 
 
-def check(host: Host, opts: Options) -> Findings:
+def unprivileged_port_start(host: Host) -> int:
+    text = (host.read_text(UNPRIVILEGED_PORT_START) or "").strip()
+    return int(text) if text.isdigit() else DEFAULT_UNPRIVILEGED_PORT_START
+
+
+def listeners(host: Host) -> dict[int, list[tuple[str, str]]]:
+    """port -> (command, systemd unit) of each process listening on it, from iproute2's
+    ``ss`` (on every Ubuntu); a command of "" where this account may not see the process."""
+    found: dict[int, list[tuple[str, str]]] = {}
+    for line in host.query(["ss", "-Hltnp"]).stdout.splitlines():
+        fields = line.split()
+        port = fields[3].rpartition(":")[2] if len(fields) > 3 else ""
+        if port.isdigit():
+            owners = re.findall(r'\("([^"]*)",pid=(\d+)', line) or [("", "")]
+            for command, pid in owners:
+                found.setdefault(int(port), []).append((command, unit_of(host, pid)))
+    return found
+
+
+def unit_of(host: Host, pid: str) -> str:
+    """The systemd unit a process runs in (its cgroup's last part), or ""."""
+    for line in (host.read_text(f"/proc/{pid}/cgroup") or "").splitlines() if pid else []:
+        name = line.rpartition("/")[2]
+        if name.endswith((".service", ".scope")):
+            return name
+    return ""
+
+
+def port_findings(host: Host, opts: Options, ports: Ports, f: Findings) -> None:
+    """Every port of the stack is one no student may bind, and free or already ours.
+
+    Below ``net.ipv4.ip_unprivileged_port_start`` only root and holders of
+    CAP_NET_BIND_SERVICE may listen, so no student can take a daemon's port while it
+    restarts and receive its clients' credentials (installer/ports.py)."""
+    start = unprivileged_port_start(host)
+    numbers = ports.numbers()
+    if start <= max(numbers.values()):
+        f.errors.append(
+            f"net.ipv4.ip_unprivileged_port_start is {start}: every account may listen on "
+            f"ports from {start} up, where dlcourse's daemons listen "
+            f"({min(numbers.values())}-{max(numbers.values())}), so a student could take one "
+            "while its daemon restarts and receive its clients' credentials. Set the kernel's "
+            "default back: `echo net.ipv4.ip_unprivileged_port_start=1024 | sudo tee "
+            "/etc/sysctl.d/99-dlcourse-ports.conf && sudo sysctl --system` (what lowered it: "
+            "`grep -rs ip_unprivileged_port_start /etc/sysctl.conf /etc/sysctl.d "
+            "/usr/lib/sysctl.d /run/sysctl.d`)"
+        )
+    if opts.grafana_port is not None and opts.grafana_port >= start:
+        f.errors.append(
+            f"--grafana-port {opts.grafana_port}: any account may listen there while Grafana "
+            f"restarts, and staff's browsers would bring it their sign-in: choose a port "
+            f"below {min(start, DEFAULT_UNPRIVILEGED_PORT_START)}, or leave --grafana-port out "
+            "(Grafana under the hub, /services/grafana/)"
+        )
+    held = listeners(host)
+    for name, port in numbers.items():
+        for command, unit in held.get(port, []):
+            if not command:
+                f.warnings.append(f"port {port} ({name}) is in use, by what only root may see")
+            elif unit != UNITS[name]:
+                f.errors.append(
+                    f"port {port} ({name}) is taken by {command} ({unit or 'no systemd unit'}):"
+                    f" dlcourse's {name} listens there (installer/ports.py); stop or move that "
+                    "service first"
+                )
+
+
+def check(host: Host, opts: Options, ports: Ports | None = None) -> Findings:
     f = Findings()
     if host.query(["id", "-u"]).stdout.strip() != "0":
         if opts.dry_run:  # looking needs no root; the machine is not refused for it
@@ -170,6 +244,7 @@ def check(host: Host, opts: Options) -> Findings:
     elif f.secure_boot and not opts.no_gpu:
         f.warnings.append(SECURE_BOOT_NOTE)
 
+    port_findings(host, opts, ports or Ports(), f)
     f.errors += unreachable_sources(host, opts, f.warnings)
     return f
 

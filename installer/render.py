@@ -16,9 +16,9 @@ import sys
 
 from dlcourse_installer import files, generated
 from dlcourse_installer.generated import Facts, GeneratedFile
-from dlcourse_installer.host import write_atomically
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports, parse_override
+from dlcourse_installer.rooted import RootedTree, SymlinkRefused
 
 EXIT_OK, EXIT_BAD_OPTIONS = 0, 2
 # The fixed server model: its name when --domain is not given, and the PyTorch its 580 driver
@@ -57,28 +57,26 @@ def ports_from(overrides: list[str]) -> tuple[Ports, list[str]]:
 
 
 def render(root: str, plan: list[GeneratedFile], *, relocated: bool) -> list[str]:
-    """Write the plan under root; return the OWNERS lines."""
+    """Write the plan under root, through no symlink (rooted.py); return the OWNERS lines."""
     owners = []
-    for f in plan:
-        server_path = f.path[len(root) :] if relocated else f.path
-        if relocated and not f.path.startswith(root + "/"):
-            raise ValueError(f"{f.path} is not under {root}: its path must come from Paths")
-        local = root + server_path
-        os.makedirs(os.path.dirname(local), exist_ok=True)
-        if f.derived is not None:  # from secrets written above: the plan lists them first
-            content = f.derived(lambda path: _read(path if relocated else root + path), None)
-        else:
-            content = files.new_secret() if f.is_secret else f.content
-        write_atomically(local, content, f.mode)
-        owners.append(f"{server_path} {f.owner}:{f.group} {f.mode:04o}")
-    owners.sort()
-    write_atomically(os.path.join(root, "OWNERS"), "\n".join(owners) + "\n", 0o644)
+    tree = RootedTree(root)
+    under = len(root) if relocated else 0  # a derived file names its sources as the plan does
+    try:
+        for f in plan:
+            server_path = f.path[len(root) :] if relocated else f.path
+            if relocated and not f.path.startswith(root + "/"):
+                raise ValueError(f"{f.path} is not under {root}: its path must come from Paths")
+            if f.derived is not None:  # from secrets written above: the plan lists them first
+                content = f.derived(lambda path: tree.read(path[under:]).strip(), None)
+            else:
+                content = files.new_secret() if f.is_secret else f.content
+            tree.write(server_path, content, f.mode)
+            owners.append(f"{server_path} {f.owner}:{f.group} {f.mode:04o}")
+        owners.sort()
+        tree.write("/OWNERS", "\n".join(owners) + "\n", 0o644)
+    finally:
+        tree.close()
     return owners
-
-
-def _read(local: str) -> str:
-    with open(local, encoding="utf-8") as f:
-        return f.read().strip()
 
 
 def main(root: str, relocate: bool, port_overrides: list[str], opts, paths: Paths) -> int:
@@ -93,6 +91,10 @@ def main(root: str, relocate: bool, port_overrides: list[str], opts, paths: Path
     # The fixed server model: the installer's own venv made by bootstrap.py resumes it.
     facts = Facts(python=inside.installer_python, pytorch=MODEL_PYTORCH)
     plan = generated.plan(inside, ports, opts, facts)
-    owners = render(root, plan, relocated=relocate)
+    try:
+        owners = render(root, plan, relocated=relocate)
+    except SymlinkRefused as exc:
+        print(f"dlcourse-install render: {exc}", file=sys.stderr)
+        return EXIT_BAD_OPTIONS
     print(f"dlcourse-install render: {len(owners)} files under {root}; owners in {root}/OWNERS")
     return EXIT_OK

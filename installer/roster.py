@@ -83,7 +83,9 @@ def parse(text: str, source: str = "roster") -> tuple[tuple[Student, ...], list[
             errors.append(f"{source}:{lineno}: role {row['role']!r} of {name!r}: student or ta")
         elif group == "section-" and role != "ta":
             errors.append(f"{source}:{lineno}: no section for {name!r}")
-        elif gpu and not (gpu.isdigit() and int(gpu) < MAX_GPUS):
+        # ASCII digits only: str.isdigit() is also true for '²' (int() refuses it) and
+        # int() takes '١' or '𝟙' as 1.
+        elif gpu and not (gpu.isascii() and gpu.isdigit() and int(gpu) < MAX_GPUS):
             errors.append(
                 f"{source}:{lineno}: gpu {gpu!r} of {name!r}: a GPU index as nvidia-smi shows "
                 "it (0, 1, ...), or blank"

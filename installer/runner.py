@@ -43,7 +43,7 @@ def run(
     host.progress = Progress(out)
     if opts.dry_run and steps[0].name == "preflight":
         # The reasons a machine would be refused come first, then the whole plan all the same.
-        ctx.findings = preflight.check(host, opts)
+        ctx.findings = preflight.check(host, opts, ctx.ports)
         if ctx.findings.errors:
             out.write("This machine would be refused, for these reasons:\n")
             out.write("".join(f"  - {e}\n" for e in ctx.findings.errors))

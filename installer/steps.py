@@ -157,7 +157,7 @@ class PreflightFailed(StepError):
 
 def ensure_preflight(ctx: Context) -> None:
     if ctx.findings is None:  # a dry run has looked already, to list refusals first
-        ctx.findings = preflight.check(ctx.host, ctx.opts)
+        ctx.findings = preflight.check(ctx.host, ctx.opts, ctx.ports)
     for warning in ctx.findings.warnings:
         ctx.note(f"warning: {warning}")
     if ctx.findings.gpus:
@@ -391,7 +391,13 @@ def ensure_tljh(ctx: Context) -> None:
     # listens with an admin account whoever comes first could claim.
     if not host.exists(paths.hub_passwords_dir):
         host.make_dirs(paths.hub_passwords_dir, mode=0o700)
-    ensure_part(ctx, "tljh")
+    # The hub's port (dlcourse-hub-port.py) is in place before TLJH first starts the hub.
+    # TLJH's folders are root's alone (tljh/installer.py ensure_config_yaml makes both 0700,
+    # and config.yaml may hold secrets); made here first, they must be so from the start.
+    for folder in (paths.tljh_config_dir, paths.tljh_config_d):
+        if not host.exists(folder):
+            host.make_dirs(folder, mode=0o700)
+    changed = ensure_part(ctx, "tljh")
     release = tljh.release(host, paths)
     fresh = release is None
     if release != opts.tljh_version:
@@ -400,8 +406,8 @@ def ensure_tljh(ctx: Context) -> None:
         bootstrap_tljh(ctx)
     if fresh:  # the bootstrap installed --source into the new hub environment (--plugin)
         record_dlcourse(ctx, "hub", paths.hub_env)
-    elif ensure_dlcourse(ctx, "hub", paths.hub_env, f"{paths.hub_env}/bin/python3"):
-        restart_hub(ctx)  # the hub imports the plugin and the GPU hook when it starts
+    elif ensure_dlcourse(ctx, "hub", paths.hub_env, f"{paths.hub_env}/bin/python3") or changed:
+        restart_hub(ctx)  # the hub imports the plugin and the GPU hook, and takes its port
     if not (fresh and opts.dry_run) and tljh.passwords_missing(host, paths):
         tljh.seed_passwords(host, paths)
     for admin in opts.admins:
@@ -818,6 +824,8 @@ def ensure_monitoring(ctx: Context) -> None:
             ("prometheus-node-exporter", "node-exporter"),
         )
     }
+    if any(changed.values()):
+        systemd.reload_daemon(host)  # the drop-ins (templates.packaged_daemon_dropin)
     changed["grafana-server"] = ensure_grafana(ctx)
     for unit, restart_needed in changed.items():
         systemd.ensure_running(host, unit, restart_needed=restart_needed)
@@ -886,7 +894,9 @@ def summary(ctx: Context) -> list[str]:
         f"  Grafana      {grafana_config.root_url(hub, opts.grafana_port)}",
         f"Prometheus:   http://{ports.address('prometheus')}/ and Alertmanager "
         f"http://{ports.address('alertmanager')}/, on the server only, user instructor "
-        f"(ssh -L {ports.prometheus}:{ports.address('prometheus')} {urlsplit(hub).hostname}; "
+        # Any free port on the instructor's side: below 1024 there, ssh would need root.
+        f"(ssh -L 9090:{ports.address('prometheus')} {urlsplit(hub).hostname}, then "
+        "http://localhost:9090/; "
         f"as root: curl --netrc-file {paths.instructor_netrc}, amtool)",
         f"Credentials:  in {paths.etc} and {paths.monitoring_auth}, each readable by root and "
         "the one service it is for (docs/security.md)",
@@ -918,9 +928,10 @@ def exporter_release(ctx: Context) -> dict:
 
 
 STEPS = [
-    # The preflight reads --tljh-version for the download hosts it checks.
+    # The preflight reads --tljh-version for the download hosts it checks, --grafana-port
+    # for the ports no student may bind.
     Step("preflight", "Preflight checks", ensure_preflight,
-         ("driver", "ppa", "no_gpu", "tljh_version"), always=True),
+         ("driver", "ppa", "no_gpu", "tljh_version", "grafana_port"), always=True),
     Step("base-packages", "Base packages", ensure_base_packages),
     Step("nvidia-driver", "NVIDIA driver", ensure_nvidia_driver, ("driver", "ppa", "no_gpu"),
          parts=("driver",)),

@@ -112,6 +112,8 @@ def exporter_unit(paths: Paths, ports: Ports) -> str:
 Description=dlcourse exporter: GPU and per-student metrics for Prometheus
 After=network-online.target jupyterhub.service
 Wants=network-online.target
+# Started again forever (Restart= below): no start limit to give up at.
+StartLimitIntervalSec=0
 
 [Service]
 Type=simple
@@ -127,10 +129,11 @@ ExecStart={paths.exporter_venv}/bin/dlcourse-exporter \\
     --hub.url={ports.hub_api} \\
     --hub.token-file=%d/{token_name} \\
     --path.procfs=/proc
-Restart=on-failure
+# Whatever ended it (a crash, the OOM killer, a kill), it runs again 5 s later. A port in
+# use is no reason to stop: the exporter waits for it itself (docs/exporter.md).
+Restart=always
 RestartSec=5s
-# Exit status 2 is a bad configuration or an address it cannot listen on: restarting
-# cannot fix it, so systemd stops instead of looping (dlcourse-exporter --help).
+# Exit status 2 is a bad configuration: restarting cannot fix it (dlcourse-exporter --help).
 RestartPreventExitStatus=2
 # Room for Prometheus beside whatever connections a local account holds open; the exporter
 # caps its own connections below this (docs/exporter.md, Limits).
@@ -138,9 +141,10 @@ LimitNOFILE=65536
 
 # Students' processes belong to other accounts: reading their /proc entries takes
 # CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH; the netlink proc connector (process start and
-# exit events) takes CAP_NET_ADMIN. Nothing else.
-CapabilityBoundingSet=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN
-AmbientCapabilities=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN
+# exit events) takes CAP_NET_ADMIN; its port is below 1024, so that no student can take it
+# while it restarts (installer/ports.py), which takes CAP_NET_BIND_SERVICE. Nothing else.
+CapabilityBoundingSet=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_NET_BIND_SERVICE
+AmbientCapabilities=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_NET_BIND_SERVICE
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
@@ -162,6 +166,53 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 
 [Install]
 WantedBy=multi-user.target
+"""
+
+
+def packaged_daemon_dropin() -> str:
+    """``/etc/systemd/system/<unit>.d/dlcourse.conf`` for a daemon from a package (Ubuntu's
+    Prometheus, Alertmanager and node_exporter; Grafana's own): it may listen below 1024,
+    and systemd starts it again, forever, whatever ended it.
+
+    Assigning a capability set adds to what the unit set before, and an empty assignment
+    clears it (systemd.exec(5), CapabilityBoundingSet=, AmbientCapabilities=): the packaged
+    ``CapabilityBoundingSet=`` (Debian's prometheus.service, Grafana's unit) comes first, so
+    the bounding set is this one capability. A capability held in a private user namespace
+    does not reach the host's ports, so ``PrivateUsers=`` goes off (Debian's
+    prometheus.service turns it on; Grafana documents the same drop-in,
+    grafana/grafana docs/sources/shared/systemd/bind-net-capabilities.md)."""
+    return f"""# {HEADER}
+# It listens below 1024, so that no student can take its port while it restarts
+# (installer/ports.py, docs/security.md).
+[Unit]
+StartLimitIntervalSec=0
+
+[Service]
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+AmbientCapabilities=CAP_NET_BIND_SERVICE
+PrivateUsers=false
+# The package's Restart=on-failure, with systemd's start limit, gives up for good after
+# five quick failures (a port still held by the instance before, say).
+Restart=always
+RestartSec=5s
+"""
+
+
+def hub_port_snippet(ports: Ports) -> str:
+    """jupyterhub_config.d/dlcourse-hub-port.py: the hub's own port, below 1024.
+
+    TLJH sets ``c.JupyterHub.hub_port = 15001`` in its jupyterhub_config.py before it loads
+    jupyterhub_config.d (tljh/jupyterhub_config.py, TLJH 2.0.0), so this file wins. JupyterHub
+    moves the proxy's route to the hub when its address changes (jupyterhub 5.5
+    ``Proxy.check_routes``) and gives each server it starts the hub's API URL
+    (``Spawner.get_env``: JUPYTERHUB_API_URL); TLJH's own checks of the hub go through the
+    proxy on port 80 (tljh/config.py ``check_hub_ready``, tljh/installer.py
+    ``ensure_jupyterhub_running``)."""
+    return f"""# {HEADER}
+# The hub listens below 1024: on TLJH's 15001 any student could take the port while the hub
+# restarts (`tljh-config reload hub`), and the exporter, Prometheus, Grafana and every
+# student's server would hand that student their tokens (docs/security.md).
+c.JupyterHub.hub_port = {ports.hub}
 """
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
+import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
-from tornado import httpclient, ioloop, web
+from tornado import httpclient, httpserver, ioloop, netutil, web
 from tornado.escape import xhtml_escape
 
 log = logging.getLogger("dlcourse_status")
@@ -21,6 +24,7 @@ PAGE = (Path(__file__).parent / "status_page.html").read_text()
 # The exporter answers a class of 20,000 students in a few MiB; never hold more than this.
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
 EXPORTER_TIMEOUT_SECONDS = 5.0
+BIND_RETRY_SECONDS = 1.0
 # The page draws every value with textContent; nothing but its own inline code may run.
 HEADERS = {
     "Cache-Control": "no-store",
@@ -136,13 +140,34 @@ def main() -> int:
     except ConfigError as exc:
         print(f"dlcourse-status: error: {exc}", file=sys.stderr)
         return 2
-    app = make_app(settings)
+    where = f"{settings.listen_host}:{settings.listen_port}"
     try:
-        app.listen(settings.listen_port, settings.listen_host)
+        sockets = bind_when_free(settings.listen_host, settings.listen_port)
     except OSError as exc:
-        where = f"{settings.listen_host}:{settings.listen_port}"
         print(f"dlcourse-status: error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
         return 2
-    log.info("listening on %s:%s%s", settings.listen_host, settings.listen_port, settings.prefix)
+    httpserver.HTTPServer(make_app(settings)).add_sockets(sockets)
+    log.info("listening on %s%s", where, settings.prefix)
     ioloop.IOLoop.current().start()
     return 0
+
+
+def bind_when_free(host: str, port: int) -> list[socket.socket]:
+    """The listening sockets, once the port is free. A port in use passes (whatever held it
+    is root's: the port is below 1024, installer/ports.py); the hub would start the page
+    again after an exit too, but only at its next poll of it, 30 s later (JupyterHub 5,
+    services/service.py ``_proc_stopped``, ``Spawner.poll_interval``). Other errors raise."""
+    waiting = False
+    while True:
+        try:
+            return netutil.bind_sockets(port, host)
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+                raise
+            if not waiting:
+                log.warning(
+                    "cannot listen on %s:%s (%s) yet: trying again every %g s",
+                    host, port, exc.strerror, BIND_RETRY_SECONDS,
+                )  # fmt: skip
+                waiting = True
+            time.sleep(BIND_RETRY_SECONDS)

@@ -34,6 +34,7 @@ class Seen:
     path: str
     query: dict[str, str]
     token: str
+    accept_encoding: str | None = None
 
 
 @dataclass
@@ -182,7 +183,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         token = self.headers.get("Authorization", "").removeprefix("Bearer ")
-        self.fake.requests.append(Seen(parts.path, query, token))
+        encoding = self.headers.get("Accept-Encoding")
+        self.fake.requests.append(Seen(parts.path, query, token, encoding))
         segments = parts.path.strip("/").split("/")
         if segments[:2] != ["api", "v1"] or segments[-1] != "pods":
             return self._json(404, status(404, "NotFound"))

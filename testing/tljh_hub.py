@@ -10,6 +10,8 @@ What runs is what a course server runs, less what no test machine has:
   TLJH's prefix (``TLJH_INSTALL_PREFIX``) is the site's ``/opt/tljh``, so the hub loads the
   ``jupyterhub_config.d`` files the installer writes and reads their secrets where they lie.
   ``<prefix>/hub`` is TLJH's venv (tests/tljh_env.py), as ``/opt/tljh/hub`` is on a server.
+- The hub's own port is the one the rendered ``dlcourse-hub-port.py`` sets over TLJH's 15001:
+  a free one (``--port hub=``), or one of the test's choosing (``hub_port=``).
 - ``config.yaml`` is what the install leaves: TLJH's own installer code writes it and calls
   dlcourse's plugin (``testing/tljh_probe.py install``: the admin's pre-set password lands in
   TLJH's store), then every ``tljh-config`` command the installer's course step runs for the
@@ -19,8 +21,8 @@ What runs is what a course server runs, less what no test machine has:
   venv, in ``<prefix>/state`` with TLJH's environment, as TLJH's systemd unit runs it
   (tljh/systemd-units/jupyterhub.service).
 - One test-only file sorts last in ``jupyterhub_config.d``: configurable-http-proxy instead of
-  traefik (TLJH's installer downloads traefik's binary; there is none here), free ports
-  instead of TLJH's 80 and 15001 (other hubs run on this machine), the ``test-driver``
+  traefik (TLJH's installer downloads traefik's binary; there is none here), a free port
+  instead of TLJH's 80 (other hubs run on this machine), the ``test-driver``
   service with admin rights (for LiveHub's API), and a spawner. TLJH's SystemdSpawner
   starts every server with ``systemd-run``, which needs systemd as PID 1; test machines
   (containers) have none. ``TljhAccountSpawner`` keeps what TLJH's UserCreatingSpawner does
@@ -67,7 +69,6 @@ c.JupyterHub.proxy_class = "configurable-http-proxy"
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
 c.ConfigurableHTTPProxy.pid_file = {proxy_pid_file!r}
 c.JupyterHub.bind_url = "http://127.0.0.1:{public_port}"
-c.JupyterHub.hub_port = {hub_port}
 # Admin by the service's flag, as TLJH's culler: a load_roles entry for the admin role that
 # names services makes JupyterHub ignore every service's admin flag (jupyterhub/app.py,
 # init_services), and the culler would lose its rights.
@@ -171,8 +172,14 @@ def write_roster(folder: Path) -> tuple[Path, list[str]]:
 class TljhHub(LiveHub):
     """TLJH's hub configuration over a rendered install; LiveHub's API for users and servers."""
 
-    def __init__(self, workdir: Path, user_env: Path, *install_args: str) -> None:
+    def __init__(
+        self, workdir: Path, user_env: Path, *install_args: str, hub_port: int | None = None
+    ) -> None:
         super().__init__(workdir, user_env, real_accounts=False, services={})
+        if hub_port is not None:  # a port of the test's choosing, e.g. one below 1024
+            self.hub_port = hub_port
+            self.api_url = f"http://127.0.0.1:{hub_port}/hub/api"
+            self.client.base_url = self.api_url
         self.python = tljh_env.python()  # built by the tljh_python fixture
         self.admin = f"dlct-admin-{uuid.uuid4().hex[:6]}"
         self.install_args = ("--admin", self.admin, *install_args)
@@ -208,7 +215,6 @@ class TljhHub(LiveHub):
             proxy_api_port=self.proxy_api_port,
             proxy_pid_file=str(self.dir / "proxy.pid"),
             public_port=self.public_port,
-            hub_port=self.hub_port,
             token_file=str(token_file),
             singleuser=str(self.user_env / "bin" / "jupyterhub-singleuser"),
         )

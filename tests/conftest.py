@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dlcourse_testing import students
 from dlcourse_testing.leftovers import create_account, reap_accounts, remove_account
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,7 +73,7 @@ def user_env() -> Path:
     `make test` builds it (Makefile target `userenv`, path in DLCOURSE_USERENV); students'
     servers and kernels must not use the test runner's Python, which may live under /root.
     """
-    path = Path(os.environ.get("DLCOURSE_USERENV", "/opt/dlcourse-dev/user-env"))
+    path = students.user_env()
     if not (path / "bin" / "python").exists():
         if not IS_ROOT:
             return Path(sys.prefix)  # everything runs as the current user anyway
@@ -212,15 +213,16 @@ def tljh_python() -> Path:
 def make_tljh_hub(
     tljh_python: Path, user_env: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., TljhHub]]:
-    """make_tljh_hub(*install_args, start=True) -> TljhHub: TLJH's own hub configuration
-    over the files `dlcourse-install render <install_args>` writes. Each lives until the end
-    of the test module (or its close()), then goes with the accounts TLJH made."""
+    """make_tljh_hub(*install_args, start=True, hub_port=None) -> TljhHub: TLJH's own hub
+    configuration over the files `dlcourse-install render <install_args>` writes. Each lives
+    until the end of the test module (or its close()), then goes with the accounts TLJH made."""
     if not IS_ROOT:
         pytest.skip("TLJH's tljh-config and its spawner's useradd need root (CI runs as root)")
     hubs: list[TljhHub] = []
 
-    def make(*install_args: str, start: bool = True) -> TljhHub:
-        hub = TljhHub(tmp_path_factory.mktemp("tljh-hub"), user_env, *install_args)
+    def make(*install_args: str, start: bool = True, hub_port: int | None = None) -> TljhHub:
+        hub = TljhHub(tmp_path_factory.mktemp("tljh-hub"), user_env, *install_args,
+                      hub_port=hub_port)  # fmt: skip
         hubs.append(hub)
         if start:
             hub.start(timeout=120)

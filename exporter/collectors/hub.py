@@ -114,7 +114,7 @@ class HubCollector(Collector):
     options = (
         Option(
             "hub.url",
-            "JupyterHub API URL, e.g. http://127.0.0.1:15001/hub/api (also JUPYTERHUB_API_URL)",
+            "JupyterHub API URL, e.g. http://127.0.0.1:951/hub/api (also JUPYTERHUB_API_URL)",
             # Checked by problems(), which shows a URL with credentials redacted.
             fallback_env=("JUPYTERHUB_API_URL",),
         ),

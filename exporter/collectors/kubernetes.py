@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_client.metrics_core import Metric
 
-from ..options import Option
+from ..options import Option, boolean
 from .base import Collector
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -70,39 +71,51 @@ class KubernetesCollector(Collector):
     sources = ("kubernetes",)
     metrics = ()
     on_by_default = False
-    options = (
-        Option(
-            "kubernetes.node-name",
-            "the node this exporter runs on: only its pods are followed (required with "
-            "--attribution=kubernetes; the chart passes the downward API's spec.nodeName)",
-            parse=node_name,
-            fallback_env=("NODE_NAME",),
-        ),
-        Option(
-            "kubernetes.namespace",
-            "follow pods in this namespace only (a Role suffices); empty: all namespaces",
-            "",
-            namespace,
-        ),
-        Option(
-            "kubernetes.api-url",
-            "the Kubernetes API server",
-            parse=api_url,
-            env_default=in_cluster_api_url,
-            env_default_text="`https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`",
-        ),
-        Option(
-            "kubernetes.token-file",
-            "bearer token for the API, read again for every request (the kubelet rotates it)",
-            str(SERVICE_ACCOUNT / "token"),
-            Path,
-        ),
-        Option(
-            "kubernetes.ca-file",
-            "CA bundle that verifies an https API server",
-            str(SERVICE_ACCOUNT / "ca.crt"),
-            Path,
-        ),
+    options = tuple(
+        replace(option, only_with=("attribution", "kubernetes"))
+        for option in (
+            Option(
+                "kubernetes.node-name",
+                "the node this exporter runs on: only its pods are followed (required with "
+                "--attribution=kubernetes; the chart passes the downward API's spec.nodeName)",
+                parse=node_name,
+                fallback_env=("NODE_NAME",),
+            ),
+            Option(
+                "kubernetes.namespace",
+                "the hub's namespace, where KubeSpawner makes the students' pods (required "
+                "with --attribution=kubernetes): pods elsewhere name nobody",
+                "",
+                namespace,
+            ),
+            Option(
+                "kubernetes.user-namespaces",
+                "KubeSpawner's enable_user_namespaces: follow pods in every namespace (a "
+                "ClusterRole) and believe those in the hub's namespace and in the ones "
+                "its default user_namespace_template makes, <namespace>-<user>",
+                False,
+                boolean,
+            ),
+            Option(
+                "kubernetes.api-url",
+                "the Kubernetes API server",
+                parse=api_url,
+                env_default=in_cluster_api_url,
+                env_default_text="`https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`",
+            ),
+            Option(
+                "kubernetes.token-file",
+                "bearer token for the API, read again for every request (the kubelet rotates it)",
+                str(SERVICE_ACCOUNT / "token"),
+                Path,
+            ),
+            Option(
+                "kubernetes.ca-file",
+                "CA bundle that verifies an https API server",
+                str(SERVICE_ACCOUNT / "ca.crt"),
+                Path,
+            ),
+        )
     )
 
     def enabled_by_default(self, values: Mapping[str, Any]) -> bool:
@@ -120,6 +133,8 @@ class KubernetesCollector(Collector):
         found = []
         if not values["kubernetes.node-name"]:
             found.append("--attribution=kubernetes needs --kubernetes.node-name (or NODE_NAME)")
+        if not values["kubernetes.namespace"]:
+            found.append("--attribution=kubernetes needs --kubernetes.namespace (the hub's)")
         url = values["kubernetes.api-url"]
         if not url:
             found.append(

@@ -20,7 +20,9 @@ it: the environment the process started with. What the process, or anything the 
 runs in it, later sets with putenv() or ``os.environ`` does not show there
 (proc_pid_environ(5), Linux man-pages: "If, after an execve(2), the process modifies its
 environment [...], this file will not reflect those changes"; tests/tljh_conformance/
-test_gpu_assignment.py shows it).
+test_gpu_assignment.py shows it). The area that file shows is the process's own memory,
+which it can overwrite in place: the process table keeps the variables as first read with
+``JUPYTERHUB_USER`` for the process's life (``sources.proctable``).
 
 Which process is the server: of the processes the attribution rules give to student X (by
 unit or account: nothing a classmate can forge) and that carry ``JUPYTERHUB_USER=X``, the

@@ -43,7 +43,7 @@ class Shared:
     @cached_property
     def owners(self) -> OwnerRules:
         if self.values["attribution"] == "kubernetes":
-            return PodOwners(self.pods)
+            return PodOwners(self.pods, self.roster)
         return Owners(self.values["user.prefix"], self.values["user.spawner-account"], self.roster)
 
 
@@ -55,9 +55,10 @@ SOURCES: dict[str, Factory] = {
         KubernetesClient(
             values["kubernetes.api-url"],
             values["kubernetes.node-name"],
-            values["kubernetes.namespace"] or None,
+            values["kubernetes.namespace"],
             values["kubernetes.token-file"],
             values["kubernetes.ca-file"],
+            values["kubernetes.user-namespaces"],
         ),
         shared.pods,
         values["collection.interval"],

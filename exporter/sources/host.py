@@ -209,10 +209,11 @@ class HostTracker(Source):
 
     def _kill_owner(self, pid: int, uid: int | None) -> str | None:
         """The student whose process the kernel log says was killed: by the pid when this
-        poll or the last saw it, else by the uid's account alone."""
+        poll or the last saw it with the uid the kernel logged, if it logged one (pids are
+        reused; the log has no start time), else by the uid's account alone."""
         for table in self._tables:
             entry = table.get(pid)
-            if entry is not None:
+            if entry is not None and uid in (None, entry.identity.uid):
                 return student(self.owners.judge(entry.identity.evidence))
         return student(self.owners.judge(account_evidence(uid)))
 

@@ -42,7 +42,15 @@ import httpx
 
 from ..backoff import Backoff
 from ..model import HubServer, HubSnapshot, HubUser
-from ..untrusted import TooLarge, label_value, log_text, read_capped, redact_url, valid_text
+from ..untrusted import (
+    IDENTITY,
+    Unreadable,
+    label_value,
+    log_text,
+    read_capped,
+    redact_url,
+    valid_text,
+)
 from .base import Source
 from .roster import SharedRoster
 
@@ -234,6 +242,7 @@ class HubClient:
         headers = {
             "Authorization": f"token {self.token}",
             "Accept": f"{PAGINATION_MEDIA_TYPE}, application/json;q=0.9",
+            **IDENTITY,
         }
         async with httpx.AsyncClient(
             headers=headers, timeout=self.timeout, transport=self.transport
@@ -277,10 +286,10 @@ class HubClient:
                 cap = MAX_BODY_BYTES if response.status_code < 400 else MAX_ERROR_BODY_BYTES
                 try:
                     return response.status_code, await read_capped(response, cap)
-                except TooLarge as exc:
+                except Unreadable as exc:
                     if response.status_code < 400:
                         raise HubResponseError(f"hub API GET /users answered {exc}") from exc
-                    return response.status_code, b""  # an error page that is too long
+                    return response.status_code, b""  # an error page too long or garbled
 
         try:
             # wait_for bounds the whole request, not each read: a hub that trickles

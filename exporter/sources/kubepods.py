@@ -20,6 +20,10 @@ spawner.py``: ``_build_pod_labels`` sets ``component`` to ``component_label``, d
 ``singleuser-server``; ``_build_common_annotations`` sets ``hub.jupyter.org/username`` to
 the raw ``user.name``; the label of that name is an escaped slug) labels and annotates the
 pods it makes. Only such pods name a student; everything else on the node is nobody's.
+Anyone who may create pods can write those labels, so only pods where the hub makes them
+count (``hub_namespace``): the hub's namespace, or with KubeSpawner's
+``enable_user_namespaces`` the namespaces its ``user_namespace_template`` (default
+``{hubnamespace}-{username}``, same file) names.
 
 **The API's shapes** (kubernetes/website ``content/en/docs/reference/using-api/
 api-concepts.md``, "Efficient detection of changes" and "Retrieving large results sets in
@@ -83,6 +87,12 @@ def pod_uid(cgroup_lines: Iterable[str]) -> str | None:
 class Pod:
     uid: str
     student: str | None  # None: not a student's server pod
+    namespace: str = ""
+
+
+def hub_namespace(namespace: str, hub: str, user_namespaces: bool) -> bool:
+    """Whether KubeSpawner of the hub in namespace `hub` makes pods in `namespace`."""
+    return namespace == hub or (user_namespaces and namespace.startswith(hub + "-"))
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -96,10 +106,11 @@ def parse_pod(obj: Any) -> Pod:
     if not isinstance(uid, str) or not re.fullmatch(_UID, uid.lower()):
         raise KubernetesResponseError("a pod without a valid metadata.uid")
     labels, annotations = _mapping(metadata.get("labels")), _mapping(metadata.get("annotations"))
-    user = annotations.get(USERNAME_ANNOTATION)
+    user, namespace = annotations.get(USERNAME_ANNOTATION), metadata.get("namespace")
+    namespace = namespace if isinstance(namespace, str) else ""
     if labels.get(COMPONENT_LABEL) != SINGLEUSER_COMPONENT or not isinstance(user, str):
-        return Pod(uid.lower(), None)
-    return Pod(uid.lower(), label_value(user) if user.strip() else None)
+        return Pod(uid.lower(), None, namespace)
+    return Pod(uid.lower(), label_value(user) if user.strip() else None, namespace)
 
 
 def resource_version(obj: Any) -> str:

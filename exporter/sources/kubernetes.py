@@ -2,10 +2,11 @@
 
 In the background, as client-go's reflector does: list the pods (``GET /api/v1[/namespaces/
 NS]/pods?fieldSelector=spec.nodeName=NODE&labelSelector=component=singleuser-server``, in
-pages), then watch from the list's resourceVersion; when the server ends a watch
-(``timeoutSeconds``), watch again from the last version seen; on ``410 Gone`` list again
-a second later; on any other failure forget every pod (nobody is a student while the API
-cannot say who is), back off (1 s doubling to 30 s) and list again. The pods are in a
+pages; every namespace only with ``user_namespaces``, of which only the hub's count:
+``kubepods.hub_namespace``), then watch from the list's resourceVersion; when the server
+ends a watch (``timeoutSeconds``), watch again from the last version seen; on ``410 Gone``
+list again a second later; on any other failure forget every pod (nobody is a student while
+the API cannot say who is), back off (1 s doubling to 30 s) and list again. The pods are in a
 ``kubepods.PodDirectory`` that the attribution rules read (``owners.PodOwners``);
 ``poll()`` only reports the state, so the source's health series say whether the API is
 followed.
@@ -35,15 +36,25 @@ from dlcourse_secretfile import SecretFileError, read_secret
 
 from ..backoff import Backoff
 from ..model import StudentPods
-from ..untrusted import TooLarge, log_text, read_capped, redact_url
+from ..untrusted import (
+    IDENTITY,
+    TooLarge,
+    Unreadable,
+    decoded_chunks,
+    log_text,
+    read_capped,
+    redact_url,
+)
 from .base import Source
 from .kubepods import (
     LABEL_SELECTOR,
     KubernetesError,
     KubernetesResponseError,
+    Pod,
     PodDirectory,
     ResourceVersionGone,
     WatchEvent,
+    hub_namespace,
     parse_event,
     parse_pod_list,
 )
@@ -79,15 +90,18 @@ def read_token(path: Path) -> str:
 async def bounded_lines(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
     """The non-empty lines of a streamed body; KubernetesResponseError past limit bytes."""
     pending = b""
-    async for chunk in response.aiter_bytes():
-        *lines, pending = (pending + chunk).split(b"\n")
-        if len(pending) > limit or any(len(line) > limit for line in lines):
-            raise KubernetesResponseError(
-                f"the pod watch sent an event over {limit} bytes: refused"
-            )
-        for line in lines:
-            if line.strip():
-                yield line
+    try:
+        async for chunk in decoded_chunks(response):
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > limit or any(len(line) > limit for line in lines):
+                raise KubernetesResponseError(
+                    f"the pod watch sent an event over {limit} bytes: refused"
+                )
+            for line in lines:
+                if line.strip():
+                    yield line
+    except Unreadable as exc:
+        raise KubernetesResponseError(f"the pod watch: {exc}") from exc
     if pending.strip():
         yield pending
 
@@ -99,17 +113,20 @@ class KubernetesClient:
         self,
         api_url: str,
         node: str,
-        namespace: str | None,
+        namespace: str,
         token_file: Path,
         ca_file: Path,
+        user_namespaces: bool = False,
         watch_seconds: int = WATCH_SECONDS,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.node = node
+        self.namespace = namespace
+        self.user_namespaces = user_namespaces
         self.token_file = token_file
         self.ca_file = ca_file
         self.watch_seconds = watch_seconds
-        where = f"/namespaces/{namespace}" if namespace else ""
+        where = "" if user_namespaces else f"/namespaces/{namespace}"
         self.pods_url = f"{self.api_url}/api/v1{where}/pods"
         self.selectors = {"fieldSelector": f"spec.nodeName={node}", "labelSelector": LABEL_SELECTOR}
 
@@ -121,7 +138,15 @@ class KubernetesClient:
             except (OSError, ssl.SSLError) as exc:
                 raise KubernetesError(f"cannot read the CA bundle {self.ca_file}: {exc}") from exc
         timeout = httpx.Timeout(REQUEST_SECONDS, read=self.watch_seconds + REQUEST_SECONDS)
-        return httpx.AsyncClient(verify=verify, timeout=timeout)
+        # The API server compresses answers over 128 KiB for clients that accept gzip
+        # (APIResponseCompression); asked for identity, it does not.
+        return httpx.AsyncClient(verify=verify, timeout=timeout, headers=IDENTITY)
+
+    def student(self, pod: Pod) -> str | None:
+        """The student a pod names, if the hub made it (a pod in another namespace may
+        carry the same labels)."""
+        believed = hub_namespace(pod.namespace, self.namespace, self.user_namespaces)
+        return pod.student if believed else None
 
     async def list_pods(self, http: httpx.AsyncClient) -> tuple[StudentPods, str]:
         """Every student pod on the node, and the resourceVersion to watch from."""
@@ -133,7 +158,9 @@ class KubernetesClient:
             seen += len(page.pods)
             if seen > MAX_PODS:
                 raise KubernetesResponseError(f"more than {MAX_PODS} pods on the node: refused")
-            students.update((pod.uid, pod.student) for pod in page.pods if pod.student)
+            students.update(
+                (pod.uid, student) for pod in page.pods if (student := self.student(pod))
+            )
             if not page.continue_token:
                 return StudentPods(students), page.resource_version
             params["continue"] = page.continue_token
@@ -148,6 +175,8 @@ class KubernetesClient:
                     raise KubernetesResponseError(
                         f"the pod list sent a page over {MAX_PAGE_BYTES} bytes: refused"
                     ) from exc
+                except Unreadable as exc:
+                    raise KubernetesResponseError(f"the pod list: {exc}") from exc
 
         try:  # a deadline for the whole request: an API that trickles bytes cannot hold it
             return await asyncio.wait_for(get(), REQUEST_SECONDS)
@@ -259,7 +288,7 @@ class KubernetesSource(Source):
         if event.pod is None:  # a bookmark: only the version moves on
             return
         students = dict(self.pods.current.students if self.pods.current else {})
-        uid, student = event.pod.uid, event.pod.student
+        uid, student = event.pod.uid, self.client.student(event.pod)
         if event.kind == "DELETED" or student is None:
             if students.pop(uid, None) is None:
                 return

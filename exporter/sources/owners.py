@@ -160,19 +160,27 @@ def account_evidence(uid: int | None) -> Evidence:
 
 
 class PodOwners:
-    """``Owners`` on Kubernetes: the student of the pod a process's cgroup names, nobody else."""
+    """``Owners`` on Kubernetes: the student of the pod a process's cgroup names, nobody
+    else; with a hub configured, only the hub's users."""
 
     prefix = ""  # no systemd units per user in a pod
 
-    def __init__(self, pods: PodDirectory) -> None:
+    def __init__(self, pods: PodDirectory, roster: SharedRoster) -> None:
         self.pods = pods
+        self.roster = roster
 
     def judge(self, evidence: Evidence) -> Attribution | None:
         student = self.pods.student(evidence.pod_uid)
-        return Attribution(student, "pod") if student is not None else None
+        if student is None:
+            return None
+        current = self.roster.current
+        if self.roster.hub_configured and (current is None or student not in current.users):
+            return None
+        return Attribution(student, "pod")
 
     def keep(self, user: str, last_seen: float, now: float) -> bool:
-        return keep_user(user, last_seen, now, hub_configured=False, roster=None)
+        hub = self.roster.hub_configured
+        return keep_user(user, last_seen, now, hub_configured=hub, roster=self.roster.current)
 
 
 # Whichever rules this exporter runs by (``--attribution``): what the sources judge with.

@@ -10,6 +10,13 @@ parent's argv, seconds apart on a loaded machine, and an exec need not change th
 derives something from one knows when to derive it again. Each entry is judged by the
 attribution rules (``sources.owners``) with the hub's current roster.
 
+The environment variables are the exception: once a read shows ``JUPYTERHUB_USER`` (the
+hub's mark on a server and everything it starts; a process between fork and exec shows
+its parent's, which for a server is systemd's or the hub's, without it) they are kept for
+the process's life (pid and start time), through renames and execs. /proc/PID/environ is
+the process's own memory: a server that overwrites that area in place (ctypes) and renames
+itself would otherwise move its exported GPU (``dlcourse_user_gpu_assigned``) or its name.
+
 Every read is bounded in size (``LIMITS``): a process's files are its owner's to make
 large. A process that vanishes mid-read is left out of this cycle's table.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..model import (
@@ -97,8 +105,11 @@ def read_stat(procfs: Path, pid: int) -> ProcStat:
         raise Vanished(pid) from exc
 
 
-def read_identity(procfs: Path, pid: int, prefix: str) -> ProcessIdentity:
-    """What /proc/<pid> says the process is; raises Vanished if it ended meanwhile."""
+def read_identity(
+    procfs: Path, pid: int, prefix: str, environ: Mapping[str, str] | None = None
+) -> ProcessIdentity:
+    """What /proc/<pid> says the process is; raises Vanished if it ended meanwhile.
+    ``environ``: the variables kept from an earlier read, instead of reading them again."""
 
     def read(name: str, optional: bool = False) -> bytes:
         try:
@@ -111,7 +122,8 @@ def read_identity(procfs: Path, pid: int, prefix: str) -> ProcessIdentity:
 
     cgroup = tuple(read("cgroup").decode(errors="replace").splitlines())
     uid = status_uid(read("status").decode(errors="replace"))
-    environ = environ_variables(read("environ", optional=True))
+    if environ is None:
+        environ = environ_variables(read("environ", optional=True))
     argv = tuple(split_cmdline(read("cmdline", optional=True)))
     account = account_name(uid) if uid is not None else None
     evidence = Evidence(unit_user(cgroup, prefix), account, environ_user(environ), pod_uid(cgroup))
@@ -148,7 +160,12 @@ class ProcessTableSource(Source):
                 comm, identity = self._known.get(key) or ("", None)
                 young = stat.starttime_ticks / CLOCK_TICKS > settled_before
                 if identity is None or comm != stat.comm or young:
-                    identity = read_identity(self.procfs, pid, self.owners.prefix)
+                    kept = (
+                        identity.environ
+                        if identity and HUB_USER_VARIABLE in identity.environ
+                        else None
+                    )
+                    identity = read_identity(self.procfs, pid, self.owners.prefix, kept)
             except Vanished:
                 continue
             known[key] = (stat.comm, identity)

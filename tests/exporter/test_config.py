@@ -102,6 +102,11 @@ def test_token_file(tmp_path):
         (["--hub.max-users=0"], "must be a whole number from 1"),
         (["--hub.max-users=2.5"], "must be a whole number"),
         (["--web.max-connections=1"], "must be a whole number from 8"),
+        # Digits str.isdigit() knows but int() refuses ('²') or reads as others ('١٠٠' = 100).
+        (["--web.max-connections=²"], "must be a whole number from 8"),
+        (["--web.max-connections=١٠٠"], "must be a whole number from 8"),
+        (["--web.listen-address=127.0.0.1:²"], "must be HOST:PORT"),
+        (["--web.listen-address=127.0.0.1:٩٩٤٥"], "must be HOST:PORT"),
         (["--web.listen-address=notahost.invalid:9945"], "does not resolve"),
         (["--web.listen-address= 127.0.0.1:9945"], "the host an IP address or a name"),
         (["--web.listen-address=[::1:9945"], "the host an IP address or a name"),
@@ -116,6 +121,7 @@ def test_token_file(tmp_path):
         (["--hub.url=ftp://h"], "must start with http"),
         (["--log.level=loud"], "--log.level='loud': must be debug or info"),
         (["--path.procfs=/nonexistent"], "is not a directory"),
+        (["--attribution=kubernetes", "--kubernetes.namespace=A_B"], "a Kubernetes namespace"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )
@@ -221,20 +227,21 @@ def test_in_a_pod_the_api_server_is_found_the_standard_way(tmp_path):
         "KUBERNETES_SERVICE_HOST": "fd00::1",
         "KUBERNETES_SERVICE_PORT": "443",
     }
-    argv = ["--attribution=kubernetes", f"--kubernetes.token-file={token}"]
+    argv = ["--attribution=kubernetes", "--kubernetes.namespace=j"]
+    argv += [f"--kubernetes.token-file={token}"]
     config, _ = load([*argv, f"--kubernetes.ca-file={tmp_path / 'ca.crt'}"], environ)
     assert config["kubernetes.api-url"] == "https://[fd00::1]:443"
 
 
 def test_kubernetes_settings_are_checked_at_start():
     with pytest.raises(ConfigError) as error:
-        load(["--attribution=kubernetes", "--kubernetes.namespace=Not_A_Name"], environ={})
+        load(["--attribution=kubernetes", "--kubernetes.user-namespaces=true"], environ={})
     message = str(error.value)
     assert "\n" not in message
     for part in (
-        "namespace",
         "needs --kubernetes.node-name",
         "needs --kubernetes.api-url outside a pod",
+        "needs --kubernetes.namespace",
         "--kubernetes.token-file /var/run/secrets/kubernetes.io/serviceaccount/token is no file",
     ):
         assert part in message
@@ -244,3 +251,46 @@ def test_kubernetes_settings_are_checked_at_start():
         load([*KUBERNETES, "--no-collector.kubernetes"], environ={"NODE_NAME": "n"})
     with pytest.raises(ConfigError, match="attribution"):
         load(["--attribution=pods"], environ={})
+
+
+@pytest.mark.parametrize(
+    ("where", "argv", "environ"),
+    [
+        ("--kubernetes.api-url", ["--kubernetes.api-url=http://127.0.0.1:6443"], {}),
+        ("--kubernetes.namespace", ["--kubernetes.namespace=jhub"], {}),
+        ("--kubernetes.user-namespaces", ["--kubernetes.user-namespaces=true"], {}),
+        ("--kubernetes.node-name", [], {"DLCOURSE_KUBERNETES_NODE_NAME": "gpu-1"}),
+        ("--kubernetes.token-file", [], {"DLCOURSE_KUBERNETES_TOKEN_FILE": "/t"}),
+    ],
+)
+def test_kubernetes_settings_without_kubernetes_attribution_are_refused(where, argv, environ):
+    """Old behaviour: ignored, and --check-config said ok."""
+    with pytest.raises(ConfigError) as error:
+        load(argv, environ)
+    message = str(error.value)
+    assert f"{where} is set but applies only with --attribution=kubernetes" in message
+    assert "\n" not in message
+
+
+def test_kubernetes_settings_in_the_config_file_without_the_attribution_are_refused(tmp_path):
+    file = tmp_path / "exporter.toml"
+    file.write_text('[kubernetes]\nca-file = "/ca.crt"\n')
+    with pytest.raises(ConfigError, match="--kubernetes.ca-file is set but applies only with"):
+        load([f"--config.file={file}"], {})
+
+
+def test_what_a_pod_always_has_is_no_kubernetes_setting():
+    """NODE_NAME and the in-cluster API address are in every pod's environment: not set by
+    the lecturer, so no error without --attribution=kubernetes."""
+    environ = {"NODE_NAME": "n", "KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+    config, _ = load([], environ)
+    assert config["attribution"] == "host"
+
+
+def test_check_config_refuses_a_stray_kubernetes_flag_with_exit_2(capsys):
+    from dlcourse_exporter import cli
+
+    argv = ["--check-config", f"--web.token-file={TOKEN_FILE}", "--kubernetes.namespace=jhub"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "applies only with --attribution=kubernetes" in err

@@ -8,6 +8,7 @@ with a traceback, HEAD /metrics answered 405).
 from __future__ import annotations
 
 import logging
+import re
 import resource
 import socket
 import statistics
@@ -199,4 +200,50 @@ def test_odd_requests_get_sensible_answers(run_exporter, scenario_path):
     assert httpx.head(f"{exporter.url}/healthz", timeout=5).status_code == 200
     samples = exporter.scrape()
     assert value(samples, "dlcourse_collector_success", collector="gpu") == 1
+    assert "Traceback" not in exporter.log()
+
+
+HEAD_CAP = 16 * 1024  # docs/exporter.md: request line and headers
+
+
+def request_head(padding: int, path: str = "/healthz") -> bytes:
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {'a' * padding}\r\n\r\n").encode()
+
+
+def status_lines(sock: socket.socket, wanted: int) -> list[bytes]:
+    """The status lines of the first `wanted` answers, or of all before the server closed."""
+    sock.settimeout(10)
+    received = b""
+    while received.count(b"HTTP/1.1 ") < wanted:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return re.findall(rb"HTTP/1\.1 \d{3} [^\r]*", received)
+
+
+def test_request_heads_over_16_kib_are_refused_however_they_arrive(run_exporter, scenario_path):
+    """Old behaviour: 20 KiB of headers sent in one write were accepted (h11 caps only what
+    it has to buffer incomplete), in many writes refused."""
+    Scenario(gpus=[Gpu()]).write(scenario_path)
+    exporter = run_exporter("--no-collector.kernels", "--no-collector.host")
+    fits = request_head(HEAD_CAP - 200)
+    too_large = request_head(20 * 1024)
+    assert len(fits) < HEAD_CAP < len(too_large)
+
+    def answers(*writes: bytes, wanted: int = 1) -> list[bytes]:
+        with socket.create_connection(("127.0.0.1", exporter.port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for piece in writes:
+                sock.sendall(piece)
+            return status_lines(sock, wanted)
+
+    assert answers(fits) == [b"HTTP/1.1 200 OK"]
+    assert answers(too_large) == [b"HTTP/1.1 400 Bad Request"]  # one write
+    pieces = [too_large[i : i + 1024] for i in range(0, len(too_large), 1024)]
+    assert answers(*pieces) == [b"HTTP/1.1 400 Bad Request"]  # many writes
+    # Pipelined behind a small request, in the same write: the small one is answered.
+    both = answers(request_head(10) + too_large, wanted=2)
+    assert both == [b"HTTP/1.1 200 OK", b"HTTP/1.1 400 Bad Request"]
+    assert exporter.scrape()
     assert "Traceback" not in exporter.log()

@@ -139,7 +139,8 @@ def test_gpu_processes_belong_to_the_students_of_their_pods(
     )
     samples = attributed({}, 11, "every GPU process unattributed while the API is down")
     assert value(samples, "dlcourse_collector_success", collector="processes") == 1
-    assert log_lines(exporter, "source kubernetes failed")
+    # Logged at the source's next poll, which may come after the processes collector's.
+    exporter.wait_for(lambda _: log_lines(exporter, "source kubernetes failed"), 60, "the log")
 
     # It comes back with a rotated token; meanwhile the unannotated pod got its annotation.
     api.token = f"token-{uuid.uuid4().hex}"

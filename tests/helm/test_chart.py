@@ -246,9 +246,12 @@ def test_least_rbac(default_objects, sharing_objects):
     cluster_role = only(sharing_objects, "ClusterRole")
     assert cluster_role["rules"] == role["rules"]
     assert cluster_role["metadata"]["name"].startswith(f"{NAMESPACE}-")
-    assert "--kubernetes.namespace" not in " ".join(
-        container(only(sharing_objects, "DaemonSet"))["args"]
-    )
+    # Still only the hub's namespaces name students (issue 21: any namespace was believed).
+    args = container(only(sharing_objects, "DaemonSet"))["args"]
+    assert f"--kubernetes.namespace={NAMESPACE}" in args
+    assert "--kubernetes.user-namespaces=true" in args
+    default_args = container(only(default_objects, "DaemonSet"))["args"]
+    assert not [a for a in default_args if a.startswith("--kubernetes.user-namespaces")]
     # The hub collector holds no Kubernetes credentials at all.
     hub_account = only(default_objects, "ServiceAccount", "-hub-collector")
     hub_pod = only(default_objects, "Deployment", "-hub-collector")["spec"]["template"]["spec"]

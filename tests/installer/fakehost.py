@@ -98,6 +98,8 @@ class FakeHost(Host):
         self.fail: str | None = None  # a run command containing this text fails
         self.reboots = 0
         self.restarts: list[str] = []
+        # Listening TCP sockets, as `ss -Hltnp` shows them: (address, port, pid, command).
+        self.listening: list[tuple[str, int, int, str]] = []
         self.put("/etc/os-release", os_release)
         self.put("/proc/sys/kernel/random/boot_id", str(uuid.uuid4()))
         os.makedirs(self.local("/run/systemd/system"), exist_ok=True)
@@ -118,6 +120,12 @@ class FakeHost(Host):
         os.makedirs(os.path.dirname(local), exist_ok=True)
         with open(local, "w") as f:
             f.write(content)
+
+    def listen(self, port: int, command: str, unit: str, address: str = "127.0.0.1") -> None:
+        """A process of `unit` (a systemd unit) listening on address:port."""
+        pid = 4000 + len(self.listening)
+        self.listening.append((address, port, pid, command))
+        self.put(f"/proc/{pid}/cgroup", f"0::/system.slice/{unit}\n")
 
     def reboot_now(self) -> None:
         """What a reboot changes: a new boot id, the new driver loaded, enabled units up."""
@@ -225,6 +233,13 @@ class FakeHost(Host):
             return out("x86_64\n" if args == ["-m"] else f"{KERNEL}\n")
         if cmd == "hostname":
             return out("gpu-server.example.edu\n")
+        if cmd == "ss":
+            assert args == ["-Hltnp"], args
+            return out("".join(
+                f'LISTEN 0      4096   {address}:{port}   0.0.0.0:*    '
+                f'users:(("{command}",pid={pid},fd=3))\n'
+                for address, port, pid, command in self.listening
+            ))  # fmt: skip
         if cmd == "mokutil":
             return out(f"SecureBoot {'enabled' if self.secure_boot else 'disabled'}\n")
         if cmd == "curl":

@@ -59,10 +59,15 @@ def _verify(units_dirs, *names) -> subprocess.CompletedProcess:
 
 
 def test_units_pass_systemd_analyze_verify(site, tmp_path):
-    # The drop-in is checked on a stand-in for the unit Grafana's package ships.
-    (tmp_path / "grafana-server.service").write_text("[Service]\nExecStart=/bin/true\n")
+    # The drop-ins are checked on stand-ins for the units the packages ship (the real
+    # Debian ones: tests/security/test_port_takeover.py).
+    packaged = ["grafana-server.service", "prometheus.service",
+                "prometheus-alertmanager.service", "prometheus-node-exporter.service"]  # fmt: skip
+    for name in packaged:
+        (tmp_path / name).write_text("[Service]\nExecStart=/bin/true\n")
+        assert site.local(f"/etc/systemd/system/{name}.d/dlcourse.conf").exists()
     units = site.local("/etc/systemd/system")
-    names = [os.path.basename(EXPORTER_UNIT), templates.RESUME_UNIT, "grafana-server.service"]
+    names = [os.path.basename(EXPORTER_UNIT), templates.RESUME_UNIT, *packaged]
     result = _verify([units, tmp_path], *names)
     # verify exits 0 even for unknown keys: any message at all is a finding.
     assert result.returncode == 0 and result.stderr == "", result.stderr
@@ -113,11 +118,14 @@ def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
     assert "--hub.token-file=%d/hub-token" in unit
     assert "LoadCredential=web-token:/etc/dlcourse/exporter-token" in unit
     assert "--web.token-file=%d/web-token" in unit
-    assert "--web.listen-address=127.0.0.1:9945" in unit
-    assert "--hub.url=http://127.0.0.1:15001/hub/api" in unit
-    caps = "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN"
+    # Ports below 1024 (installer/ports.py): its own, and the hub's.
+    assert "    --web.listen-address=127.0.0.1:945 \\" in unit.splitlines()
+    assert "--hub.url=http://127.0.0.1:951/hub/api" in unit
+    caps = "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_NET_BIND_SERVICE"
     assert f"CapabilityBoundingSet={caps}" in unit and f"AmbientCapabilities={caps}" in unit
-    # A bad configuration exits 2 and must not restart forever; connections need descriptors.
+    # Restarted forever, but a bad configuration exits 2 and is not; connections need
+    # descriptors.
+    assert {"Restart=always", "StartLimitIntervalSec=0"} <= set(unit.splitlines())
     assert "RestartPreventExitStatus=2" in unit.splitlines()
     assert "LimitNOFILE=65536" in unit.splitlines()
 
@@ -150,7 +158,7 @@ def test_grafana_provisioning_points_at_the_stack(site):
     addresses and folder; relocated, the folder is in the site and has the dashboards."""
     datasources = yaml.safe_load(site.read("/etc/grafana/provisioning/datasources/dlcourse.yml"))
     urls = {d["type"]: d["url"] for d in datasources["datasources"]}
-    assert urls == {"prometheus": "http://127.0.0.1:9090", "alertmanager": "http://127.0.0.1:9093"}
+    assert urls == {"prometheus": "http://127.0.0.1:947", "alertmanager": "http://127.0.0.1:948"}
     # Basic auth, the password read by Grafana from its own file ($__file{}), never inline.
     password_file = site.local("/etc/dlcourse/monitoring/grafana.password")
     for datasource in datasources["datasources"]:
@@ -180,6 +188,7 @@ TLJH_LIKE_CONFIG = """
 # then every jupyterhub_config.d/*.py is loaded with load_subconfig.
 from glob import glob
 
+c.JupyterHub.hub_port = 15001  # tljh/jupyterhub_config.py
 c.JupyterHub.services = [
     {"name": "cull-idle", "admin": True,
      "command": ["python3", "-m", "jupyterhub_idle_culler", "--timeout=600"]},
@@ -197,6 +206,7 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(site, tmp_path):
 
     hub = JupyterHub()
     hub.load_config_file(str(main))  # traitlets' PyFileConfigLoader, as `jupyterhub -f`
+    assert hub.hub_port == Ports().hub  # below 1024, over TLJH's 15001
 
     names = [s["name"] for s in hub.services]
     assert names == [
@@ -222,7 +232,7 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(site, tmp_path):
     assert hub.load_groups["section-a"]["users"] == ["ada", "grace"]
     assert hub.load_groups["section-b"]["users"] == ["alan"]
     status, grafana = hub.services[3:]
-    assert grafana["url"] == "http://127.0.0.1:3000"
+    assert grafana["url"] == "http://127.0.0.1:950"
     assert grafana["api_token"] == site.read("/etc/dlcourse/grafana-oauth-secret").strip()
     assert (
         status["environment"]["DLCOURSE_EXPORTER_TOKEN"]

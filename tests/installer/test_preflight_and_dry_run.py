@@ -13,6 +13,7 @@ import pytest
 from dlcourse_installer import cli, preflight, runner
 from dlcourse_installer.options import Options, validate
 from dlcourse_installer.paths import Paths
+from dlcourse_installer.ports import UNITS, Ports
 
 from .conftest import REPO
 from .fakehost import UBUNTU_22_04, UBUNTU_24_04, FakeDryHost, FakeHost
@@ -125,6 +126,51 @@ def test_little_disk_is_refused(tmp_path):
 
     errors = preflight.check(SmallDisk(tmp_path), Options(admins=("t",))).errors
     assert errors and "GiB free" in errors[0]
+
+
+# --- the monitoring ports (issue 21): no student may take one --------------------------
+
+SYSCTL = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+
+
+def test_every_port_of_the_stack_is_one_no_account_may_bind():
+    """Below the kernel's default ip_unprivileged_port_start (1024): only root and holders
+    of CAP_NET_BIND_SERVICE bind them, whatever the address."""
+    assert max(Ports().numbers().values()) < 1024
+    assert len(set(Ports().numbers().values())) == len(Ports.names())
+
+
+def test_a_lowered_unprivileged_port_start_is_refused_with_the_fix(tmp_path):
+    host = FakeHost(tmp_path)
+    host.put(SYSCTL, "80\n")  # rootless containers' advice: let everyone bind port 80 up
+    (error,) = preflight.check(host, Options(admins=("t",))).errors
+    assert "net.ipv4.ip_unprivileged_port_start is 80" in error
+    assert "sysctl --system" in error and "ip_unprivileged_port_start=1024" in error
+    host.put(SYSCTL, "1024\n")
+    assert preflight.check(host, Options(admins=("t",))).errors == []
+
+
+def test_a_port_held_by_another_service_is_refused(tmp_path):
+    host = FakeHost(tmp_path)
+    host.listen(Ports().prometheus, "named", "named.service")
+    (error,) = preflight.check(host, Options(admins=("t",))).errors
+    assert f"port {Ports().prometheus} (prometheus)" in error and "named.service" in error
+
+
+def test_ports_held_by_the_stack_itself_pass(tmp_path):
+    """A second run: every daemon is up on its port, in its own unit."""
+    host = FakeHost(tmp_path)
+    for name, port in Ports().numbers().items():
+        host.listen(port, name[:15], UNITS[name])
+    assert preflight.check(host, Options(admins=("t",))).errors == []
+
+
+def test_grafana_on_a_port_anyone_may_bind_is_refused(tmp_path):
+    (error,) = preflight.check(FakeHost(tmp_path), Options(admins=("t",), grafana_port=3000)).errors
+    assert "--grafana-port 3000" in error and "below 1024" in error
+    assert (
+        preflight.check(FakeHost(tmp_path), Options(admins=("t",), grafana_port=843)).errors == []
+    )
 
 
 def test_no_gpu_excludes_driver_choices():

@@ -171,3 +171,47 @@ def test_a_bad_port_is_one_line_and_exit_2(tmp_path):
     assert result.stderr.count("\n") == 2, result.stderr
     assert "'99999' is not a TCP port" in result.stderr and "NAME one of hub" in result.stderr
     assert os.listdir(tmp_path) == []
+
+
+def render_as_root(root) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dlcourse_installer", "render", "--root", str(root),
+         "--admin", "teacher"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("planted", ["etc/dlcourse", "etc", "."])
+def test_render_writes_nothing_through_a_symlink_planted_in_its_folder(tmp_path, planted):
+    """Old behaviour: as root, a folder symlink planted in DIR (or DIR itself, in /tmp) was
+    followed: render replaced the live token file it pointed at."""
+    live = tmp_path / "live" / "etc" / "dlcourse"
+    live.mkdir(parents=True)
+    token = live / "exporter-token"
+    token.write_text("the live token\n")
+    root = tmp_path / "site"
+    if planted == ".":
+        root.symlink_to(tmp_path / "live")  # DIR itself
+    else:
+        (root / planted).parent.mkdir(parents=True, exist_ok=True)
+        target = live if planted == "etc/dlcourse" else live.parent
+        (root / planted).symlink_to(target)
+    result = render_as_root(root)
+    assert token.read_text() == "the live token\n" and os.listdir(live) == ["exporter-token"]
+    assert result.returncode == 2, result.stdout + result.stderr
+    shown = str(root) if planted == "." else str(root / planted)
+    assert result.stderr == (
+        f"dlcourse-install render: {shown} is a symbolic link: render writes nothing through one\n"
+    )
+
+
+def test_a_symlink_planted_at_a_file_s_place_is_replaced_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_text("someone else's file\n")
+    root = tmp_path / "site"
+    (root / "etc" / "dlcourse").mkdir(parents=True)
+    (root / "etc" / "dlcourse" / "hub-token").symlink_to(outside)
+    assert render_as_root(root).returncode == 0
+    assert outside.read_text() == "someone else's file\n"
+    rendered = root / "etc" / "dlcourse" / "hub-token"
+    assert not rendered.is_symlink() and SECRET.match(rendered.read_text())

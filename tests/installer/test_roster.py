@@ -126,3 +126,15 @@ def test_accepted_names_become_real_accounts_the_way_tljh_makes_them(shape):
         assert created.returncode == 0, created.stderr
     finally:
         subprocess.run(["userdel", account], capture_output=True)
+
+
+@pytest.mark.parametrize("cell", ["²", "١", "𝟙", "+1", " 1_0"])
+def test_a_gpu_cell_of_other_digits_is_one_line_and_exit_2(tmp_path, capsys, cell):
+    """Old behaviour: '²' passed str.isdigit() and int('²') raised: a traceback."""
+    path = tmp_path / "students.csv"
+    path.write_text(f"username,section,gpu\nada,A,0\nalan,B,{cell}\n", encoding="utf-8")
+    rc = cli.install(["--admin", "teacher", "--roster", str(path)], host=FakeHost(tmp_path / "h"))
+    assert rc == runner.EXIT_BAD_OPTIONS == 2
+    err = capsys.readouterr().err
+    line = f"{path}:3: gpu {cell.strip()!r} of 'alan': a GPU index as nvidia-smi shows it"
+    assert line in err and "Traceback" not in err

@@ -67,14 +67,18 @@ def test_grafana_signs_in_as_the_installed_grafana_does():
             staff_group=Options().staff_group,
         )
     )  # fmt: skip
-    # Everything but what names this server's address and files.
+    # Everything but what names this server's addresses and files (an installed hub is on
+    # dlcourse's port, installer/ports.py; a compose host's TLJH keeps its own).
     local = {"root_url", "domain", "client_secret", "auth_url", "signout_redirect_url",
-             "cookie_secure", "default_home_dashboard_path"}  # fmt: skip
+             "cookie_secure", "default_home_dashboard_path", "token_url", "api_url"}  # fmt: skip
     for section in ("auth", "auth.basic", "auth.anonymous", "auth.generic_oauth", "users"):
         keys = (set(ours[section]) | set(installed[section])) - local
         for key in keys:
             assert ours[section].get(key) == installed[section].get(key), f"[{section}] {key}"
     assert ours["auth.generic_oauth"]["auth_url"].startswith("$__env{DLCOURSE_HUB_URL}/hub/")
+    for key, path in (("token_url", "/hub/api/oauth2/token"), ("api_url", "/hub/api/user")):
+        assert ours["auth.generic_oauth"][key].endswith(path)
+        assert installed["auth.generic_oauth"][key].endswith(path)
     assert SERVICES["grafana"]["environment"]["DLCOURSE_HUB_URL"].startswith("${DLCOURSE_HUB_URL:?")
 
 

@@ -13,11 +13,8 @@ Prometheus scrapes the exporter and an alert reaches a webhook through Alertmana
 from __future__ import annotations
 
 import base64
-import grp
 import json
 import os
-import pwd
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -41,7 +38,14 @@ from dlcourse_testing.alerting import (
 )
 from dlcourse_testing.exporter import RunningExporter, free_port
 from dlcourse_testing.hub import LinuxAccounts, LiveHub
-from dlcourse_testing.rendered import Site, render_site
+from dlcourse_testing.rendered import (
+    EXPORTER_UNIT,
+    Site,
+    apply_owners,
+    daemon_args,
+    render_site,
+    unit_command,
+)
 from fakenvml import Gpu, Scenario
 from fakenvml import Process as GpuProcess
 
@@ -51,7 +55,7 @@ DAEMONS = {  # the Debian package's binary, and the /etc/default file its unit r
     "alertmanager": ("prometheus-alertmanager", "/etc/default/prometheus-alertmanager"),
     "prometheus": ("prometheus", "/etc/default/prometheus"),
 }
-EXPORTER_UNIT = "/etc/systemd/system/dlcourse-exporter.service"
+
 CONFIG_D = "/opt/tljh/config/jupyterhub_config.d"
 MONITORING = "/etc/dlcourse/monitoring"
 
@@ -97,41 +101,6 @@ def only(account: str) -> dict:
     """subprocess arguments to run as `account` with its own group only: without them the
     child keeps root's supplementary groups, and reads what only root's group may."""
     return {"user": account, "group": account, "extra_groups": []}
-
-
-def apply_owners(site: Site) -> None:
-    """Modes and owners as OWNERS says, for the accounts this machine has (Grafana's has no
-    package here: its files stay root's, which only takes from Grafana)."""
-    for path, (owner, group, mode) in site.owners.items():
-        os.chmod(site.local(path), mode)
-        try:
-            os.chown(site.local(path), pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
-        except KeyError:
-            continue
-
-
-def daemon_args(site: Site, default_file: str) -> list[str]:
-    """$ARGS of /etc/default/<name>, as the Debian unit passes them."""
-    line = next(x for x in site.read(default_file).splitlines() if x.startswith("ARGS="))
-    return shlex.split(shlex.split(line.partition("=")[2])[0])
-
-
-def unit_command(site: Site) -> list[str]:
-    """The exporter unit's ExecStart arguments, its credentials where systemd would put them."""
-    text = site.read(EXPORTER_UNIT).replace("\\\n", " ")
-    credentials = {}
-    argv: list[str] = []
-    for line in text.splitlines():
-        key, _, value = line.partition("=")
-        if key == "LoadCredential":
-            name, _, source = value.partition(":")
-            credentials[name] = source
-        elif key == "ExecStart":
-            argv = shlex.split(value)[1:]  # the program: this checkout's exporter instead
-    return [
-        arg.split("=%d/")[0] + "=" + credentials[arg.split("=%d/")[1]] if "=%d/" in arg else arg
-        for arg in argv
-    ]
 
 
 def render_alertmanager_receiver(site: Site, webhook: Webhook) -> None:

@@ -8,7 +8,6 @@ rendered bearer token.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,9 +19,12 @@ import httpx
 import pytest
 
 from dlcourse_installer import staff
+from dlcourse_testing.alerting import wait_until
 from dlcourse_testing.browser import CHROMIUM, Browser
 from dlcourse_testing.exporter import RunningExporter, free_port
 from dlcourse_testing.hub import LiveHub
+from dlcourse_testing.leftovers import terminate
+from dlcourse_testing.ports import free_privileged_port, started_on_a_taken_port
 from dlcourse_testing.rendered import render_site
 from fakenvml import Gpu, Scenario
 
@@ -156,11 +158,18 @@ def test_a_staff_member_sees_the_page_in_a_browser(course, tmp_path):
         browser.close()
 
 
-def status_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def status_service(
+    env: dict[str, str], prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dlcourse_status"], env={"PATH": os.environ["PATH"], **env},
-        capture_output=True, text=True, timeout=60,
+        [*prefix, sys.executable, "-m", "dlcourse_status"],
+        env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+def settings(port: int) -> dict[str, str]:
+    return {"JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+            "JUPYTERHUB_SERVICE_PREFIX": STATUS, "DLCOURSE_EXPORTER_TOKEN": "t"}  # fmt: skip
 
 
 @pytest.mark.live
@@ -169,13 +178,33 @@ def test_bad_settings_are_one_line_and_exit_2():
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     for missing in ("JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SERVICE_PREFIX", "EXPORTER_TOKEN"):
         assert missing in result.stderr
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = status_service({
-            "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
-            "JUPYTERHUB_SERVICE_PREFIX": STATUS, "DLCOURSE_EXPORTER_TOKEN": "t",
-        })  # fmt: skip
+    # A port below 1024 without the right to bind it (as root: the capability taken away).
+    port = free_privileged_port()
+    without = ("setpriv", "--bounding-set=-net_bind_service", "--") if os.geteuid() == 0 else ()
+    result = status_service(settings(port), prefix=without)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Permission denied" in result.stderr
+
+
+@pytest.mark.live
+def test_a_port_in_use_is_waited_for(tmp_path):
+    """Issue 21: whatever held the port (the page before, still stopping) lets go, and the
+    page serves at once; before, it exited 2 and waited for the hub's next poll (30 s)."""
+    log = tmp_path / "status.log"
+    service, port = started_on_a_taken_port(
+        lambda port: [sys.executable, "-m", "dlcourse_status"],
+        log,
+        env=lambda port: {"PATH": os.environ["PATH"], **settings(port)},
+    )
+    try:
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}{STATUS}"), 30, lambda: log.read_text())
+    finally:
+        terminate(service)
+
+
+def answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+        return True
+    except httpx.TransportError:
+        return False

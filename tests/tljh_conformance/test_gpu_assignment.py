@@ -17,7 +17,6 @@ import os
 import pwd
 import re
 import subprocess
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -25,7 +24,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dlcourse_testing.alerting import wait_until
 from dlcourse_testing.exporter import TOKEN, RunningExporter, value
+from dlcourse_testing.students import python_as
 from dlcourse_testing.tljh_hub import tljh_config
 from fakenvml import Gpu, Scenario
 
@@ -201,11 +202,8 @@ def test_a_student_cannot_move_their_exported_gpu(course):
         "print(open('/proc/self/environ', 'rb').read().split(b'\\0').count("
         f"b'CUDA_VISIBLE_DEVICES={other}'), flush=True); time.sleep(60)"
     )
-    env = {"JUPYTERHUB_USER": name, "CUDA_VISIBLE_DEVICES": other, "PATH": os.defpath}
-    forger = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, user=account.pw_uid, group=account.pw_gid,
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    env = {"JUPYTERHUB_USER": name, "CUDA_VISIBLE_DEVICES": other}
+    forger = python_as(account, code, env=env, stdout=subprocess.PIPE, text=True)
     try:
         # Its own view of its initial environment is unchanged by what it set...
         assert forger.stdout.readline().strip() == "1"
@@ -215,6 +213,66 @@ def test_a_student_cannot_move_their_exported_gpu(course):
     finally:
         forger.kill()
         forger.wait()
+
+
+# What a student's own ~/.jupyter/jupyter_server_config.py can make their server do: when
+# ~/rewrite-now appears (holding "OLD NEW"), overwrite OLD with NEW in the server's initial
+# environment, in place (the area /proc/PID/environ shows is the process's own memory:
+# env_start and env_end, fields 50 and 51 of /proc/PID/stat, proc(5)), rename the process,
+# and say so in ~/rewritten.
+REWRITER = """
+import ctypes, threading, time
+from pathlib import Path
+
+
+def rewrite():
+    trigger = Path.home() / "rewrite-now"
+    while not trigger.exists():
+        time.sleep(0.1)
+    old, new = trigger.read_text().split()
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    start, end = int(fields[47]), int(fields[48])
+    at = ctypes.string_at(start, end - start).index(old.encode())
+    ctypes.memmove(start + at, new.encode(), len(new))
+    Path("/proc/self/comm").write_text("renamed")
+    (Path.home() / "rewritten").write_bytes(Path("/proc/self/environ").read_bytes())
+
+
+threading.Thread(target=rewrite, daemon=True).start()
+"""
+
+
+def test_a_server_rewriting_its_own_environment_keeps_its_exported_gpu(course):
+    """Old behaviour: the exporter read the environment again after the rename (a possible
+    exec), and exported the GPU the server had written there."""
+    hub, exporter, students, _, _ = course
+    name = students[-2]
+    hub.stop_server(name)  # running since an earlier test, or not
+    if hub.account(name) not in {entry.pw_name for entry in pwd.getpwall()}:
+        hub.start_server(name)  # TLJH makes the account at the first spawn
+        hub.stop_server(name)
+    account = pwd.getpwnam(hub.account(name))
+    home = Path(account.pw_dir)
+    config = home / ".jupyter" / "jupyter_server_config.py"
+    config.parent.mkdir(exist_ok=True)
+    config.write_text(REWRITER)
+    for path in (config.parent, config):
+        os.chown(path, account.pw_uid, account.pw_gid)  # the student's own files
+    try:
+        pid = hub.start_server(name)["state"]["pid"]
+        given = exported(exporter, [name])[name]
+        other = next(u for u in UUIDS if u != given)
+        (home / "rewrite-now").write_text(f"CUDA_VISIBLE_DEVICES={given} "
+                                          f"CUDA_VISIBLE_DEVICES={other}")  # fmt: skip
+        wait_until(lambda: (home / "rewritten").exists(), 60, "the server's rewrite")
+        assert environ(pid)["CUDA_VISIBLE_DEVICES"] == other  # /proc shows the forgery
+        exporter.wait_poll_after("processes", 1.0)  # a cycle that saw the new name
+        exporter.wait_poll_after("processes", 1.0)
+        assert exported(exporter, [name])[name] == given
+    finally:
+        for path in (config, home / "rewrite-now", home / "rewritten"):
+            path.unlink(missing_ok=True)
+        hub.stop_server(name)
 
 
 def test_least_loaded_skips_a_gpu_that_fills_up(course):

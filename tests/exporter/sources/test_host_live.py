@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from dlcourse_testing.exporter_run import running_exporter, value, wait_for, wait_poll_after
+from dlcourse_testing.students import python_as
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: accounts and cgroups")
 
@@ -27,6 +28,17 @@ LIMIT = 64 * 1024 * 1024
 # Waits for a line on stdin (so the test can move it into a cgroup first), then either
 # allocates far past the limit or burns CPU and holds memory until killed.
 ALLOCATE = "import sys; sys.stdin.readline(); b = [bytearray(16 << 20) for _ in range(64)]"
+# Waits for a line, then forks a child that takes the name in argv[1] and allocates past
+# the limit (the OOM killer's victim, gone within milliseconds: never in a process table
+# walk); prints the child's wait status.
+NAMED_VICTIM = (
+    "import os, sys; sys.stdin.readline(); pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    open('/proc/self/comm', 'w').write(sys.argv[1])\n"
+    "    b = [bytearray(16 << 20) for _ in range(64)]\n"
+    "    os._exit(0)\n"
+    "print(os.waitpid(pid, 0)[1], flush=True)\n"
+)
 BUSY = (
     "import sys, time; b = bytearray(32 << 20); sys.stdin.readline()\n"
     "while time.process_time() < 1.5: pass\n"
@@ -63,18 +75,11 @@ def cgroup_dirs() -> Iterator[list[Path]]:
                 time.sleep(0.1)
 
 
-def start_as(account, code: str, hub_user: str | None = None) -> subprocess.Popen:
-    env = {"HOME": account.pw_dir, "PATH": "/usr/bin:/bin"}
-    if hub_user:
-        env["JUPYTERHUB_USER"] = hub_user
-    return subprocess.Popen(
-        ["/usr/bin/python3", "-c", code],
-        stdin=subprocess.PIPE,
-        user=account.pw_uid,
-        group=account.pw_gid,
-        extra_groups=[],
-        env=env,
-    )
+def start_as(
+    account, code: str, hub_user: str | None = None, args: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    env = {"JUPYTERHUB_USER": hub_user} if hub_user else {}
+    return python_as(account, code, *args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
 def limited_cgroup(root: Path, relative: str, made: list[Path], v2: bool) -> Path:
@@ -161,6 +166,35 @@ def test_oom_kill_outside_a_unit_counted_from_the_kernel_log(make_linux_user, cg
             assert value(url, "dlcourse_user_memory_limit_bytes", user=hub_user) is None
             provoke_oom(account, cgroup, None)
             wait_for(lambda: oom_kills(url, hub_user) == 1, 60, "the OOM kill was not counted")
+    finally:
+        holder.communicate(b"\n", timeout=10)
+
+
+def test_an_oom_killed_process_named_after_a_classmate_counts_for_its_owner(
+    make_linux_user, cgroup_dirs
+):
+    """Old behaviour: the kill line was read by text after the victim's name, so a process
+    named `a) UID:<classmate's uid> (` was counted for the classmate."""
+    root = memory_v1() or memory_v2()
+    if root is None:
+        pytest.skip("no memory cgroup controller on this machine")
+    if not os.access("/dev/kmsg", os.R_OK):
+        pytest.skip("/dev/kmsg is not readable")
+    account, classmate = (make_linux_user(f"jupyter-dlct{uuid.uuid4().hex[:8]}") for _ in "ab")
+    hub_user, classmate_user = (a.pw_name.removeprefix("jupyter-") for a in (account, classmate))
+    forged = f"a) UID:{classmate.pw_uid} ("
+    assert len(forged.encode()) <= 15  # the kernel's TASK_COMM_LEN less its NUL
+    cgroup = limited_cgroup(root, f"dlct-{uuid.uuid4().hex[:8]}", cgroup_dirs, root != memory_v1())
+    holder = start_as(account, "import sys; sys.stdin.readline()")
+    try:
+        with running_exporter(*COLLECTORS, "--collector.host", "--collection.interval=0.5") as url:
+            wait_for(lambda: oom_kills(url, hub_user) == 0, 60, "the user was not reported")
+            parent = start_as(account, NAMED_VICTIM, args=(forged,))
+            (cgroup / "cgroup.procs").write_text(str(parent.pid))
+            out, _ = parent.communicate(b"go\n", timeout=60)
+            assert int(out) & 0x7F == 9, f"expected an OOM kill, got status {out!r}"
+            wait_for(lambda: oom_kills(url, hub_user) == 1, 60, "the OOM kill was not counted")
+            assert oom_kills(url, classmate_user) is None
     finally:
         holder.communicate(b"\n", timeout=10)
 

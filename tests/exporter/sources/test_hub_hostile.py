@@ -25,7 +25,7 @@ from dlcourse_exporter.sources.hub import (
     HubUnreachable,
 )
 from dlcourse_testing.exporter import AUTH, RunningExporter, log_lines, value, wait_value
-from dlcourse_testing.hostile_hub import LYING_TOTAL, HostileHub, user_model
+from dlcourse_testing.hostile_hub import BOMB_BYTES, LYING_TOTAL, HostileHub, gzip_bomb, user_model
 
 DURATION = "dlcourse_collector_duration_seconds"
 HUB_ONLY = (
@@ -67,6 +67,16 @@ def memory_kib(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             found[key] = int(rest.split()[0])
     return found
+
+
+def memory_after_another_poll(exporter: RunningExporter, hub: HostileHub) -> dict[str, int]:
+    """memory_kib once one more poll has run, from its request to its end (when the poll's
+    duration changes; during backoff no other poll of the hub runs)."""
+    asked = hub.requests
+    exporter.wait_for(lambda _: hub.requests > asked, 120, "another request")
+    took = value(exporter.scrape(), DURATION, collector="hub")
+    exporter.wait_for(lambda s: value(s, DURATION, collector="hub") != took, 120, "its end")
+    return memory_kib(exporter.process.pid)
 
 
 def test_a_lying_total_is_read_up_to_the_page_cap(hostile_hub: HostileHub):
@@ -114,6 +124,44 @@ def test_a_dripping_hub_is_given_up_on_in_time(hostile_hub: HostileHub):
     assert time.monotonic() - started < 5
 
 
+def test_answers_are_asked_for_uncompressed_and_a_compressed_one_still_read(
+    hostile_hub: HostileHub,
+):
+    """A proxy may compress anyway: read, in capped steps."""
+    hostile_hub.mode = "gzip"
+    hostile_hub.users = [user_model(f"student-{i:03}") for i in range(250)]
+    snapshot = asyncio.run(HubClient(hostile_hub.api_url, "t", timeout=10).fetch_users())
+    assert len(snapshot.users) == 250 and not snapshot.truncated
+    # Before: "gzip, deflate" (and br or zstd where httpx has their decoders).
+    assert set(hostile_hub.accept_encodings) == {"identity"}
+
+
+@pytest.mark.live
+def test_a_gzip_bomb_is_refused_at_the_cap_in_bounded_memory(
+    hostile_hub: HostileHub, tmp_path: Path
+):
+    """Old behaviour: the 8 MiB cap counted what httpx had already inflated, one network
+    read (up to 64 KiB of gzip, a thousandfold more inflated) at a time."""
+    gzip_bomb()  # made before the exporter asks (seconds on a busy machine)
+    hostile_hub.mode = "gzip-bomb"
+    exporter = start_exporter(hostile_hub, tmp_path, interval=5)
+    try:
+        exporter.wait_for(
+            lambda _: len(log_lines(exporter, "more than 8388608 bytes")) == 1,
+            120,
+            "the bomb refused",
+        )
+        memory = memory_after_another_poll(exporter, hostile_hub)
+        print(
+            f"gzip bomb ({len(gzip_bomb()) // 1024} KiB inflating to {BOMB_BYTES >> 20} MiB): "
+            f"exporter RSS {memory['VmRSS'] // 1024} MiB, peak {memory['VmHWM'] // 1024} MiB"
+        )
+        assert value(exporter.scrape(), "dlcourse_hub_up") == 0
+        assert memory["VmHWM"] < 150 * 1024
+    finally:
+        exporter.stop()
+
+
 @pytest.mark.live
 def test_exporter_memory_stays_bounded_under_a_lying_and_a_huge_hub(
     hostile_hub: HostileHub, tmp_path: Path
@@ -138,13 +186,7 @@ def test_exporter_memory_stays_bounded_under_a_lying_and_a_huge_hub(
 
         hostile_hub.mode = "huge"
         wait_value(exporter, "dlcourse_hub_up", 0, 60)
-        # One more refused 61 MB answer, from its request to the end of its poll (when the
-        # poll's duration changes; during backoff no other poll of the hub runs).
-        asked = hostile_hub.requests
-        exporter.wait_for(lambda _: hostile_hub.requests > asked, 120, "another request")
-        took = value(exporter.scrape(), DURATION, collector="hub")
-        exporter.wait_for(lambda s: value(s, DURATION, collector="hub") != took, 120, "its end")
-        after_huge = memory_kib(exporter.process.pid)
+        after_huge = memory_after_another_poll(exporter, hostile_hub)  # one more refused
         print(
             f"lying hub: RSS {lying['VmRSS'] // 1024} MiB, peak {lying['VmHWM'] // 1024} MiB, "
             f"scrape {scrape_seconds * 1000:.0f} ms; after 61 MB answers: RSS "

@@ -24,6 +24,7 @@ from dlcourse_testing.exporter_run import (
     wait_for,
     wait_poll_after,
 )
+from dlcourse_testing.students import python_as
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real accounts")
 
@@ -33,23 +34,13 @@ COLLECTORS = ("--no-collector.gpu", "--no-collector.processes", "--collector.ker
 
 class Driver:
     def __init__(self, account, user_env: Path, hub_user: str) -> None:
-        env = {
-            "HOME": account.pw_dir,
-            "PATH": f"{user_env}/bin:/usr/bin:/bin",
-            "JUPYTERHUB_USER": hub_user,
-        }
-        self.process = subprocess.Popen(
-            # The source on the command line, not the path: the student's account may not be
-            # able to read the checkout (CI may clone under /root).
-            [str(user_env / "bin" / "python"), "-c", DRIVER.read_text()],
+        self.process = python_as(
+            account,
+            DRIVER.read_text(),  # its source, not its path: a checkout may be 0700
+            env={"PATH": f"{user_env}/bin:/usr/bin:/bin", "JUPYTERHUB_USER": hub_user},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            user=account.pw_uid,
-            group=account.pw_gid,
-            extra_groups=[],
-            env=env,
-            cwd=account.pw_dir,
         )
 
     def ask(self, command: str) -> dict:

@@ -18,6 +18,7 @@ from dlcourse_exporter.sources.kubepods import (
     pod_uid,
 )
 from dlcourse_exporter.sources.owners import PodOwners
+from dlcourse_exporter.sources.roster import SharedRoster
 
 UID = "6fcb1644-f088-4c60-88fb-5417898eb050"
 SYSTEMD_UID = UID.replace("-", "_")
@@ -178,7 +179,7 @@ def test_other_odd_events_are_errors(line):
 
 def test_pod_owners_believe_only_the_pod():
     pods = PodDirectory()
-    owners = PodOwners(pods)
+    owners = PodOwners(pods, SharedRoster(hub_configured=False, prefix=""))
     in_pod = Evidence(account="jovyan", environ_user="ben", pod_uid=UID)
     claims = Evidence(unit_user="ben", account="jupyter-ben", environ_user="ben")
     assert owners.judge(in_pod) is None  # not listed yet: nobody is a student
@@ -187,3 +188,18 @@ def test_pod_owners_believe_only_the_pod():
     assert owners.judge(claims) is None  # unit, account and JUPYTERHUB_USER count for nothing
     pods.current = None  # the API is unreachable
     assert owners.judge(in_pod) is None
+
+
+def test_with_a_hub_pod_owners_believe_only_its_users():
+    """Old behaviour: any annotated student pod counted, hub or not."""
+    pods, roster = PodDirectory(), SharedRoster(hub_configured=True, prefix="")
+    owners = PodOwners(pods, roster)
+    pods.current = StudentPods({UID: "ana"})
+    in_pod = Evidence(pod_uid=UID)
+    assert owners.judge(in_pod) is None  # the hub not read yet: nobody is a student
+    roster.update([("ben", "ben")])
+    assert owners.judge(in_pod) is None and not owners.keep("ana", 0.0, 1.0)
+    roster.update([("ana", "ana"), ("ben", "ben")])
+    assert owners.judge(in_pod) == Attribution("ana", "pod") and owners.keep("ana", 0.0, 1.0)
+    without_hub = PodOwners(pods, SharedRoster(hub_configured=False, prefix=""))
+    assert without_hub.judge(in_pod) == Attribution("ana", "pod")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -37,13 +38,20 @@ def token_file(tmp_path, api):
     return path
 
 
-def client_for(api: FakeKubeApi, token_file, url: str | None = None) -> KubernetesClient:
-    return KubernetesClient(url or api.url, NODE, "jhub", token_file, token_file.parent / "ca")
+def client_for(
+    api: FakeKubeApi, token_file, url: str | None = None, user_namespaces: bool = False
+) -> KubernetesClient:
+    return KubernetesClient(
+        url or api.url, NODE, "jhub", token_file, token_file.parent / "ca", user_namespaces
+    )
 
 
-def student(api: FakeKubeApi, name: str, **extra) -> str:
+def student(api: FakeKubeApi, name: str, namespace: str = "jhub", **extra) -> str:
     return api.add_pod(
-        NODE, labels=SINGLEUSER, annotations={"hub.jupyter.org/username": name, **extra}
+        NODE,
+        namespace=namespace,
+        labels=SINGLEUSER,
+        annotations={"hub.jupyter.org/username": name, **extra},
     )
 
 
@@ -77,6 +85,8 @@ def test_lists_the_node_s_student_pods_page_by_page(api, token_file, monkeypatch
     assert version == str(api.version)
     assert [r.query.get("continue") for r in api.requests] == [None, "2"]
     assert api.requests[0].query["labelSelector"] == "component=singleuser-server"
+    # Uncompressed: the API server gzips large answers for clients that accept it.
+    assert {r.accept_encoding for r in api.requests} == {"identity"}
 
 
 def test_the_token_is_read_from_its_file_for_every_request(api, token_file):
@@ -177,3 +187,39 @@ def test_the_source_follows_the_pods_and_forgets_them_while_the_api_is_down(api,
         source.close()
 
     asyncio.run(scenario())
+
+
+def test_with_user_namespaces_only_the_hub_s_namespaces_name_students(api, token_file):
+    """Old behaviour (the chart's clusterWide): a singleuser-labelled pod with a username
+    annotation in any namespace named that student, e.g. one another tenant made."""
+    ana, ben = student(api, "ana"), student(api, "ben", namespace="jhub-ben")
+    student(api, "ana", namespace="other-team")  # another tenant's pod claiming ana
+    student(api, "cy", namespace="jhubx-cy")  # not "<hub namespace>-"
+    client = client_for(api, token_file, user_namespaces=True)
+    pods, _ = list_pods(client)
+    assert pods.students == {ana: "ana", ben: "ben"}
+    assert api.requests[-1].path == "/api/v1/pods"  # every namespace: a ClusterRole
+
+    source = KubernetesSource(client, PodDirectory())
+
+    async def students_after(change) -> dict[str, str]:
+        """The students the source follows once the pod count has changed by `change`."""
+        wanted, deadline = len(pods.students) + change, time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(KubernetesError):
+                found = (await source.poll()).students
+                if len(found) == wanted:
+                    return dict(found)
+            await asyncio.sleep(0.05)
+        raise AssertionError("the source never followed the change")
+
+    async def watched() -> tuple[str, dict[str, str]]:
+        await students_after(0)  # listed
+        student(api, "dan", namespace="other-team")  # watched, not believed
+        dan = student(api, "dan", namespace="jhub-dan")
+        found = await students_after(1)
+        source.close()
+        return dan, found
+
+    dan, found = asyncio.run(watched())
+    assert found == {ana: "ana", ben: "ben", dan: "dan"}

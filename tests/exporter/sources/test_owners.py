@@ -1,6 +1,7 @@
 import os
 import pwd
 import shutil
+import time
 
 import pytest
 
@@ -195,3 +196,32 @@ def test_a_student_without_processes_drops_out_after_the_retention(tmp_path):
     assert users() == {"ghost", "alice"}  # counters stay a while
     now[0] = USER_RETENTION_SECONDS + 1
     assert users() == {"alice"}
+
+
+def test_an_oom_kill_counts_for_the_table_s_process_only_when_the_uid_agrees(tmp_path):
+    """Old behaviour: a kill named a pid the table had seen, and counted for that process's
+    owner whatever uid the kernel logged (a pid reused since the last walk)."""
+    procfs, kmsg = tmp_path / "proc", tmp_path / "kmsg"
+    unit = "0::/system.slice/jupyter-alice.service\n"
+    write_process(procfs, 30, uid=os.getuid(), cgroup=unit)
+    kmsg.write_text("")
+    owners = Owners("jupyter-")
+    table = ProcessTableSource(owners, procfs)
+    host = HostTracker(owners, tmp_path / "no-cgroups", kmsg=kmsg)
+    tail = "total-vm:1kB, anon-rss:0kB, file-rss:0kB, shmem-rss:0kB, UID:{} pgtables:0kB"
+    killed = "3,{},1,-;Out of memory: Killed process 30 (python) " + tail + " oom_score_adj:0\n"
+    try:
+        assert [u.oom_kills for u in host.poll(table.poll()).users] == [0]
+        other_uid = 0 if os.getuid() != 0 else 65534  # root's, or nobody's: not alice
+        with kmsg.open("a") as handle:
+            handle.write(killed.format(1, other_uid))  # pid 30 reused by another account
+            handle.write(killed.format(2, os.getuid()))  # alice's own process
+        deadline, counted = time.monotonic() + 30, 0
+        while counted < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            counted = {u.user: u.oom_kills for u in host.poll(table.poll()).users}["alice"]
+        assert counted == 1
+        host.poll(table.poll())  # both records were taken in the same read or before
+        assert {u.user: u.oom_kills for u in host.poll(table.poll()).users} == {"alice": 1}
+    finally:
+        host.close()

@@ -8,7 +8,7 @@ import pwd
 from dlcourse_exporter.sources import proctable
 from dlcourse_exporter.sources.owners import Owners
 from dlcourse_exporter.sources.proctable import ProcessTableSource, environ_variables
-from dlcourse_testing.procfs import write_process
+from dlcourse_testing.procfs import write_process, write_uptime
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 V1_CGROUP = (
@@ -25,9 +25,9 @@ class CountingReads:
         self.pids: list[int] = []
         real = proctable.read_identity
 
-        def counted(procfs, pid, prefix):
+        def counted(procfs, pid, *rest, **options):
             self.pids.append(pid)
-            return real(procfs, pid, prefix)
+            return real(procfs, pid, *rest, **options)
 
         monkeypatch.setattr(proctable, "read_identity", counted)
 
@@ -90,3 +90,29 @@ def test_a_process_without_its_files_is_left_out(tmp_path):
 def test_the_real_proc_lists_this_process_as_its_account():
     entry = ProcessTableSource(Owners(prefix="")).poll().get(os.getpid())
     assert entry.identity.uid == os.getuid() and entry.identity.evidence.account == ME
+
+
+def test_a_server_s_environment_is_kept_from_when_it_was_first_seen(tmp_path):
+    """Old behaviour: a server that overwrote its own /proc/PID/environ area in place (its
+    memory, e.g. with ctypes) and renamed itself was read again: its GPU moved. Only until
+    the hub's JUPYTERHUB_USER first shows is the environment read again (between fork and
+    exec a process shows its parent's)."""
+    started = {"start_ticks": 100 * 60}  # a minute after boot
+    write_uptime(tmp_path, 60 + 5)  # five seconds old: read again every cycle (exec-wise)
+    write_process(tmp_path, 50, environ=b"PATH=/bin\0", **started)  # systemd, pre-exec
+    source = ProcessTableSource(Owners(), tmp_path)
+    assert source.poll().get(50).identity.environ == {}
+    server = b"JUPYTERHUB_USER=ana\0CUDA_VISIBLE_DEVICES=GPU-a\0"
+    write_process(tmp_path, 50, environ=server, comm="jupyterhub-sing", **started)
+    assert source.poll().get(50).identity.environ["CUDA_VISIBLE_DEVICES"] == "GPU-a"
+    forged = b"JUPYTERHUB_USER=bob\0CUDA_VISIBLE_DEVICES=GPU-b\0"
+    write_process(tmp_path, 50, environ=forged, comm="renamed", **started)
+    identity = source.poll().get(50).identity
+    assert identity.environ == {"JUPYTERHUB_USER": "ana", "CUDA_VISIBLE_DEVICES": "GPU-a"}
+    assert identity.evidence.environ_user == "ana"
+    write_uptime(tmp_path, 60 + 3600)  # an hour on, renamed again: the same
+    write_process(tmp_path, 50, environ=forged, comm="again", **started)
+    assert source.poll().get(50).identity.environ["CUDA_VISIBLE_DEVICES"] == "GPU-a"
+    # A new process with the same pid (another start time) is read afresh.
+    write_process(tmp_path, 50, environ=forged, start_ticks=100 * 3000)
+    assert source.poll().get(50).identity.environ["CUDA_VISIBLE_DEVICES"] == "GPU-b"
