@@ -124,7 +124,7 @@ CASES = {
         runner.EXIT_OK,
     ),  # fmt: skip
     "--grafana-port": (
-        lambda t: changed("--grafana-port", "3001"),
+        lambda t: changed("--grafana-port", "952"),
         [f"write {GPU_HOOK}", "write /etc/grafana/grafana.ini", "restart grafana-server"],
         runner.EXIT_OK,
     ),
