@@ -7,28 +7,23 @@ import os
 import sys
 from pathlib import Path
 
-from dlcourse_installer import (
-    __version__,
-    apt,
-    course_packages,
-    options,
-    releases,
-    render,
-    runner,
-    user_env,
-)
-from dlcourse_installer.generated import Facts
-from dlcourse_installer.host import DryRunHost, Host, RealHost
-from dlcourse_installer.options import FileErrors, Options
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.state import State
-from dlcourse_installer.steps import (
+from dlcourse_installer import __version__
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.checklist.state import State
+from dlcourse_installer.checklist.steps import (
     NODE_EXPORTER_PACKAGE,
     STEPS,
     Context,
     packages_summary,
     purge_driver,
 )
+from dlcourse_installer.inputs import course_packages, options
+from dlcourse_installer.inputs.options import FileErrors, Options
+from dlcourse_installer.layout.paths import Paths
+from dlcourse_installer.machine import apt, releases, user_env
+from dlcourse_installer.machine.host import DryRunHost, Host, RealHost
+from dlcourse_installer.rendered import render
+from dlcourse_installer.rendered.generated import Facts
 
 COMMANDS = ("install", "render", "status", "resume", "driver", "packages")
 COURSE_PACKAGES_STEP = next(step for step in STEPS if step.name == "course-packages")
@@ -122,7 +117,8 @@ def facts(host: Host, paths: Paths) -> Facts:
 
 
 def render_files(argv: list[str]) -> int:
-    """``dlcourse-install render``: the install's files under a folder (installer/render.py)."""
+    """``dlcourse-install render``: the install's files under a folder
+    (installer/rendered/render.py)."""
     parser = build_parser()
     parser.prog = "dlcourse-install render"
     parser.description = render.__doc__.split("\n\n")[1].replace("\n", " ")

@@ -45,7 +45,7 @@ from typing import Any
 
 import httpx
 
-from dlcourse_installer.templates import EXPORTER_SCOPES
+from dlcourse_installer.rendered.templates import EXPORTER_SCOPES
 
 from .exporter import free_port
 from .leftovers import (

@@ -15,8 +15,10 @@ import shlex
 import shutil
 import uuid
 
-from dlcourse_installer import pytorch, steps, tljh, user_env
-from dlcourse_installer.host import CommandError, DryRunHost, FileMeta, Host, Result
+from dlcourse_installer.catalogs import pytorch
+from dlcourse_installer.checklist import steps
+from dlcourse_installer.machine import tljh, user_env
+from dlcourse_installer.machine.host import CommandError, DryRunHost, FileMeta, Host, Result
 
 UBUNTU_24_04 = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nID=ubuntu\nVERSION_ID="24.04"\n'
 UBUNTU_22_04 = 'PRETTY_NAME="Ubuntu 22.04.5 LTS"\nID=ubuntu\nVERSION_ID="22.04"\n'
@@ -30,7 +32,8 @@ LISTED_BRANCHES = ("580-server-open", "580-server", "580-open", "580",
 NODE_EXPORTER = {"22.04": "1.3.1-1ubuntu0.22.04.3", "24.04": "1.7.0-1ubuntu0.3"}
 # The upstream version each branch's packages carry in this model's archive.
 DRIVER_VERSIONS = {"580": "580.65.06", "575": "575.57.08", "550": "550.163.01", "535": "535.247.01"}
-# The newest torch on each of PyTorch's indexes (RELEASE.md's matrix, see installer/pytorch.py).
+# The newest torch on each of PyTorch's indexes (RELEASE.md's matrix, see
+# installer/catalogs/pytorch.py).
 # A model: PyPI has 2.14.1 and 2.15.0; which of them each index serves was not read.
 TORCH_ON_INDEX = {"cu132": "2.14.1", "cu130": "2.14.1", "cu126": "2.14.1",
                   "cu128": "2.11.0", "cu124": "2.6.0", "cu121": "2.5.1", "cu118": "2.7.1",

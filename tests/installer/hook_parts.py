@@ -13,7 +13,7 @@ from pathlib import Path
 from jupyterhub.spawner import Spawner as HubSpawner
 from traitlets.config import Config
 
-from dlcourse_installer.gpu_hook import GpuAssigner, Settings
+from dlcourse_installer.hub.gpu_hook import GpuAssigner, Settings
 
 GIB = 1 << 30
 UUIDS = tuple(f"GPU-{i}" for i in range(3))

@@ -1,7 +1,7 @@
 """The course packages file: a requirements file plus an optional conda: section, every bad
 line named with its file and line number, nothing dropped."""
 
-from dlcourse_installer.course_packages import parse
+from dlcourse_installer.inputs.course_packages import parse
 
 GOOD = """\
 # Deep Learning, winter term (dlcourse-install packages FILE)

@@ -8,9 +8,10 @@ import os
 
 import pytest
 
-from dlcourse_installer import cli, runner
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.state import State
+from dlcourse_installer import cli
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.checklist.state import State
+from dlcourse_installer.layout.paths import Paths
 
 from .conftest import install
 from .fakehost import FakeDryHost, FakeHost

@@ -4,7 +4,8 @@ checks after the reboot."""
 
 import pytest
 
-from dlcourse_installer import driver, runner
+from dlcourse_installer.catalogs import driver
+from dlcourse_installer.checklist import runner
 
 from .conftest import install
 from .fakehost import KERNEL, FakeHost

@@ -13,9 +13,12 @@ import pytest
 import yaml
 from jupyterhub.app import JupyterHub
 
-from dlcourse_installer import cli, hub_passwords, options, templates, tljh_plugin
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.ports import Ports
+from dlcourse_installer import cli
+from dlcourse_installer.hub import hub_passwords, tljh_plugin
+from dlcourse_installer.inputs import options
+from dlcourse_installer.layout.paths import Paths
+from dlcourse_installer.layout.ports import Ports
+from dlcourse_installer.rendered import templates
 from dlcourse_testing import tljh_env
 from dlcourse_testing.rendered import render_site
 
@@ -118,7 +121,7 @@ def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
     assert "--hub.token-file=%d/hub-token" in unit
     assert "LoadCredential=web-token:/etc/dlcourse/exporter-token" in unit
     assert "--web.token-file=%d/web-token" in unit
-    # Ports below 1024 (installer/ports.py): its own, and the hub's.
+    # Ports below 1024 (installer/layout/ports.py): its own, and the hub's.
     assert "    --web.listen-address=127.0.0.1:945 \\" in unit.splitlines()
     assert "--hub.url=http://127.0.0.1:951/hub/api" in unit
     caps = "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_NET_BIND_SERVICE"
@@ -289,8 +292,8 @@ def test_tljh_plugin_registers_through_the_tljh_entry_point(tmp_path, monkeypatc
 
 
 def test_secret_files_are_created_root_only(tmp_path):
-    from dlcourse_installer import files
-    from dlcourse_installer.host import RealHost
+    from dlcourse_installer.machine import files
+    from dlcourse_installer.machine.host import RealHost
 
     host = RealHost(root=str(tmp_path))
     if os.geteuid() != 0:

@@ -11,22 +11,22 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily
 
 from dlcourse_exporter.classview import class_status
-from dlcourse_installer import roster
-from dlcourse_installer.gpu_hook import (
+from dlcourse_installer.hub.gpu_hook import (
     Settings,
     UnitPropertyValues,
     settings_from_tljh,
     strict_unit_properties,
 )
-from dlcourse_installer.gpu_load import (
+from dlcourse_installer.hub.gpu_load import (
     ClassGpus,
     ExporterUnavailable,
     parse_class_gpus,
     read_class_gpus,
 )
-from dlcourse_installer.gpu_policy import GpuLoad, choose
-from dlcourse_installer.nvidia_devices import DriverGpu, driver_gpus, parse_information
-from dlcourse_installer.options import Options, validate
+from dlcourse_installer.hub.gpu_policy import GpuLoad, choose
+from dlcourse_installer.hub.nvidia_devices import DriverGpu, driver_gpus, parse_information
+from dlcourse_installer.inputs import roster
+from dlcourse_installer.inputs.options import Options, validate
 
 from .hook_parts import Group, User, assigner, spawn, write_driver_proc
 

@@ -14,14 +14,14 @@ from contextlib import contextmanager
 
 import pytest
 
-from dlcourse_installer.gpu_hook import GpuAssigner, settings_from_tljh
-from dlcourse_installer.gpu_load import (
+from dlcourse_installer.hub.gpu_hook import GpuAssigner, settings_from_tljh
+from dlcourse_installer.hub.gpu_load import (
     ClassGpus,
     ExporterUnavailable,
     parse_class_gpus,
     read_class_gpus,
 )
-from dlcourse_installer.gpu_policy import GpuLoad
+from dlcourse_installer.hub.gpu_policy import GpuLoad
 from dlcourse_testing.secret_files import REASONS, finishes_within, hostile_secret_files
 
 from .hook_parts import (

@@ -1,5 +1,6 @@
-"""The exporter's hub token scopes are declared once (installer/templates.py EXPORTER_SCOPES);
-the code that needs them imports it, the docs that show them are checked against it."""
+"""The exporter's hub token scopes are declared once (installer/rendered/templates.py
+EXPORTER_SCOPES); the code that needs them imports it, the docs that show them are checked
+against it."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import re
 from pathlib import Path
 
 from dlcourse_exporter.sources.hub import FIELD_SCOPES
-from dlcourse_installer.templates import EXPORTER_SCOPES
+from dlcourse_installer.rendered.templates import EXPORTER_SCOPES
 
 from .conftest import REPO
 
-DECLARATION = Path(REPO) / "installer" / "templates.py"
+DECLARATION = Path(REPO) / "installer" / "rendered" / "templates.py"
 SCOPE = re.compile(r"(?:list|read|access|admin)(?::[\w]+)+")
 SKIP_DIRS = {".git", ".venv", ".demo", "build", "node_modules", "__pycache__"}
 

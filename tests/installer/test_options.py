@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlcourse_installer import cli, docs
-from dlcourse_installer.options import OPTIONS, Options
+from dlcourse_installer.inputs.options import OPTIONS, Options
 
 from .conftest import REPO
 

@@ -10,10 +10,11 @@ import tempfile
 
 import pytest
 
-from dlcourse_installer import cli, preflight, runner
-from dlcourse_installer.options import Options, validate
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.ports import UNITS, Ports
+from dlcourse_installer import cli
+from dlcourse_installer.checklist import preflight, runner
+from dlcourse_installer.inputs.options import Options, validate
+from dlcourse_installer.layout.paths import Paths
+from dlcourse_installer.layout.ports import UNITS, Ports
 
 from .conftest import REPO
 from .fakehost import UBUNTU_22_04, UBUNTU_24_04, FakeDryHost, FakeHost
@@ -108,7 +109,7 @@ def test_secure_boot_from_efivars_without_mokutil(tmp_path):
 
 
 def _missing(argv):
-    from dlcourse_installer.host import Result
+    from dlcourse_installer.machine.host import Result
 
     return Result(tuple(argv), 127, "", "mokutil: command not found")
 
@@ -117,7 +118,7 @@ def test_little_disk_is_refused(tmp_path):
     class SmallDisk(FakeHost):
         def query(self, argv, *, env=None, timeout=300):
             if argv[0] == "df":
-                from dlcourse_installer.host import Result
+                from dlcourse_installer.machine.host import Result
 
                 return Result(
                     tuple(argv), 0, "Filesystem 1K Used Avail Cap Mnt\n/dev/sda 1 1 1000 1% /\n"

@@ -3,7 +3,8 @@ with a fallback."""
 
 import pytest
 
-from dlcourse_installer import pytorch, runner
+from dlcourse_installer.catalogs import pytorch
+from dlcourse_installer.checklist import runner
 
 from .conftest import install
 from .fakehost import FakeHost

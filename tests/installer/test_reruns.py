@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse_installer import runner
-from dlcourse_installer.options import OPTIONS
-from dlcourse_installer.steps import STEPS
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.checklist.steps import STEPS
+from dlcourse_installer.inputs.options import OPTIONS
 
 from .conftest import REPO, install
 from .fakehost import FakeHost

@@ -8,9 +8,11 @@ import uuid
 
 import pytest
 
-from dlcourse_installer import cli, roster, runner
-from dlcourse_installer.options import Options, validate
-from dlcourse_installer.roster import Student
+from dlcourse_installer import cli
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.inputs import roster
+from dlcourse_installer.inputs.options import Options, validate
+from dlcourse_installer.inputs.roster import Student
 
 from .conftest import UPSTREAM_TLJH
 from .fakehost import FakeHost

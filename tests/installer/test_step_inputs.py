@@ -7,11 +7,12 @@ import io
 
 import pytest
 
-from dlcourse_installer import cli, runner
-from dlcourse_installer.options import BY_NAME, RUN_OPTIONS, Options, UndeclaredOption
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.state import State
-from dlcourse_installer.steps import STEPS, Context, Step
+from dlcourse_installer import cli
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.checklist.state import State
+from dlcourse_installer.checklist.steps import STEPS, Context, Step
+from dlcourse_installer.inputs.options import BY_NAME, RUN_OPTIONS, Options, UndeclaredOption
+from dlcourse_installer.layout.paths import Paths
 
 from .conftest import install
 from .fakehost import EXPORTER_ENV, TLJH_ENV, FakeHost

@@ -2,10 +2,12 @@
 
 import json
 
-from dlcourse_installer import cli, runner, templates
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.ports import Ports
-from dlcourse_installer.state import State
+from dlcourse_installer import cli
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.checklist.state import State
+from dlcourse_installer.layout.paths import Paths
+from dlcourse_installer.layout.ports import Ports
+from dlcourse_installer.rendered import templates
 
 from .conftest import install
 from .fakehost import UBUNTU_22_04, FakeHost

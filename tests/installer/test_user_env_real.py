@@ -23,10 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse_installer import cli, runner, user_env
-from dlcourse_installer.course_packages import Package
-from dlcourse_installer.host import RealHost
-from dlcourse_installer.paths import Paths
+from dlcourse_installer import cli
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.inputs.course_packages import Package
+from dlcourse_installer.layout.paths import Paths
+from dlcourse_installer.machine import user_env
+from dlcourse_installer.machine.host import RealHost
 from dlcourse_testing.rendered import render_site
 
 from .conftest import REPO
@@ -226,5 +228,8 @@ def test_course_packages_step_installs_and_imports_as_a_real_temporary_account(
 
 
 def test_the_probe_is_the_installer_file_itself():
-    """The users' environment runs the text of installer/user_env_probe.py, nothing else."""
-    assert user_env.probe_source() == (Path(REPO) / "installer" / "user_env_probe.py").read_text()
+    """The users' environment runs the text of installer/probes/user_env_probe.py, nothing else."""
+    assert (
+        user_env.probe_source()
+        == (Path(REPO) / "installer" / "probes" / "user_env_probe.py").read_text()
+    )

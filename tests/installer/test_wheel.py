@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse_installer import runner
+from dlcourse_installer.checklist import runner
 from dlcourse_testing.rendered import parse_owners
 
 from .conftest import REPO as CHECKOUT

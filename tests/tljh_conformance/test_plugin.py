@@ -14,10 +14,11 @@ import subprocess
 import bcrypt
 import yaml
 
-from dlcourse_installer import templates, tljh_plugin
+from dlcourse_installer.hub import tljh_plugin
+from dlcourse_installer.rendered import templates
 from dlcourse_testing.tljh_hub import probe
 
-PLUGIN = "dlcourse_installer.tljh_plugin"
+PLUGIN = "dlcourse_installer.hub.tljh_plugin"
 
 
 def test_tljh_finds_the_plugin_through_its_entry_point_group(tljh_python, tmp_path):

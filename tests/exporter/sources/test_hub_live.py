@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from dlcourse_exporter.sources.hub import parse_timestamp
-from dlcourse_installer.templates import EXPORTER_SCOPES
+from dlcourse_installer.rendered.templates import EXPORTER_SCOPES
 from dlcourse_testing.exporter import RunningExporter, log_lines, value, wait_value
 from dlcourse_testing.hub import LiveHub
 
