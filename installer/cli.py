@@ -8,25 +8,22 @@ import sys
 from pathlib import Path
 
 from dlcourse_installer import __version__
-from dlcourse_installer.checklist import runner
+from dlcourse_installer.checklist import STEPS, runner
+from dlcourse_installer.checklist.course_packages import STEP as COURSE_PACKAGES_STEP
+from dlcourse_installer.checklist.monitoring import NODE_EXPORTER_PACKAGE
+from dlcourse_installer.checklist.nvidia_driver import purge_driver
 from dlcourse_installer.checklist.state import State
-from dlcourse_installer.checklist.steps import (
-    NODE_EXPORTER_PACKAGE,
-    STEPS,
-    Context,
-    packages_summary,
-    purge_driver,
-)
-from dlcourse_installer.inputs import course_packages, options
+from dlcourse_installer.checklist.step import Context
+from dlcourse_installer.checklist.summary import packages_summary
+from dlcourse_installer.inputs import course_packages, options, source
 from dlcourse_installer.inputs.options import FileErrors, Options
 from dlcourse_installer.layout.paths import Paths
-from dlcourse_installer.machine import apt, releases, user_env
+from dlcourse_installer.machine import apt, user_env
 from dlcourse_installer.machine.host import DryRunHost, Host, RealHost
 from dlcourse_installer.rendered import render
 from dlcourse_installer.rendered.generated import Facts
 
 COMMANDS = ("install", "render", "status", "resume", "driver", "packages")
-COURSE_PACKAGES_STEP = next(step for step in STEPS if step.name == "course-packages")
 
 
 def checkout() -> str:
@@ -56,7 +53,7 @@ def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
     if "source" not in values:  # the checkout this runs from, else this release from PyPI
         default = checkout() or f"dlcourse=={__version__}"
         try:
-            values["source"] = releases.read_source(default)
+            values["source"] = source.read_source(default)
         except ValueError as exc:
             errors.append(f"--source {default!r} (the default): {exc}")
     opts = Options(**values)

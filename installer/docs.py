@@ -1,7 +1,7 @@
 """Writes the option table of docs/installer.md from the declarations:
 ``python -m dlcourse_installer.docs`` (``make installer-docs``).
 
-Each row comes from ``options.OPTIONS`` (flag, default, meaning) and ``steps.STEPS`` (the
+Each row comes from ``options.OPTIONS`` (flag, default, meaning) and ``checklist.STEPS`` (the
 steps that read the option), so the table cannot drift from what the installer does.
 ``--check`` exits non-zero when the file differs; the tests check it too.
 """
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dlcourse_installer.checklist.steps import STEPS
+from dlcourse_installer.checklist import STEPS
 from dlcourse_installer.inputs.options import OPTIONS, Option
 
 # docs/installer.md is written by hand except between these two lines.

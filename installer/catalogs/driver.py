@@ -42,9 +42,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from dlcourse_installer.machine import apt
-from dlcourse_installer.machine.host import Host
-
 BRANCH = re.compile(r"^(?P<number>\d{3,})(?P<server>-server)?(?P<open>-open)?$")
 # The packages that name an installed driver's branch: its userspace (headless, desktop) or
 # its DKMS module source, which the Secure Boot instructions have a lecturer install alone.
@@ -101,37 +98,26 @@ def parse_branch(text: str) -> Branch | None:
     return Branch(m["number"], server=bool(m["server"]), open=bool(m["open"]))
 
 
-def recommended(host: Host) -> Branch | None:
-    """ubuntu-drivers' best branch for a compute server (-server-open from 560 on): the first
-    that `list --gpgpu` lists with Ubuntu's prebuilt modules for this kernel; where no branch
-    has them, the first that `list --gpgpu --include-dkms` lists (DKMS builds it)."""
-    for extra in ([], ["--include-dkms"]):
-        result = host.query(["ubuntu-drivers", "list", "--gpgpu", *extra])
-        lines = result.stdout.splitlines() if result.ok else []
-        for m in filter(None, (LISTED.match(line.strip()) for line in lines)):
-            package = DRIVER_PACKAGE.match(m["package"])
-            if package and m["modules"]:  # a bare line: no modules of any kind to install
-                return parse_branch(package["branch"])
+# The installed packages that name a driver's branch, as dpkg patterns (DRIVER_PACKAGE).
+DRIVER_PACKAGE_PATTERNS = (
+    "nvidia-headless-no-dkms-*", "nvidia-headless-*", "nvidia-driver-*", "nvidia-dkms-*",
+)  # fmt: skip
+
+
+def branch_of(package: str) -> Branch | None:
+    """The branch a driver package names: nvidia-headless-no-dkms-580-server -> 580-server."""
+    m = DRIVER_PACKAGE.match(package)
+    return parse_branch(m["branch"]) if m else None
+
+
+def best_listed(lines: list[str]) -> Branch | None:
+    """The first branch `ubuntu-drivers list --gpgpu` prints with a package for its modules
+    (best first; a bare line has no modules of any kind to install)."""
+    for m in filter(None, (LISTED.match(line.strip()) for line in lines)):
+        branch = branch_of(m["package"])
+        if branch and m["modules"]:
+            return branch
     return None
-
-
-def installed(host: Host) -> Branch | None:
-    """The branch whose driver is installed, if any: its userspace, or its DKMS modules alone
-    (what the Secure Boot instructions have a lecturer install before enrolling the key)."""
-    found = apt.installed_matching(
-        host, ["nvidia-headless-no-dkms-*", "nvidia-headless-*", "nvidia-driver-*", "nvidia-dkms-*"]
-    )
-    for package in found:
-        m = DRIVER_PACKAGE.match(package)
-        if m:
-            return parse_branch(m["branch"])
-    return None
-
-
-def prebuilt_available(host: Host, branch: Branch, kernel: str) -> bool:
-    """Ubuntu's archive has signed modules of this branch for the running kernel."""
-    result = host.query(["apt-cache", "show", "--no-all-versions", branch.modules_package(kernel)])
-    return result.ok
 
 
 def install_command(branch: Branch, *, dkms: bool) -> list[str]:
@@ -142,47 +128,35 @@ def install_command(branch: Branch, *, dkms: bool) -> list[str]:
     return [*argv, f"nvidia:{branch}"]
 
 
-def headers_packages(host: Host, kernel: str) -> list[str]:
-    """Headers for DKMS: the running kernel's, and the metapackage of each installed kernel
-    metapackage of its flavour (linux-image-generic-hwe-24.04 -> linux-headers-generic-hwe-24.04),
-    so the next kernel update brings the headers DKMS builds the module against."""
+def kernel_flavour(kernel: str) -> str | None:
+    """6.8.0-45-generic -> generic; None for a kernel Ubuntu did not build."""
     m = KERNEL_RELEASE.match(kernel)
+    return m["flavour"] if m else None
+
+
+def headers_packages(kernel: str, images: list[str]) -> list[str]:
+    """Headers for DKMS: the running kernel's, and the metapackage of each installed kernel
+    metapackage of its flavour among ``images`` (linux-image-generic-hwe-24.04 ->
+    linux-headers-generic-hwe-24.04), so the next kernel update brings the headers DKMS
+    builds the module against."""
+    flavour = kernel_flavour(kernel)
     metas = []
-    if m:
-        flavour = m["flavour"]
-        for package in apt.installed_matching(host, [f"linux-image-{flavour}*"]):
-            rest = package.removeprefix("linux-image-")
-            if rest == flavour or rest.startswith(f"{flavour}-hwe-"):
-                metas.append(f"linux-headers-{rest}")
+    for package in images if flavour else []:
+        rest = package.removeprefix("linux-image-")
+        if rest == flavour or rest.startswith(f"{flavour}-hwe-"):
+            metas.append(f"linux-headers-{rest}")
     return [*metas, f"linux-headers-{kernel}"]
 
 
-def compute_capabilities(host: Host) -> list[tuple[int, int]] | None:
-    """Each GPU's CUDA compute capability (8.6 -> (8, 6)); None if the driver cannot say."""
-    r = host.query(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"])
-    caps = []
-    for line in r.stdout.splitlines() if r.ok else []:
-        major, dot, minor = line.strip().partition(".")
-        if not (dot and major.isdigit() and minor.isdigit()):
-            return None  # an older nvidia-smi: "compute_cap" is not a valid field
-        caps.append((int(major), int(minor)))
-    return caps or None
-
-
-def package_version(host: Host, package: str) -> str | None:
-    """Upstream version of an installed package: 580.65.06-0ubuntu1 -> 580.65.06."""
-    result = host.query(["dpkg-query", "-W", "-f=${Version}", package])
-    if not result.ok or not result.stdout.strip():
-        return None
-    version = result.stdout.strip().split(":")[-1]  # no epoch
-    return version.split("-")[0]
-
-
-def persistence_mode_on(host: Host) -> bool:
-    """Every GPU reports persistence mode Enabled."""
-    r = host.query(["nvidia-smi", "--query-gpu=persistence_mode", "--format=csv,noheader"])
-    modes = [line.strip() for line in r.stdout.splitlines() if line.strip()] if r.ok else []
-    return bool(modes) and all(mode == "Enabled" for mode in modes)
+def fabric_manager_needs_server(branch: str) -> str:
+    """Ubuntu ships Fabric Manager and NSCQ for the -server drivers only (see the sources
+    above)."""
+    number = branch.split("-")[0]
+    return (
+        f"driver {branch} is not a -server (ERD) branch, and this system has NVSwitches: "
+        "their Fabric Manager comes only with the -server drivers in Ubuntu's archive. Use "
+        f"--driver {number}-server-open (or {number}-server)"
+    )
 
 
 # NVIDIA's Fabric Manager user guide (docs.nvidia.com/datacenter/tesla/fabric-manager-user-guide,

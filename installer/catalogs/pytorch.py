@@ -40,6 +40,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 INDEX = "https://download.pytorch.org/whl/{tag}"
+
+# PyTorch's own packages: installed from the index of the CUDA build the installer chose, and
+# pinned to it (the builds below). Not torchaudio: it is in maintenance
+# (pytorch/audio#3902) and no longer released with PyTorch; its newest, 2.11.1, requires
+# torch>=2.11 and pins no build (PyPI's metadata, 2026-12-05), so it comes from PyPI like any
+# course package and the import check as a student shows whether it works with the installed
+# PyTorch.
+PACKAGES = ("torch", "torchvision")
+# The conda-forge names that would bring conda's own pytorch, which conda must never install
+# over pip's (conda cannot see pip's packages): pinned in the users' environment and refused
+# in the course packages' conda section.
+CONDA_NAMES = {"torch": "pytorch", "torchvision": "torchvision", "torchaudio": "torchaudio"}
+
 Capability = tuple[int, int]  # (8, 6) for compute capability 8.6
 
 

@@ -8,24 +8,19 @@ person should know first (Secure Boot) is a warning.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from dlcourse_installer.catalogs import driver
+from dlcourse_installer.checklist.step import Context, Findings, Step, StepError, bullets
 from dlcourse_installer.inputs.options import Options
 from dlcourse_installer.layout.ports import UNITS, Ports
+from dlcourse_installer.machine import nvidia
 from dlcourse_installer.machine.host import Host
 
 # The LTS releases TLJH 2.0.0 accepts (>= 22.04, bootstrap/bootstrap.py) whose Python runs
 # dlcourse (>= 3.10): 22.04 (3.10), 24.04 (3.12), 26.04 (3.14).
 SUPPORTED = ("22.04", "24.04", "26.04")
 MIN_FREE_BYTES = 25 * 1024**3  # driver + TLJH + PyTorch/CUDA wheels + a term of metrics
-NVIDIA_VENDOR = "0x10de"
-# NVSwitch chips are NVIDIA PCI devices of class "bridge, other" (0x0680): NVIDIA's own
-# nvswitch driver matches them so (NVIDIA/open-gpu-kernel-modules,
-# kernel-open/nvidia/linux_nvswitch.c, nvswitch_pci_table).
-NVSWITCH_CLASS = "0x0680"
-
 # Every host the install downloads from, each with a URL that answers a HEAD request when the
 # host serves it. TLJH's bootstrap clones and pip-installs TLJH from github.com and its
 # installer downloads Miniforge from GitHub's release downloads (the-littlest-jupyterhub
@@ -61,26 +56,6 @@ SECURE_BOOT_NOTE = (
 )
 
 
-def fabric_manager_needs_server(branch: str) -> str:
-    """Ubuntu ships Fabric Manager and NSCQ for the -server drivers only (driver.py)."""
-    number = branch.split("-")[0]
-    return (
-        f"driver {branch} is not a -server (ERD) branch, and this system has NVSwitches: "
-        "their Fabric Manager comes only with the -server drivers in Ubuntu's archive. Use "
-        f"--driver {number}-server-open (or {number}-server)"
-    )
-
-
-@dataclass
-class Findings:
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    distro: str = ""
-    gpus: list[str] = field(default_factory=list)  # PCI addresses
-    nvswitches: list[str] = field(default_factory=list)
-    secure_boot: bool | None = None
-
-
 def parse_os_release(text: str) -> dict[str, str]:
     out = {}
     for line in text.splitlines():
@@ -88,26 +63,6 @@ def parse_os_release(text: str) -> dict[str, str]:
         if sep and not key.startswith("#"):
             out[key.strip()] = value.strip().strip('"')
     return out
-
-
-def _nvidia_devices(host: Host, class_prefix: str) -> list[str]:
-    found = []
-    for vendor_file in host.glob("/sys/bus/pci/devices/*/vendor"):
-        device = vendor_file.rsplit("/", 1)[0]
-        vendor = (host.read_text(vendor_file) or "").strip().lower()
-        pci_class = (host.read_text(f"{device}/class") or "").strip().lower()
-        if vendor == NVIDIA_VENDOR and pci_class.startswith(class_prefix):
-            found.append(device.rsplit("/", 1)[1])
-    return found
-
-
-def nvidia_gpus(host: Host) -> list[str]:
-    """PCI display controllers (class 0x03xxxx) from NVIDIA; their audio functions don't count."""
-    return _nvidia_devices(host, "0x03")
-
-
-def nvswitches(host: Host) -> list[str]:
-    return _nvidia_devices(host, NVSWITCH_CLASS)
 
 
 def secure_boot_state(host: Host) -> bool | None:
@@ -224,22 +179,22 @@ def check(host: Host, opts: Options, ports: Ports | None = None) -> Findings:
             f"{MIN_FREE_BYTES / 1024**3:.0f} GiB"
         )
 
-    f.gpus = nvidia_gpus(host)
+    f.gpus = nvidia.nvidia_gpus(host)
     if not opts.no_gpu and not f.gpus:
         f.errors.append(
             "no NVIDIA GPU: no PCI display device with vendor 0x10de in /sys/bus/pci/devices "
             "(use --no-gpu for a CPU-only course server)"
         )
 
-    f.nvswitches = nvswitches(host)
+    f.nvswitches = nvidia.nvswitches(host)
     chosen = driver.parse_branch(opts.driver or "")
     if f.nvswitches and chosen and not chosen.server:
-        f.errors.append(fabric_manager_needs_server(str(chosen)))
+        f.errors.append(driver.fabric_manager_needs_server(str(chosen)))
     f.secure_boot = secure_boot_state(host)
     if f.secure_boot and opts.ppa:
         kernel = host.query(["uname", "-r"]).stdout.strip()
         branch = chosen or driver.Branch("<BRANCH>")
-        headers = driver.headers_packages(host, kernel)
+        headers = nvidia.headers_packages(host, kernel)
         f.errors.append(driver.secure_boot_instructions(branch, kernel, headers, ppa=True))
     elif f.secure_boot and not opts.no_gpu:
         f.warnings.append(SECURE_BOOT_NOTE)
@@ -263,3 +218,26 @@ def unreachable_sources(host: Host, opts: Options, warnings: list[str]) -> list[
             reason = (r.stderr.strip().splitlines() or [f"exit {r.rc}"])[-1]
             errors.append(f"cannot reach {urlsplit(url).hostname} ({what}, {url}): {reason}")
     return errors
+
+
+class PreflightFailed(StepError):
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("on this machine dlcourse-install refuses to install:\n" + bullets(errors))
+
+
+def ensure_preflight(ctx: Context) -> None:
+    if ctx.findings is None:  # a dry run has looked already, to list refusals first
+        ctx.findings = check(ctx.host, ctx.opts, ctx.ports)
+    for warning in ctx.findings.warnings:
+        ctx.note(f"warning: {warning}")
+    if ctx.findings.gpus:
+        ctx.note(f"NVIDIA GPU(s) at {', '.join(ctx.findings.gpus)}")
+    if ctx.findings.errors:
+        raise PreflightFailed(ctx.findings.errors)
+
+
+# It reads --tljh-version for the download hosts it checks, --grafana-port for the ports no
+# student may bind.
+STEP = Step("preflight", "Preflight checks", ensure_preflight,
+            ("driver", "ppa", "no_gpu", "tljh_version", "grafana_port"), always=True)  # fmt: skip

@@ -11,17 +11,16 @@ import sys
 import time
 from collections.abc import Callable
 
-from dlcourse_installer.checklist import preflight
-from dlcourse_installer.checklist.steps import (
-    STEPS,
+from dlcourse_installer.checklist import STEPS, preflight
+from dlcourse_installer.checklist.preflight import PreflightFailed
+from dlcourse_installer.checklist.step import (
     Context,
-    PreflightFailed,
     RebootRequired,
     Step,
     StepError,
     ensure_part,
-    summary,
 )
+from dlcourse_installer.checklist.summary import summary
 from dlcourse_installer.machine import systemd
 from dlcourse_installer.machine.host import CommandError
 from dlcourse_installer.machine.progress import Progress, elapsed

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pluggy
 
+from dlcourse_installer.catalogs.user_packages import USER_PIP_PACKAGES
 from dlcourse_installer.hub import hub_passwords
 from dlcourse_installer.layout.paths import Paths
-from dlcourse_installer.rendered.templates import USER_PIP_PACKAGES
 
 hookimpl = pluggy.HookimplMarker("tljh")
 

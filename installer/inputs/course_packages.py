@@ -28,16 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# PyTorch's own packages: installed from the index of the CUDA build the installer chose, and
-# pinned to it (installer/catalogs/pytorch.py). Not torchaudio: it is in maintenance
-# (pytorch/audio#3902) and no longer released with PyTorch; its newest, 2.11.1, requires
-# torch>=2.11 and pins no build (PyPI's metadata, 2026-12-05), so it comes from PyPI like any
-# course package and the import check as a student shows whether it works with the installed
-# PyTorch.
-PYTORCH = ("torch", "torchvision")
-# The conda-forge names that would bring conda's own pytorch, which conda must never install
-# over pip's (conda cannot see pip's packages): refused in the conda section.
-CONDA_NAME = {"torch": "pytorch", "torchvision": "torchvision", "torchaudio": "torchaudio"}
+from dlcourse_installer.catalogs.pytorch import CONDA_NAMES, PACKAGES
 
 # PEP 508: a name, extras, then version specifiers or "@ URL".
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
@@ -66,7 +57,7 @@ class Package:
 
     @property
     def is_pytorch(self) -> bool:
-        return self.kind == "pip" and canonical(self.name) in PYTORCH
+        return self.kind == "pip" and canonical(self.name) in PACKAGES
 
 
 @dataclass(frozen=True)
@@ -166,7 +157,7 @@ def _conda(spec: str, modules: tuple[str, ...], lineno: int) -> tuple[Package | 
     if found["channel"] not in (None, "conda-forge"):
         return None, f"{found['channel']}::{found['name']}: only conda-forge packages are taken"
     name = found["name"]
-    if name in CONDA_NAME.values() or name in PYTORCH:
+    if name in CONDA_NAMES.values() or name in PACKAGES:
         return None, (
             f"{name} from conda would replace the installer's PyTorch build: list "
             f"{'torch' if name == 'pytorch' else name} in the pip part instead"

@@ -3,8 +3,8 @@
 ``OPTIONS`` is the one list, as the exporter's ``exporter/options.py`` and ``config.OPTIONS``:
 ``cli`` makes the flags from it, ``options_from`` reads and checks them with every error
 listed at once, and ``docs`` writes the option table of docs/installer.md from it. The steps
-name the options they read (``steps.STEPS``) and see only those (``Options.only``): a rerun
-with one option changed runs again exactly the steps that read it.
+name the options they read (each step's ``STEP``, checklist/) and see only those
+(``Options.only``): a rerun with one option changed runs again exactly the steps that read it.
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from typing import Any
 
 from dlcourse_installer.catalogs import driver
 from dlcourse_installer.hub.gpu_policy import DEFAULT_POLICY, POLICIES
-from dlcourse_installer.inputs import course_packages, roster
+from dlcourse_installer.inputs import course_packages, roster, source
 from dlcourse_installer.inputs.course_packages import CoursePackages
 from dlcourse_installer.inputs.roster import NAME
-from dlcourse_installer.machine import releases
-from dlcourse_installer.rendered.staff import DEFAULT_STAFF_GROUP
 
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
 # tljh-config refuses any other limits.cpu: TLJH's schema makes it an integer
@@ -37,6 +35,9 @@ DOMAIN = re.compile(r"^(https?://)?(?P<host>[^/:]+)(:\d{1,5})?$")
 # (bootstrap/bootstrap.py _resolve_git_version, TLJH 2.0.0), and the installed release is
 # compared with it to tell whether TLJH is current.
 RELEASE = re.compile(r"^\d+\.\d+\.\d+$")
+
+# Staff see per-student data: the hub's admins and this hub group (rendered/staff.py).
+DEFAULT_STAFF_GROUP = "instructors"
 
 # The newest TLJH release (tag 2.0.0, 2024-10-21: JupyterHub 5, Ubuntu >= 22.04, a Python 3.12
 # user environment from Miniforge 24.7.1-2; tljh/requirements-hub-env.txt, tljh/installer.py,
@@ -237,7 +238,7 @@ OPTIONS: tuple[Option, ...] = (
         "source", "--source",
         "dlcourse to install for the exporter and the hub: a checkout's folder or a pip spec; "
         "a changed folder or spec is installed again on a rerun",
-        metavar="SPEC", parse=releases.read_source, path=True,
+        metavar="SPEC", parse=source.read_source, path=True,
         default_text="this checkout (bootstrap.py passes it)",
     ),
     Option(
@@ -283,7 +284,8 @@ class Options:
         if self._visible is not None and name not in self._visible:
             raise UndeclaredOption(
                 f"{BY_NAME[name].flag} ({name}) is read but not declared: name it in the "
-                "step's reads (steps.STEPS), so that a change of it runs the step again"
+                "reads of the step's STEP (installer/checklist/), so that a change of it runs the "
+                "step again"
             )
         return self._values[name]
 

@@ -40,6 +40,15 @@ def version(host: Host, package: str) -> str | None:
     return None
 
 
+def upstream_version(host: Host, package: str) -> str | None:
+    """The upstream part of an installed package's version: 580.65.06-0ubuntu1 -> 580.65.06."""
+    result = host.query(["dpkg-query", "-W", "-f=${Version}", package])
+    if not result.ok or not result.stdout.strip():
+        return None
+    version = result.stdout.strip().split(":")[-1]  # no epoch
+    return version.split("-")[0]
+
+
 def refresh(host: Host) -> None:
     """apt-get update, once a run (a new source, e.g. Grafana's, makes it due again)."""
     if not host.apt_lists_fresh:

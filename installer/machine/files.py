@@ -4,46 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from dlcourse_installer.machine import users
 from dlcourse_installer.machine.host import FileMeta, Host
-from dlcourse_installer.rendered.generated import GeneratedFile
-
-
-def ensure_generated(host: Host, f: GeneratedFile, *, planning: bool = False) -> bool:
-    """One entry of the registry in place. True if anything changed.
-
-    A file for a service account that does not exist yet (its package comes in a later
-    step) is written root-only for now; that step hands it over (``ensure_owner``). A dry
-    run (``planning``) shows the final owner.
-    """
-    owner, group, mode = f.owner, f.group, f.mode
-    accounts = _account_exists(host, "passwd", owner) and _account_exists(host, "group", group)
-    if not (accounts or planning):
-        owner, group, mode = "root", "root", mode & 0o700
-    if f.is_secret:
-        return ensure_secret(host, f.path, mode=mode, owner=owner, group=group)
-    if f.derived is not None:
-        current = host.read_text(f.path)
-        if planning:  # shown, not made: it holds secrets, and a dry run runs on the stdlib
-            content = current or ""
-        else:
-            content = f.derived(lambda path: (host.read_text(path) or "").strip(), current)
-        return ensure_file(host, f.path, content, mode=mode, owner=owner, group=group, secret=True)
-    return ensure_file(host, f.path, f.content, mode=mode, owner=owner, group=group,
-                       origin=f.origin)  # fmt: skip
-
-
-def ensure_owner(host: Host, f: GeneratedFile) -> bool:
-    """The owner and mode of the registry, for a file written before its account existed."""
-    if not host.is_regular_file(f.path):
-        return False
-    return ensure_attrs(host, f.path, mode=f.mode, owner=f.owner, group=f.group)
-
-
-def _account_exists(host: Host, database: str, name: str) -> bool:
-    if name == "root":
-        return True
-    return users.user_exists(host, name) if database == "passwd" else users.group_exists(host, name)
 
 
 def ensure_file(

@@ -35,6 +35,11 @@ def reboot(host: Host) -> None:
     host.run(["systemctl", "reboot"])
 
 
+def boot_id(host: Host) -> str:
+    """The kernel's id of this boot: it changes at every reboot."""
+    return (host.read_text("/proc/sys/kernel/random/boot_id") or "").strip()
+
+
 def install_unit(host: Host, paths: Paths, name: str, content: str) -> bool:
     """Write a unit (or drop-in, ``name.d/x.conf``); reload systemd if it changed."""
     changed = files.ensure_file(host, paths.unit(name), content)

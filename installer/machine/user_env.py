@@ -4,11 +4,13 @@ into it, and whether a student can import it. Its own Python answers (user_env_p
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
-from dlcourse_installer.inputs.course_packages import PYTORCH, Package
+from dlcourse_installer.catalogs.pytorch import PACKAGES as PYTORCH_PACKAGES
 from dlcourse_installer.layout.paths import Paths
 from dlcourse_installer.machine import tljh, users
 from dlcourse_installer.machine.host import Host
@@ -17,13 +19,33 @@ from dlcourse_installer.probes import user_env_probe
 CONDA_FORGE = ("--override-channels", "-c", "conda-forge")
 
 
+class Wanted(Protocol):
+    """A package to ask the environment about (a course package is one): what the probe
+    reads of it."""
+
+    @property
+    def kind(self) -> str: ...  # "pip" or "conda"
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def spec(self) -> str: ...
+
+    @property
+    def modules(self) -> tuple[str, ...]: ...  # to import; () when its metadata tells
+
+
 @cache
 def probe_source() -> str:
     return Path(user_env_probe.__file__).read_text(encoding="utf-8")
 
 
-def _probe_argv(paths: Paths, command: str, packages: list[Package]) -> list[str]:
-    listed = [asdict(p) for p in packages]
+def _probe_argv(paths: Paths, command: str, packages: Sequence[Wanted]) -> list[str]:
+    listed = [
+        {"kind": p.kind, "name": p.name, "spec": p.spec, "modules": list(p.modules)}
+        for p in packages
+    ]
     return [f"{paths.user_env}/bin/python", "-c", probe_source(), command, json.dumps(listed)]
 
 
@@ -31,21 +53,33 @@ def _rows(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
-def installed(host: Host, paths: Paths, packages: list[Package]) -> list[dict] | None:
+def installed(host: Host, paths: Paths, packages: Sequence[Wanted]) -> list[dict] | None:
     """Per package: its installed version and whether it satisfies the list; None when the
     environment does not answer (not made yet)."""
     result = host.query(_probe_argv(paths, "installed", packages))
     return _rows(result.stdout) if result.ok else None
 
 
+@dataclass(frozen=True)
+class _Pip:
+    """A pip distribution asked about by its name alone."""
+
+    name: str
+    kind: str = "pip"
+    modules: tuple[str, ...] = ()
+
+    @property
+    def spec(self) -> str:
+        return self.name
+
+
 def pytorch(host: Host, paths: Paths) -> tuple[str, ...]:
     """PyTorch's packages as installed, exactly: ("torch==2.13.0+cu130", ...)."""
-    wanted = [Package("pip", name, name) for name in PYTORCH]
-    rows = installed(host, paths, wanted) or []
+    rows = installed(host, paths, [_Pip(name) for name in PYTORCH_PACKAGES]) or []
     return tuple(f"{row['name']}=={row['version']}" for row in rows if row["version"])
 
 
-def imports(host: Host, paths: Paths, packages: list[Package]) -> list[dict]:
+def imports(host: Host, paths: Paths, packages: Sequence[Wanted]) -> list[dict]:
     """Per package: the modules imported as a temporary unprivileged account, and the error."""
     with users.temporary_account(host) as account:
         argv = ["runuser", "-u", account, "--", *_probe_argv(paths, "imports", packages)]

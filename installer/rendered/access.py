@@ -22,7 +22,8 @@ from functools import partial
 
 from dlcourse_installer.layout.paths import Paths
 from dlcourse_installer.layout.ports import LOOPBACK, Ports
-from dlcourse_installer.rendered import generated, webauth
+from dlcourse_installer.rendered import webauth
+from dlcourse_installer.rendered.generated_file import GeneratedFile
 
 # Who may use which daemon. node_exporter has no per-student data but shows every process
 # name and mount of the server; Grafana has no use for it.
@@ -64,18 +65,18 @@ class Netrc:
         return webauth.netrc(self.host, self.username, secret(self.password_file))
 
 
-def hub_files(paths: Paths) -> list[generated.GeneratedFile]:
+def hub_files(paths: Paths) -> list[GeneratedFile]:
     """Secrets the hub's configuration reads when it starts (part hub-services)."""
-    secret = partial(generated.GeneratedFile, part="hub-services", content=None, mode=0o640)
+    secret = partial(GeneratedFile, part="hub-services", content=None, mode=0o640)
     return [
         secret(paths.exporter_token, group="prometheus"),
         secret(paths.grafana_oauth_secret, group="grafana"),
     ]
 
 
-def monitoring_files(paths: Paths, ports: Ports) -> list[generated.GeneratedFile]:
+def monitoring_files(paths: Paths, ports: Ports) -> list[GeneratedFile]:
     """Passwords first (part prometheus, the first monitoring step), then what uses them."""
-    new = generated.GeneratedFile
+    new = GeneratedFile
     files = [
         new(paths.password(user), "prometheus", None, mode=0o640 if group else 0o600,
             group=group or "root")

@@ -1,54 +1,22 @@
 """Every file the installer writes, in one list.
 
-``plan()`` is the registry: each install step writes its own part of it
-(``steps.ensure_part``), and ``dlcourse-install render`` writes all of it under a folder for
-tests and reviewers. A new generated file is one more entry in ``plan()`` with the part
+``plan()`` is the registry: each install step writes its own part of it (checklist/step.py
+``ensure_part``), and ``dlcourse-install render`` writes all of it under a folder for tests
+and reviewers. A new generated file is one more entry in ``plan()`` with the part
 (the step) that writes it; the steps, render, the dry run and the tests then know it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-from dlcourse_installer.inputs import course_packages
+from dlcourse_installer.catalogs import pytorch
 from dlcourse_installer.inputs.options import Options
 from dlcourse_installer.layout.paths import Paths
 from dlcourse_installer.layout.ports import Ports
 from dlcourse_installer.rendered import access, assets, grafana_config, staff, templates
-
-
-class Derived(Protocol):
-    """A file made from secrets the plan writes before it (a bcrypt hash, a netrc).
-
-    Called with a reader of those secrets (server path -> value) and the file's current text
-    (None if absent), it returns the text; it keeps what is current when still right (a hash
-    that matches), so a rerun changes nothing. Its repr names its inputs (for ``digest``).
-    """
-
-    def __call__(self, secret: Callable[[str], str], current: str | None) -> str: ...
-
-
-@dataclass(frozen=True)
-class GeneratedFile:
-    path: str  # on the server
-    part: str  # which step writes it, and when (see steps.ensure_part)
-    # The text; None for a secret: a fresh random token, made once, never printed or logged.
-    content: str | None
-    mode: int = 0o644
-    owner: str = "root"
-    group: str = "root"
-    # The packaged asset it comes from (rules, dashboards, provisioning): the dry run names
-    # it instead of printing it.
-    origin: str = ""
-    # Made from secrets (content None): never printed or logged either.
-    derived: Derived | None = None
-
-    @property
-    def is_secret(self) -> bool:
-        return self.content is None and self.derived is None
+from dlcourse_installer.rendered.generated_file import GeneratedFile
 
 
 @dataclass(frozen=True)
@@ -126,7 +94,7 @@ def _pytorch_pins(paths: Paths, facts: Facts) -> list[GeneratedFile]:
     if not facts.pytorch:
         return []
     constraints = templates.pytorch_constraints(facts.pytorch)
-    pinned = templates.conda_pins(facts.pytorch, course_packages.CONDA_NAME)
+    pinned = templates.conda_pins(facts.pytorch, pytorch.CONDA_NAMES)
     return [
         # Written before pip.conf names it: a pip.conf naming a missing file stops every pip.
         GeneratedFile(paths.pytorch_constraints, "pytorch-pins", constraints),

@@ -18,7 +18,8 @@ from dlcourse_installer.layout.paths import Paths
 from dlcourse_installer.layout.ports import Ports, parse_override
 from dlcourse_installer.machine import files
 from dlcourse_installer.rendered import generated
-from dlcourse_installer.rendered.generated import Facts, GeneratedFile
+from dlcourse_installer.rendered.generated import Facts
+from dlcourse_installer.rendered.generated_file import GeneratedFile
 from dlcourse_installer.rendered.rooted import RootedTree, SymlinkRefused
 
 EXIT_OK, EXIT_BAD_OPTIONS = 0, 2

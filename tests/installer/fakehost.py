@@ -16,7 +16,7 @@ import shutil
 import uuid
 
 from dlcourse_installer.catalogs import pytorch
-from dlcourse_installer.checklist import steps
+from dlcourse_installer.checklist import nvidia_driver
 from dlcourse_installer.machine import tljh, user_env
 from dlcourse_installer.machine.host import CommandError, DryRunHost, FileMeta, Host, Result
 
@@ -337,7 +337,7 @@ class FakeHost(Host):
             self.put(f"{args[2]}/bin/python", "")
             return ok
         if argv[0] == "/usr/bin/python3" and args[0] == "-c":
-            assert args[1] == steps.NVML_CHECK
+            assert args[1] == nvidia_driver.NVML_CHECK
             if not self.driver_loaded:
                 return out("nvmlInit failed", 1)
             return out(f"{self.loaded_version} {self.gpus_answering}\n")

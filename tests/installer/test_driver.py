@@ -6,6 +6,7 @@ import pytest
 
 from dlcourse_installer.catalogs import driver
 from dlcourse_installer.checklist import runner
+from dlcourse_installer.machine import nvidia
 
 from .conftest import install
 from .fakehost import KERNEL, FakeHost
@@ -109,10 +110,10 @@ def test_without_secure_boot_dkms_builds_what_ubuntu_has_not_prebuilt(tmp_path):
 def test_the_headers_follow_the_running_kernels_flavour(fake):
     fake.packages |= {"linux-image-generic-64k", "linux-image-lowlatency",
                       "linux-image-generic-hwe-24.04-edge"}  # fmt: skip
-    assert driver.headers_packages(fake, KERNEL) == [
+    assert nvidia.headers_packages(fake, KERNEL) == [
         "linux-headers-generic", "linux-headers-generic-hwe-24.04-edge", f"linux-headers-{KERNEL}",
     ]  # fmt: skip
-    assert driver.headers_packages(fake, "6.8.12-custom") == ["linux-headers-6.8.12-custom"]
+    assert nvidia.headers_packages(fake, "6.8.12-custom") == ["linux-headers-6.8.12-custom"]
 
 
 @pytest.mark.parametrize(

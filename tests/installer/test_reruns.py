@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse_installer.checklist import runner
-from dlcourse_installer.checklist.steps import STEPS
+from dlcourse_installer.checklist import STEPS, runner
 from dlcourse_installer.inputs.options import OPTIONS
 
 from .conftest import REPO, install

@@ -1,5 +1,5 @@
 """A step sees only the options it declares, and is done only while its inputs and the
-releases it installed are unchanged (steps.Step, runner.run)."""
+releases it installed are unchanged (checklist/step.py Step, runner.run)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import io
 import pytest
 
 from dlcourse_installer import cli
-from dlcourse_installer.checklist import runner
+from dlcourse_installer.checklist import STEPS, runner
 from dlcourse_installer.checklist.state import State
-from dlcourse_installer.checklist.steps import STEPS, Context, Step
+from dlcourse_installer.checklist.step import Context, Step
 from dlcourse_installer.inputs.options import BY_NAME, RUN_OPTIONS, Options, UndeclaredOption
 from dlcourse_installer.layout.paths import Paths
 

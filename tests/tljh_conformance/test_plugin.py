@@ -14,8 +14,8 @@ import subprocess
 import bcrypt
 import yaml
 
+from dlcourse_installer.catalogs import user_packages
 from dlcourse_installer.hub import tljh_plugin
-from dlcourse_installer.rendered import templates
 from dlcourse_testing.tljh_hub import probe
 
 PLUGIN = "dlcourse_installer.hub.tljh_plugin"
@@ -61,7 +61,7 @@ def test_run_plugin_actions_installs_the_users_packages(tljh_python, tmp_path):
         for i in installs
         if i["requested"]
     }
-    pinned = (package.split("==") for package in templates.USER_PIP_PACKAGES)
+    pinned = (package.split("==") for package in user_packages.USER_PIP_PACKAGES)
     assert requested == {f"{_canonical(name)}=={version}" for name, version in pinned}
 
 
