@@ -145,7 +145,8 @@ def _items(status: Any, key: str, limit: int) -> list[dict[str, Any]]:
 
 def _gpu(gpu: dict[str, Any]) -> GpuLoad:
     index = gpu["gpu"]
-    if not (isinstance(index, str) and index.isdigit() and len(index) <= 3):
+    # 0-9 only: str.isdigit() is also true for '²' and '٣' (which int() reads as 3).
+    if not (isinstance(index, str) and index.isascii() and index.isdigit() and len(index) <= 3):
         raise ValueError(f"gpu {index!r}: an index expected")
     return GpuLoad(
         index=int(index),

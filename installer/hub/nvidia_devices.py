@@ -43,7 +43,9 @@ def parse_information(text: str) -> tuple[str, int] | None:
         if sep:
             fields[key.strip()] = value.strip()
     uuid, minor = fields.get("GPU UUID", ""), fields.get("Device Minor", "")
-    return (uuid, int(minor)) if uuid and minor.isdigit() else None
+    # 0-9 only: str.isdigit() is also true for '²' (int() refuses it) and '٣' (int() reads 3).
+    digits = minor.isascii() and minor.isdigit()
+    return (uuid, int(minor)) if uuid and digits else None
 
 
 def bus_order(folder: Path) -> tuple[float, ...]:

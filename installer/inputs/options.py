@@ -113,7 +113,7 @@ def read_course_packages(path: str, option: str = "--packages") -> CoursePackage
 
 
 def _port(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # not '²', nor '٩٥٢' (int() reads 952)
         raise ValueError("not a TCP port")
     return int(text)
 

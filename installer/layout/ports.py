@@ -73,6 +73,7 @@ def parse_override(text: str) -> tuple[str, int]:
     if not sep or name not in Ports.names():
         names = ", ".join(Ports.names())
         raise ValueError(f"--port {text!r}: use NAME=PORT with NAME one of {names}")
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
+    # 0-9 only: str.isdigit() is also true for '²' (int() refuses it) and '٣' (int() reads 3).
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
         raise ValueError(f"--port {text!r}: {value!r} is not a TCP port")
     return name, int(value)

@@ -173,3 +173,15 @@ def test_the_roster_gpu_column_and_the_options():
     assert validate(Options(admins=("teacher",), gpu_policy="fair")) == [
         "--gpu-policy 'fair': one of least-loaded, round-robin, roster, all"
     ]
+
+
+@pytest.mark.parametrize("minor", ["²", "٣", "3²"])
+def test_a_device_minor_of_other_digits_than_0_to_9_is_no_gpu(tmp_path, minor):
+    """str.isdigit() is true for '²' (which int() refuses: the hook's list raised) and for
+    '٣' (which int() reads as 3)."""
+    assert parse_information(f"GPU UUID: GPU-a\nDevice Minor: {minor}\n") is None
+    (tmp_path / "gpus" / "0000:18:00.0").mkdir(parents=True)
+    (tmp_path / "gpus" / "0000:18:00.0" / "information").write_text(
+        f"GPU UUID: GPU-a\nDevice Minor: {minor}\n"
+    )
+    assert driver_gpus(str(tmp_path)) == ()

@@ -129,6 +129,8 @@ def gpu(**changes) -> dict:
         answer(gpus=[gpu(uuid="GPU-" + "9" * 200)]),
         answer(gpus=[gpu(uuid=["GPU-0"])]),
         answer(gpus=[gpu(gpu="1e9")]),
+        answer(gpus=[gpu(gpu="٣")]),  # isdigit(), and int() reads it as 3
+        answer(gpus=[gpu(gpu="²")]),  # isdigit(), and int() refuses it
         answer(students=[{"user": ["ada"], "assigned_gpu": {"uuid": "GPU-0"}}]),
         answer(students=[{"user": "ada", "assigned_gpu": {"uuid": 7}}]),
         answer(students=[{"user": "a" * 300, "assigned_gpu": {"uuid": "GPU-0"}}]),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dlcourse_installer import cli, docs
 from dlcourse_installer.inputs.options import OPTIONS, Options
 
@@ -46,3 +48,11 @@ def test_every_bad_value_is_listed_at_once():
         "--grafana-port", "--mem-limit", "--cpu-limit", "--gpu-policy", "--domain",
         "--tljh-version", "--admin",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("port", ["٩٥٢", "²"])
+def test_a_port_of_other_digits_than_0_to_9_is_refused(port):
+    """str.isdigit() is true for both: '٩٥٢' was read as port 952, '²' gave int()'s error."""
+    argv = ["--admin", "teacher", "--grafana-port", port]
+    _, errors = cli.options_from(cli.build_parser().parse_args(argv))
+    assert errors == [f"--grafana-port {port!r}: not a TCP port"]
