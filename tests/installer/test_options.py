@@ -9,6 +9,7 @@ import pytest
 
 from dlcourse_installer import cli, docs
 from dlcourse_installer.inputs.options import OPTIONS, Options
+from dlcourse_installer.layout.ports import parse_override
 
 from .conftest import REPO
 
@@ -56,3 +57,11 @@ def test_a_port_of_other_digits_than_0_to_9_is_refused(port):
     argv = ["--admin", "teacher", "--grafana-port", port]
     _, errors = cli.options_from(cli.build_parser().parse_args(argv))
     assert errors == [f"--grafana-port {port!r}: not a TCP port"]
+
+
+@pytest.mark.parametrize("port", ["٩٤٧", "²"])
+def test_a_render_port_of_other_digits_than_0_to_9_is_refused(port):
+    """str.isdigit() is true for both: '٩٤٧' was read as port 947, '²' gave int()'s error."""
+    with pytest.raises(ValueError) as refused:
+        parse_override(f"prometheus={port}")
+    assert str(refused.value) == f"--port 'prometheus={port}': {port!r} is not a TCP port"
