@@ -6,9 +6,16 @@ FROM python:3.12.10-slim-bookworm
 WORKDIR /src
 # README.md* : the glob keeps the build working while the file is absent.
 COPY pyproject.toml README.md* ./
+# `pip install .` builds dlcourse's one wheel, and setuptools needs the folder of every package
+# pyproject.toml lists, though the image runs only the exporter (and dlcourse_secretfile, which
+# reads its token files). tests/grafana/test_grafana_compose.py checks the list.
 COPY exporter ./exporter
-# The exporter reads its token files with dlcourse_secretfile.
 COPY secretfile ./secretfile
+COPY installer ./installer
+COPY status ./status
+COPY prometheus ./prometheus
+COPY grafana ./grafana
+COPY fakenvml ./fakenvml
 RUN pip install --no-cache-dir --disable-pip-version-check . \
     && rm -rf /src
 WORKDIR /

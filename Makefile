@@ -20,10 +20,11 @@ system:
 	scripts/setup-system.sh
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml testing/pyproject.toml
 	/usr/bin/python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e ./testing  # the test helpers: not in the product's wheel
 	touch $@
 
 userenv: $(USERENV)/.installed

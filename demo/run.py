@@ -77,7 +77,7 @@ class Demo:
         )  # fmt: skip
         store = self.dir / "state" / "passwords.dbm"
         subprocess.run(  # the instructor's password, as the installer pre-sets it
-            [sys.executable, "-m", "dlcourse_installer.hub_passwords",
+            [sys.executable, "-m", "dlcourse_installer.hub.hub_passwords",
              str(self.site.local("/etc/dlcourse/hub-passwords")), str(store)],
             check=True, capture_output=True,
         )  # fmt: skip

@@ -36,9 +36,10 @@ LANDING = (
 
 
 def bearer_ok(token: str | None, authorization: str) -> bool:
-    """Whether an Authorization header carries the token (any, when none is set)."""
-    if token is None:
-        return True
+    """Whether an Authorization header carries the token; never without one (config.load()
+    refuses to start without it, and this fails closed all the same)."""
+    if not token:
+        return False
     return hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode())
 
 
@@ -96,37 +97,13 @@ def create_app(config: Config, scheduler: Scheduler, exposition: Exposition) -> 
         openapi_url=None,
     )
 
-    def authorized(request: Request) -> bool:
-        if not config.web_token:
-            return False  # fail closed: config.load() never lets this happen
-        given = request.headers.get("authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {config.web_token}".encode())
-
-    def unauthorized() -> Response:
-        return PlainTextResponse(
-            "bearer token required\n", status_code=401, headers={"WWW-Authenticate": "Bearer"}
-        )
-
-    @app.api_route("/metrics", methods=["GET", "HEAD"])
-    async def metrics(request: Request) -> Response:
-        if not authorized(request):
-            return unauthorized()
-        fmt = negotiate(request.headers.get("accept", ""))
-        gzipped = gzip_accepted(request.headers.get("accept-encoding", ""))
-        headers = {"Vary": "Accept, Accept-Encoding"}
-        if gzipped:
-            headers["Content-Encoding"] = "gzip"
-        return Response(
-            exposition.render(fmt, gzipped), media_type=fmt.content_type, headers=headers
-        )
-
     @app.get("/")
     async def landing() -> Response:
         return PlainTextResponse(LANDING)
 
     @app.get("/api/class")
     async def class_api(request: Request) -> Response:
-        if not authorized(request):
+        if not bearer_ok(config.web_token, request.headers.get("authorization", "")):
             return unauthorized()
         return JSONResponse(class_status(exposition.families()))
 

@@ -17,7 +17,7 @@ def class_status(families: Iterable[Metric]) -> dict[str, Any]:
     """{"gpus": [...], "students": [...]} from metric families, students sorted by name.
 
     The hub's GPU hook reads each GPU's uuid and memory, and each student's assigned GPU,
-    from here (installer/gpu_load.py)."""
+    from here (installer/hub/gpu_load.py)."""
     students: dict[str, dict[str, Any]] = defaultdict(
         lambda: {
             "groups": [],

@@ -77,7 +77,7 @@ class NvmlSnapshot:
 # --- Processes (/proc) and who owns them ------------------------------------------------
 
 # The environment variables the process table keeps (sources.proctable): whose process it
-# says it is, and the GPU the hub gave a student's server (installer/gpu_hook.py).
+# says it is, and the GPU the hub gave a student's server (installer/hub/gpu_hook.py).
 HUB_USER_VARIABLE = "JUPYTERHUB_USER"
 VISIBLE_DEVICES_VARIABLE = "CUDA_VISIBLE_DEVICES"
 

@@ -114,7 +114,7 @@ def bind_when_free(
 
     A port in use is no configuration error: exiting would leave the exporter down (or, in
     a restart loop, at a start limit) after whatever held the port lets go. Its port is
-    privileged (installer/ports.py), so whoever holds it is root or a system service,
+    privileged (installer/layout/ports.py), so whoever holds it is root or a system service,
     never a student. One line when it starts waiting, one when it listens."""
     waiting = False
     while True:

@@ -1,21 +1,28 @@
 """dlcourse-install: turns a fresh Ubuntu GPU server into the course platform.
 
-Stdlib only (bootstrap.py runs it from a bare checkout before any venv exists), but for
-bcrypt, a dependency imported only when an install or render makes a hash. The layout:
+Its folders say where their code runs and what it may lean on (tests/installer/test_layers.py
+holds every rule):
 
-- ``host``     the one door to the machine: run a command, read/write a file, exists
-- ``paths``, ``ports``  every location and every listen port, in one place each
-- ``apt``, ``systemd``, ``users``, ``files``, ``tljh``: thin one-verb wrappers over ``Host``
-- ``templates`` the text of generated files (units, configs)
-- ``staff``, ``access``, ``webauth``, ``grafana_config``: who may see per-student data, and
-  the credential every monitoring endpoint asks for (docs/security.md)
-- ``assets``   the packaged rules, Alertmanager configuration and dashboards
-- ``generated`` the registry: every file an install writes (``render`` writes them all)
-- ``steps``    the readable checklist of idempotent ``ensure_*`` steps, in order
-- ``state``    which steps are done, whether a reboot is pending
-- ``runner``   progress, elapsed time, resume, reboot handling
-- ``cli``      ``dlcourse-install`` itself
-- ``tljh_plugin`` the TLJH plugin (loaded by TLJH through pluggy, not by the installer)
+- ``checklist/``  the steps in order (``STEPS``), one module each, the runner and the state;
+  only ``cli`` and ``docs`` import it
+- ``machine/``    the one door to the host (``host``) and one-verb wrappers over it; it
+  imports no checklist/, rendered/ or inputs/
+- ``inputs/``     the options (each declared once), the roster, the course packages file,
+  ``--source``; no machine/
+- ``rendered/``   every file an install writes (``generated.plan``), their text, and
+  ``dlcourse-install render``
+- ``catalogs/``   upstream's tables with their sources: driver branches, PyTorch builds, pinned
+  packages; standard library only
+- ``layout/``     every path and port; standard library only
+- ``hub/``        runs inside JupyterHub (the TLJH plugin, the GPU hook, hub passwords): the
+  standard library, what TLJH's hub environment has, layout/ and catalogs/
+- ``probes/``     runs as a student in the students' environment: the standard library
+- ``bootstrap.py`` a bare server's Python, the standard library; ``cli`` is
+  ``dlcourse-install``; ``docs`` writes docs/installer.md's option table
+
+The installer itself needs only the standard library (bootstrap.py runs it from a bare
+checkout before any venv exists), but for bcrypt, a dependency imported only when an install
+or render makes a hash. No import cycle, between modules nor between folders.
 """
 
 import re

@@ -5,22 +5,25 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-from dlcourse_installer import __version__, course_packages, render, roster, runner, user_env
-from dlcourse_installer.course_packages import CoursePackages
-from dlcourse_installer.generated import Facts
-from dlcourse_installer.gpu_policy import DEFAULT_POLICY, POLICIES
-from dlcourse_installer.host import DryRunHost, Host, RealHost
-from dlcourse_installer.options import DEFAULT_TLJH_VERSION, Options, validate
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.staff import DEFAULT_STAFF_GROUP
-from dlcourse_installer.state import State
-from dlcourse_installer.steps import STEPS, Context, packages_summary, purge_driver
+from dlcourse_installer import __version__
+from dlcourse_installer.checklist import STEPS, runner
+from dlcourse_installer.checklist.course_packages import STEP as COURSE_PACKAGES_STEP
+from dlcourse_installer.checklist.monitoring import NODE_EXPORTER_PACKAGE
+from dlcourse_installer.checklist.nvidia_driver import purge_driver
+from dlcourse_installer.checklist.state import State
+from dlcourse_installer.checklist.step import Context
+from dlcourse_installer.checklist.summary import packages_summary
+from dlcourse_installer.inputs import course_packages, options, source
+from dlcourse_installer.inputs.options import FileErrors, Options
+from dlcourse_installer.layout.paths import Paths
+from dlcourse_installer.machine import apt, user_env
+from dlcourse_installer.machine.host import DryRunHost, Host, RealHost
+from dlcourse_installer.rendered import render
+from dlcourse_installer.rendered.generated import Facts
 
 COMMANDS = ("install", "render", "status", "resume", "driver", "packages")
-COURSE_PACKAGES_STEP = next(step for step in STEPS if step.name == "course-packages")
 
 
 def checkout() -> str:
@@ -34,151 +37,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dlcourse-install",
         description="Turn a fresh Ubuntu GPU server into the dlcourse platform: NVIDIA driver, "
         "The Littlest JupyterHub, PyTorch with CUDA for all users, the exporter, Prometheus, "
-        "Alertmanager and Grafana. Safe to rerun: finished steps are kept.",
+        "Alertmanager and Grafana. Safe to rerun: a rerun runs the steps whose options, files "
+        'or installed releases changed (docs/installer.md, "Reruns").',
         epilog="Other commands: `dlcourse-install packages FILE` (course packages during the "
         "term), `dlcourse-install status`, `dlcourse-install resume`, "
         "`dlcourse-install driver --purge`, `dlcourse-install render --root DIR [options]`.",
     )
     p.add_argument("--version", action="version", version=f"dlcourse-install {__version__}")
-    p.add_argument(
-        "--admin",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="hub administrator (repeatable); a generated password is kept in "
-        "/etc/dlcourse/hub-passwords/NAME, readable by root only",
-    )
-    p.add_argument(
-        "--driver",
-        metavar="BRANCH",
-        help="NVIDIA driver branch, optionally -server and/or -open, e.g. 580-server "
-        "(default: what `ubuntu-drivers list --gpgpu` recommends for a compute server)",
-    )
-    p.add_argument(
-        "--ppa",
-        action="store_true",
-        help="the graphics-drivers PPA instead of Ubuntu's archive (DKMS; needs --driver "
-        "BRANCH; refused with Secure Boot on)",
-    )
-    p.add_argument(
-        "--reboot",
-        action="store_true",
-        help="reboot for the driver by itself and resume after the boot",
-    )
-    p.add_argument(
-        "--no-gpu", action="store_true", help="a CPU-only server: no driver, CPU PyTorch"
-    )
-    p.add_argument(
-        "--tensorflow", action="store_true", help="also install TensorFlow for all users"
-    )
-    p.add_argument(
-        "--roster",
-        metavar="CSV",
-        help="the people: a CSV file with the columns username and section, and optionally "
-        "role (student or ta; a TA is staff and needs no section); a header names them; "
-        "Excel's CSV UTF-8 is fine",
-    )
-    p.add_argument(
-        "--packages",
-        metavar="FILE",
-        help="the course's packages for every student: pip requirements, then an optional "
-        "'conda:' section of conda-forge packages (kept as /etc/dlcourse/course-packages)",
-    )
-    p.add_argument("--mem-limit", metavar="SIZE", help="memory per user server, e.g. 4G")
-    p.add_argument("--cpu-limit", metavar="N", help="CPUs per user server, e.g. 2")
-    p.add_argument(
-        "--staff-group",
-        default=DEFAULT_STAFF_GROUP,
-        metavar="GROUP",
-        help="hub group whose members (TAs) see per-student data, as hub admins do "
-        "(default instructors; roster rows with role 'ta' join it)",
-    )
-    p.add_argument(
-        "--gpu-policy",
-        metavar="POLICY",
-        help=f"which GPU each student's server gets: {', '.join(POLICIES)} (default "
-        f"{DEFAULT_POLICY}; docs/gpu-assignment.md); later: tljh-config set dlcourse.gpu_policy",
-    )
-    p.add_argument(
-        "--gpu-strict",
-        action="store_true",
-        default=None,
-        help="and only that GPU's device: the server's unit may open no other GPU (later: "
-        "tljh-config set dlcourse.gpu_strict false)",
-    )
-    p.add_argument(
-        "--grafana-port",
-        type=int,
-        metavar="PORT",
-        help="serve Grafana on this port instead of under /services/grafana/ on the hub",
-    )
-    p.add_argument(
-        "--domain",
-        metavar="NAME",
-        help="the server's DNS name, for Grafana's links and sign-in and the URLs shown at "
-        "the end (default: hostname --fqdn); https://NAME when TLJH serves HTTPS",
-    )
-    p.add_argument(
-        "--tljh-version",
-        default=DEFAULT_TLJH_VERSION,
-        metavar="VERSION",
-        help=f"The Littlest JupyterHub release (default {DEFAULT_TLJH_VERSION}, tested)",
-    )
-    p.add_argument("--source", help="pip spec of dlcourse (default: this checkout)")
-    p.add_argument("--prefix", help="dlcourse's folder (default $DLCOURSE_PREFIX or /opt/dlcourse)")
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print every command and file it would run or write; change nothing",
-    )
-    p.add_argument("--yes", "-y", action="store_true", help="do not ask; for unattended runs")
-    p.add_argument(
-        "--recheck",
-        action="store_true",
-        help="check every step again, including those an earlier run finished",
-    )
+    options.add_arguments(p)
     return p
 
 
 def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
-    errors: list[str] = []
-    students: tuple = ()
-    if args.roster:
+    values, errors = options.read(args)
+    if "source" not in values:  # the checkout this runs from, else this release from PyPI
+        default = checkout() or f"dlcourse=={__version__}"
         try:
-            # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
-            text = Path(args.roster).read_text(encoding="utf-8-sig")
-            students, errors = roster.parse(text, args.roster)
-        except OSError as exc:
-            errors.append(f"--roster: {exc.strerror}: {args.roster}")
-        except UnicodeDecodeError:
-            errors.append(
-                f"--roster {args.roster}: not UTF-8 text; in Excel, save it as 'CSV UTF-8'"
-            )
-    listed = None
-    if args.packages:
-        listed, package_errors = read_course_packages(args.packages, "--packages")
-        errors += package_errors
-    here = checkout()
-    opts = Options(
-        admins=tuple(a.lower() for a in args.admin),
-        driver=args.driver, ppa=args.ppa, reboot=args.reboot, no_gpu=args.no_gpu,
-        tensorflow=args.tensorflow, roster=students, packages=listed, mem_limit=args.mem_limit,
-        cpu_limit=args.cpu_limit, grafana_port=args.grafana_port, domain=args.domain or "",
-        staff_group=args.staff_group, gpu_policy=args.gpu_policy, gpu_strict=args.gpu_strict,
-        tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
-        dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
-    )  # fmt: skip
-    return opts, errors + validate(opts)
-
-
-def read_course_packages(path: str, option: str) -> tuple[CoursePackages | None, list[str]]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        return None, [f"{option}: {exc.strerror}: {path}"]
-    except UnicodeDecodeError:
-        return None, [f"{option} {path}: not UTF-8 text"]
-    return course_packages.parse(text, path)
+            values["source"] = source.read_source(default)
+        except ValueError as exc:
+            errors.append(f"--source {default!r} (the default): {exc}")
+    opts = Options(**values)
+    return opts, errors + options.validate(opts)
 
 
 def open_log(paths: Paths):
@@ -193,7 +72,7 @@ def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = 
         for e in errors:
             print(f"dlcourse-install: {e}", file=sys.stderr)
         return runner.EXIT_BAD_OPTIONS
-    paths = paths or Paths.from_env(args.prefix)
+    paths = paths or Paths.from_env(opts.prefix)
     log = None
     if host is None and opts.dry_run:
         # A dry run looks and prints; it writes nothing anywhere, not even a log.
@@ -204,7 +83,7 @@ def install(argv: list[str], *, host: Host | None = None, paths: Paths | None = 
         host = RealHost(root="/", log=log)
         print(f"dlcourse-install {__version__}: full command output in {paths.log_file}")
     if not opts.domain:
-        opts = replace(opts, domain=server_name(host))
+        opts = opts.replace(domain=server_name(host))
     state = State.load(host, paths)
     state.argv = _absolute(argv)
     ctx = Context(host=host, paths=paths, opts=opts, state=state, facts=facts(host, paths))
@@ -227,11 +106,16 @@ def server_name(host: Host) -> str:
 def facts(host: Host, paths: Paths) -> Facts:
     # The resume unit runs the installer with the Python running it now: bootstrap.py's venv.
     python = paths.installer_python if host.exists(paths.installer_python) else sys.executable
-    return Facts(python=python, pytorch=user_env.pytorch(host, paths))
+    return Facts(
+        python=python,
+        pytorch=user_env.pytorch(host, paths),
+        node_exporter=apt.version(host, NODE_EXPORTER_PACKAGE) or "",
+    )
 
 
 def render_files(argv: list[str]) -> int:
-    """``dlcourse-install render``: the install's files under a folder (installer/render.py)."""
+    """``dlcourse-install render``: the install's files under a folder
+    (installer/rendered/render.py)."""
     parser = build_parser()
     parser.prog = "dlcourse-install render"
     parser.description = render.__doc__.split("\n\n")[1].replace("\n", " ")
@@ -242,14 +126,15 @@ def render_files(argv: list[str]) -> int:
         for e in errors:
             print(f"dlcourse-install render: {e}", file=sys.stderr)
         return runner.EXIT_BAD_OPTIONS
-    return render.main(args.root, args.relocate, args.port, opts, Paths.from_env(args.prefix))
+    return render.main(args.root, args.relocate, args.port, opts, Paths.from_env(opts.prefix))
 
 
 def _absolute(argv: list[str]) -> list[str]:
     """The resume unit runs from /: keep file arguments valid there."""
     out = list(argv)
+    paths = {option.flag for option in options.OPTIONS if option.path}
     for i, arg in enumerate(out[:-1]):
-        if arg in ("--roster", "--packages", "--source") and os.path.exists(out[i + 1]):
+        if arg in paths and os.path.exists(out[i + 1]):
             out[i + 1] = os.path.abspath(out[i + 1])
     return out
 
@@ -308,10 +193,11 @@ def packages(argv: list[str], *, host: Host | None = None, paths: Paths | None =
     p.add_argument("file", metavar="FILE")
     p.add_argument("--dry-run", action="store_true", help="show what it would do; change nothing")
     args = p.parse_args(argv)
-    listed, errors = read_course_packages(args.file, "packages")
-    for e in errors:
-        print(f"dlcourse-install packages: {e}", file=sys.stderr)
-    if errors:
+    try:
+        listed = options.read_course_packages(args.file, "packages")
+    except FileErrors as exc:
+        for e in exc.errors:
+            print(f"dlcourse-install packages: {e}", file=sys.stderr)
         return runner.EXIT_BAD_OPTIONS
     paths = paths or Paths.from_env()
     log = None

@@ -154,7 +154,7 @@ def main() -> int:
 
 def bind_when_free(host: str, port: int) -> list[socket.socket]:
     """The listening sockets, once the port is free. A port in use passes (whatever held it
-    is root's: the port is below 1024, installer/ports.py); the hub would start the page
+    is root's: the port is below 1024, installer/layout/ports.py); the hub would start the page
     again after an exit too, but only at its next poll of it, 30 s later (JupyterHub 5,
     services/service.py ``_proc_stopped``, ``Spawner.poll_interval``). Other errors raise."""
     waiting = False

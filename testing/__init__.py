@@ -12,6 +12,7 @@
 - ``students``: processes run as a student, from the students' own environment, so the
   suite runs from a checkout no other account can enter.
 
-Only the GPU is simulated (``fakenvml``). Installed with the project (``make setup``), so
-everything imports it by name.
+Only the GPU is simulated (``fakenvml``). A distribution of its own (``testing/pyproject.toml``),
+which ``make setup`` installs into the development venv beside the product, so everything
+there imports it by name; the product's wheel, which goes onto servers, leaves it out.
 """

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from dlcourse_installer import webauth
+from dlcourse_installer.rendered import webauth
 
 from .exporter import free_port, token_file
 from .leftovers import die_with_parent

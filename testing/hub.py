@@ -45,6 +45,8 @@ from typing import Any
 
 import httpx
 
+from dlcourse_installer.rendered.templates import EXPORTER_SCOPES
+
 from .exporter import free_port
 from .leftovers import (
     AccountError,
@@ -55,14 +57,7 @@ from .leftovers import (
     remove_account,
 )
 
-# The role of docs/hub.md: keep the two in step.
-EXPORTER_SCOPES = (
-    "list:users",
-    "read:users:name",
-    "read:users:activity",
-    "read:users:groups",
-    "read:servers",
-)
+# The exporter's role as the installer declares it (docs/hub.md shows the same).
 DEFAULT_SERVICES: dict[str, tuple[str, ...]] = {
     "dlcourse-exporter": EXPORTER_SCOPES,
     "no-list": tuple(s for s in EXPORTER_SCOPES if s != "list:users"),

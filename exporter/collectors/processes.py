@@ -15,7 +15,7 @@ the ``proc`` table, which names each process's owner. Sample output::
     dlcourse_user_gpu_assigned{gpu="1",user="alice",uuid="GPU-..."} 1
 
 The assigned GPU is read from the student's server process's environment
-(``CUDA_VISIBLE_DEVICES``, set by the hub's GPU hook, installer/gpu_hook.py), as /proc shows
+(``CUDA_VISIBLE_DEVICES``, set by the hub's GPU hook, installer/hub/gpu_hook.py), as /proc shows
 it: the environment the process started with. What the process, or anything the student
 runs in it, later sets with putenv() or ``os.environ`` does not show there
 (proc_pid_environ(5), Linux man-pages: "If, after an execve(2), the process modifies its

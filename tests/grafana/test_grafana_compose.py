@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import copy
+import fnmatch
 import importlib.resources
 import json
 import os
@@ -21,6 +22,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -107,6 +113,38 @@ def test_images_are_pinned() -> None:
         assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image} is not pinned"
     base = re.search(r"^FROM (\S+)", (REPO / "Dockerfile").read_text(), re.M).group(1)
     assert re.search(r":\d+\.\d+\.\d+-slim", base), f"Dockerfile base {base} is not pinned"
+
+
+def test_the_dockerfile_copies_every_package_folder_its_wheel_needs() -> None:
+    """Its `pip install .` builds the wheel pyproject.toml describes, and setuptools needs the
+    folder of every package listed there (old behaviour: only exporter/ and secretfile/ were
+    copied, and the build stopped at "package directory 'installer' does not exist").
+    Checked statically: no Docker engine runs here, the image was never built."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    tops = {package.split(".")[0] for package in setuptools["packages"]}
+    folders = {setuptools["package-dir"].get(top, top) for top in tops}
+    lines = (REPO / "Dockerfile").read_text().splitlines()
+    build = next(i for i, line in enumerate(lines) if re.match(r"RUN pip install .* \.( |$)", line))
+    copied = {
+        source.rstrip("/")
+        for line in lines[:build]
+        if line.startswith("COPY ")
+        for source in line.split()[1:-1]
+    }
+    assert folders <= copied, f"the Dockerfile does not copy {sorted(folders - copied)}"
+    # .dockerignore keeps the rest of the checkout out of the build context; the last pattern
+    # that matches a path decides (Docker's documentation, ".dockerignore file").
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for path in sorted(folders | {"pyproject.toml"}):
+        admitted = True
+        for pattern in patterns:
+            if fnmatch.fnmatch(path, pattern.removeprefix("!").rstrip("/")):
+                admitted = pattern.startswith("!")
+        assert admitted, f".dockerignore leaves {path} out of the build context"
 
 
 def test_every_service_has_a_health_check() -> None:

@@ -5,7 +5,7 @@ from dataclasses import fields
 import pytest
 
 from dlcourse_installer import cli
-from dlcourse_installer.paths import Paths
+from dlcourse_installer.layout.paths import Paths
 
 from .fakehost import FakeHost
 

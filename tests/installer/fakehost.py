@@ -15,33 +15,53 @@ import shlex
 import shutil
 import uuid
 
-from dlcourse_installer import pytorch, steps, tljh, user_env
-from dlcourse_installer.host import CommandError, DryRunHost, FileMeta, Host, Result
+from dlcourse_installer.catalogs import pytorch
+from dlcourse_installer.checklist import nvidia_driver
+from dlcourse_installer.machine import tljh, user_env
+from dlcourse_installer.machine.host import CommandError, DryRunHost, FileMeta, Host, Result
 
 UBUNTU_24_04 = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nID=ubuntu\nVERSION_ID="24.04"\n'
+UBUNTU_22_04 = 'PRETTY_NAME="Ubuntu 22.04.5 LTS"\nID=ubuntu\nVERSION_ID="22.04"\n'
 KERNEL = "6.8.0-45-generic"
-# `ubuntu-drivers list --gpgpu --recommended` (ubuntu-drivers-common: "package modules").
-RECOMMENDED = "nvidia-headless-no-dkms-580-server linux-modules-nvidia-580-server-generic\n"
+# The branches ubuntu-drivers lists for this model's GPU, best first for a compute server
+# (ubuntu-drivers-common's _cmp_gfx_alternatives_gpgpu: -server-open from 560 on).
+LISTED_BRANCHES = ("580-server-open", "580-server", "580-open", "580",
+                   "535-server", "535-server-open", "535", "535-open")  # fmt: skip
+# prometheus-node-exporter in each release's archive (22.04's from packages.ubuntu.com; the
+# others a model of a version >= 1.5).
+NODE_EXPORTER = {"22.04": "1.3.1-1ubuntu0.22.04.3", "24.04": "1.7.0-1ubuntu0.3"}
 # The upstream version each branch's packages carry in this model's archive.
 DRIVER_VERSIONS = {"580": "580.65.06", "575": "575.57.08", "550": "550.163.01", "535": "535.247.01"}
-# The newest torch on each of PyTorch's indexes (RELEASE.md's matrix, see installer/pytorch.py).
-TORCH_ON_INDEX = {"cu130": "2.13.0", "cu126": "2.13.0", "cu128": "2.11.0", "cu124": "2.6.0",
-                  "cu121": "2.5.1", "cu118": "2.7.1", "cpu": "2.13.0"}  # fmt: skip
-# The torchvision and torchaudio of each torch release (a model: one release each).
-COMPANION = {"torchvision": {"2.13.0": "0.28.0", "2.11.0": "0.26.0", "2.6.0": "0.21.0",
-                             "2.5.1": "0.20.1", "2.7.1": "0.22.1"},
-             "torchaudio": {"2.13.0": "2.13.0", "2.11.0": "2.11.0", "2.6.0": "2.6.0",
-                            "2.5.1": "2.5.1", "2.7.1": "2.7.1"}}  # fmt: skip
-# What PyPI and conda-forge have in this model, when a spec names no version.
-NEWEST = {"torch": "2.15.0"}
+# The newest torch on each of PyTorch's indexes (RELEASE.md's matrix, see
+# installer/catalogs/pytorch.py).
+# A model: PyPI has 2.14.1 and 2.15.0; which of them each index serves was not read.
+TORCH_ON_INDEX = {"cu132": "2.14.1", "cu130": "2.14.1", "cu126": "2.14.1",
+                  "cu128": "2.11.0", "cu124": "2.6.0", "cu121": "2.5.1", "cu118": "2.7.1",
+                  "cpu": "2.14.1"}  # fmt: skip
+# The architectures each index's torch has code for (PyTorch's CUDA support matrix; the old
+# builds' a model), and the torchvision of each torch release (a model: one release each).
+SMS_ON_INDEX = {"cu132": {75, 80, 86, 90, 100, 120}, "cu130": {75, 80, 86, 90, 100, 120},
+                "cu128": {75, 80, 86, 90, 100, 120}, "cu126": {50, 60, 70, 75, 80, 86, 90},
+                "cu124": {50, 60, 70, 75, 80, 86, 90}, "cu121": {50, 60, 70, 75, 80, 86, 90},
+                "cu118": {50, 60, 70, 75, 80, 86, 90}}  # fmt: skip
+COMPANION = {"torchvision": {"2.14.1": "0.29.2", "2.11.0": "0.26.0", "2.6.0": "0.21.0",
+                             "2.5.1": "0.20.1", "2.7.1": "0.22.1"}}  # fmt: skip
+# What PyPI and conda-forge have in this model, when a spec names no version: torchaudio is in
+# maintenance, its newest 2.11.1 (requires torch>=2.11, no pin).
+NEWEST = {"torch": "2.15.0", "torchaudio": "2.11.1"}
 # What a fresh Ubuntu server image already has.
-PREINSTALLED = {"python3", "curl", "git", "ubuntu-drivers-common"}
+PREINSTALLED = {"python3", "curl", "git", "ubuntu-drivers-common", "linux-generic",
+                "linux-image-generic", "linux-image-6.8.0-45-generic"}  # fmt: skip
+# Where pip puts distributions in an environment (the dist-info folders releases.py reads).
+SITE = "lib/python3.12/site-packages"
+TLJH_ENV, EXPORTER_ENV = "/opt/tljh/hub", "/opt/dlcourse/exporter"
 
 
 class FakeHost(Host):
     def __init__(self, root, *, gpu: bool = True, os_release: str = UBUNTU_24_04,
                  secure_boot: bool = False, driver_needs_reboot: bool = True,
-                 gpus: int = 1, prebuilt: bool = True, nvswitch: bool = False):  # fmt: skip
+                 gpus: int = 1, prebuilt: bool = True, nvswitch: bool = False,
+                 compute_cap: tuple[int, int] = (8, 6)):  # fmt: skip
         super().__init__(root=str(root))
         self.commands: list[tuple[str, ...]] = []  # every command, queries included
         self.packages = set(PREINSTALLED)
@@ -53,11 +73,18 @@ class FakeHost(Host):
         self.driver_needs_reboot = driver_needs_reboot
         self.secure_boot = secure_boot
         self.prebuilt = prebuilt  # the archive has signed modules for KERNEL
+        self.mok_enrolled = False  # the key DKMS signs with is enrolled (Secure Boot)
+        self.compute_caps = [compute_cap] * gpus
+        self.node_exporter = NODE_EXPORTER.get(
+            re.search(r'VERSION_ID="([\d.]+)"', os_release)[1], NODE_EXPORTER["24.04"]
+        )
+        self.archive_packages = {"ubuntu-drivers-common", "prometheus-node-exporter"}
+        self.unreachable: set[str] = set()  # hosts curl cannot reach
         self.archive = dict(DRIVER_VERSIONS)  # branch -> version its packages carry
         self.loaded_version: str | None = None  # of the module in the running kernel
         self.gpus_answering = gpus  # what nvidia-smi lists (a lost GPU: fewer)
         self.tljh_config: dict = {}
-        self.plugin_installed = False
+        self.builds = 0  # pip builds of dlcourse: each gives its installation a new RECORD
         self.hub_passwords: set[str] = set()  # accounts with an entry in TLJH's password store
         self.claimable_when_hub_started: list[str] = []  # admins without one at first start
         self.user_pip: dict[str, str] = {}  # the users' environment: pip name -> version
@@ -68,8 +95,9 @@ class FakeHost(Host):
         self.conda_needs_pytorch = {"torchmetrics"}  # conda-forge packages that need pytorch
         # The CUDA builds that compute on this server's GPUs (a GPU too new for a build's
         # code would fail under minor-version compatibility).
-        self.torch_runs = {"cu130", "cu128", "cu126", "cu124", "cu121", "cu118"}
+        self.torch_runs = {"cu132", "cu130", "cu128", "cu126", "cu124", "cu121", "cu118"}
         self.checked_as: list[str] = []  # accounts the torch check ran as
+        self.persistence_mode = False
         self.fail: str | None = None  # a run command containing this text fails
         self.reboots = 0
         self.restarts: list[str] = []
@@ -108,10 +136,21 @@ class FakeHost(Host):
         self.put("/proc/sys/kernel/random/boot_id", str(uuid.uuid4()))
         self._load_driver()
         self.active = set(self.enabled)
+        wants = "/etc/systemd/system/multi-user.target.d/dlcourse-nvidia-persistenced.conf"
+        if self.driver_loaded and "nvidia-persistenced.service" in (self.read_text(wants) or ""):
+            self.active.add("nvidia-persistenced")
+        self.persistence_mode = (
+            "nvidia-persistenced" in self.active and self._persistenced_turns_it_on()
+        )
+
+    def _persistenced_turns_it_on(self) -> bool:
+        """Ubuntu's unit passes --no-persistence-mode (as reported); a drop-in replaces it."""
+        dropin = "/etc/systemd/system/nvidia-persistenced.service.d/dlcourse.conf"
+        return "--persistence-mode" in (self.read_text(dropin) or "")
 
     def _driver_branch(self) -> str | None:
         for p in sorted(self.packages):
-            m = re.match(r"nvidia-(?:headless-no-dkms|driver)-(\d+)", p)
+            m = re.match(r"nvidia-(?:headless-no-dkms|driver|dkms)-(\d+)", p)
             if m:
                 return m[1]
         return None
@@ -122,12 +161,24 @@ class FakeHost(Host):
         prebuilt = any(p.startswith("linux-modules-nvidia-") and p.endswith(KERNEL)
                        for p in self.packages)  # fmt: skip
         dkms = any(p.startswith("nvidia-dkms-") for p in self.packages)
-        self.driver_loaded = bool(branch) and (prebuilt or (dkms and not self.secure_boot))
+        signed = not self.secure_boot or self.mok_enrolled
+        self.driver_loaded = bool(branch) and (prebuilt or (dkms and signed))
         if self.driver_loaded:
             self.loaded_version = self.archive[branch]
             self.put("/sys/module/nvidia/version", self.loaded_version + "\n")
         else:
             shutil.rmtree(self.local("/sys/module/nvidia"), ignore_errors=True)
+
+    @property
+    def plugin_installed(self) -> bool:
+        return self.distribution(TLJH_ENV, "dlcourse") is not None
+
+    def distribution(self, prefix: str, name: str) -> str | None:
+        """The version of a distribution in the environment at prefix (its dist-info)."""
+        found = self.glob(f"{prefix}/{SITE}/{name}-*.dist-info")
+        if not found:
+            return None
+        return found[0].rsplit("/", 1)[1].removeprefix(f"{name}-").removesuffix(".dist-info")
 
     @property
     def torch(self) -> str | None:
@@ -182,7 +233,7 @@ class FakeHost(Host):
             return out("Filesystem 1024-blocks Used Available Capacity Mounted on\n"
                        "/dev/sda1 500000000 1000 400000000 1% /\n")  # fmt: skip
         if cmd == "uname":
-            return out(f"{KERNEL}\n")
+            return out("x86_64\n" if args == ["-m"] else f"{KERNEL}\n")
         if cmd == "hostname":
             return out("gpu-server.example.edu\n")
         if cmd == "ss":
@@ -201,6 +252,9 @@ class FakeHost(Host):
             if fmt == "-f=${Status}":
                 have = names[0] in self.packages
                 return out("install ok installed" if have else "", 0 if have else 1)
+            if fmt == "-f=${Version}" and names[0] == "prometheus-node-exporter":
+                have = names[0] in self.packages
+                return out(self.node_exporter if have else "", 0 if have else 1)
             if fmt == "-f=${Version}":
                 m = re.search(r"-(\d{3})(-|$)", names[0])
                 have = names[0] in self.packages and m
@@ -230,12 +284,18 @@ class FakeHost(Host):
             return self._ubuntu_drivers(args, env)
         if cmd == "apt-cache":
             assert args[:2] == ["show", "--no-all-versions"], args
-            known = (
+            if args[2] == "prometheus-node-exporter":
+                return out(f"Package: {args[2]}\nVersion: {self.node_exporter}\n")
+            known = args[2] in self.archive_packages or (
                 self.prebuilt
                 and args[2].startswith("linux-modules-nvidia-")
                 and args[2].endswith(KERNEL)
             )
-            return ok if known else out("E: No packages found", 100)
+            return (
+                out(f"Package: {args[2]}\nVersion: 1.0\n")
+                if known
+                else out("E: No packages found", 100)
+            )
         if cmd == "nvidia-smi":
             if not self.driver_loaded:
                 return out(
@@ -246,6 +306,12 @@ class FakeHost(Host):
                 return out(
                     "".join(f"00000000:{n + 1:02X}:00.0\n" for n in range(self.gpus_answering))
                 )
+            if args[0] == "--query-gpu=compute_cap":
+                return out("".join(f"{a}.{b}\n" for a, b in self.compute_caps))
+            if args[0] == "--query-gpu=persistence_mode":
+                mode = "Enabled" if self.persistence_mode else "Disabled"
+                return out(f"{mode}\n" * self.gpus_answering)
+            assert args[0] == "--query-gpu=driver_version", args
             return out(f"{version}\n" * self.gpus_answering)
         if cmd == "update-initramfs":
             return ok
@@ -271,7 +337,7 @@ class FakeHost(Host):
             self.put(f"{args[2]}/bin/python", "")
             return ok
         if argv[0] == "/usr/bin/python3" and args[0] == "-c":
-            assert args[1] == steps.NVML_CHECK
+            assert args[1] == nvidia_driver.NVML_CHECK
             if not self.driver_loaded:
                 return out("nvmlInit failed", 1)
             return out(f"{self.loaded_version} {self.gpus_answering}\n")
@@ -280,12 +346,11 @@ class FakeHost(Host):
         if argv[0].endswith("/hub/bin/python3"):
             if args[:2] == ["-m", tljh.PASSWORDS]:
                 return self._hub_passwords(args[2:])
-            if args[0] == "-c" and args[1] == steps.PLUGIN_CHECK:
-                return ok if self.plugin_installed else out("ModuleNotFoundError", 1)
             if args[0] == "-c":
                 assert args[1] == tljh._SHOW
                 return out(json.dumps(self.tljh_config))
-            self.plugin_installed = True
+            assert args[:3] == ["-m", "pip", "install"], args
+            self._pip_dlcourse(argv[0].removesuffix("/bin/python3"), args[3:])
             return ok
         if argv[0].endswith("/user/bin/python"):
             if not self.exists(argv[0]):
@@ -294,24 +359,58 @@ class FakeHost(Host):
         if argv[0].endswith("/user/bin/conda") and args[:2] == ["install", "--yes"]:
             return self._conda_install(argv)
         if argv[0].endswith("/exporter/bin/python") and args[:3] == ["-m", "pip", "install"]:
+            self._pip_dlcourse(argv[0].removesuffix("/bin/python"), args[3:])
             self.put(argv[0].replace("/python", "/dlcourse-exporter"), "")
             return ok
         raise AssertionError(f"the fake host does not know `{shlex.join(argv)}`")
 
+    def _pip_dlcourse(self, prefix: str, args: list[str]) -> None:
+        """pip installing dlcourse: a release of the installed version is kept, unless it
+        comes from a local folder or --force-reinstall says so (pip's resolver,
+        resolution/resolvelib/resolver.py)."""
+        spec = args[-1]
+        version = spec.partition("==")[2] if spec.startswith("dlcourse==") else "0.1.0"
+        folder = os.path.isdir(spec)  # a checkout on this machine, not under the fake root
+        if self.distribution(prefix, "dlcourse") == version and not (
+            folder or "--force-reinstall" in args
+        ):
+            return
+        self.builds += 1
+        self._dist_info(prefix, "dlcourse", version, f"from {spec}, build {self.builds}\n")
+
+    def _dist_info(self, prefix: str, name: str, version: str, record: str) -> None:
+        for old in self.glob(f"{prefix}/{SITE}/{name}-*.dist-info"):
+            shutil.rmtree(self.local(old))
+        self.put(f"{prefix}/{SITE}/{name}-{version}.dist-info/RECORD", record)
+
     def _ubuntu_drivers(self, args, env) -> Result:
         """ubuntu-drivers-common's behaviour: prebuilt modules unless --include-dkms, and exit
-        0 even when it found nothing to install."""
+        0 even when it found nothing to install; `list` prints a branch whose modules need
+        DKMS only with --include-dkms, and with --recommended only the first, as "package
+        modules"."""
         if args[0] == "list":
-            assert args[1:] == ["--gpgpu", "--recommended"], args
-            return Result(("ubuntu-drivers", *args), 0, RECOMMENDED)
+            assert args[1] == "--gpgpu" and set(args[2:]) <= {"--include-dkms", "--recommended"}
+            lines = []
+            for flavour in LISTED_BRANCHES:
+                modules = (f"linux-modules-nvidia-{flavour}-generic" if self.prebuilt
+                           else f"nvidia-dkms-{flavour}")  # fmt: skip
+                if "dkms" in modules and "--include-dkms" not in args:
+                    continue
+                if "--recommended" in args:
+                    lines = [f"nvidia-driver-{flavour} {modules}"]
+                    break
+                lines.append(f"nvidia-driver-{flavour}, (kernel modules provided by {modules})")
+            return Result(("ubuntu-drivers", *args), 0, "".join(f"{x}\n" for x in lines))
         assert args[0] == "install" and env.get("DEBIAN_FRONTEND") == "noninteractive", args
         flavour = args[-1].removeprefix("nvidia:")
-        userspace = "nvidia-headless-no-dkms-" if "--gpgpu" in args else "nvidia-driver-"
+        # The desktop path installs the full driver with its X.org and graphics recommends.
+        desktop = {"nvidia-driver-" + flavour, f"xserver-xorg-video-nvidia-{flavour}"}
+        userspace = {"nvidia-headless-no-dkms-" + flavour} if "--gpgpu" in args else desktop
         if self.prebuilt:
-            self.packages |= {userspace + flavour, f"linux-modules-nvidia-{flavour}-generic",
+            self.packages |= {*userspace, f"linux-modules-nvidia-{flavour}-generic",
                               f"linux-modules-nvidia-{flavour}-{KERNEL}"}  # fmt: skip
         elif "--include-dkms" in args:
-            self.packages |= {userspace + flavour, f"nvidia-dkms-{flavour}"}
+            self.packages |= {*userspace, f"nvidia-dkms-{flavour}"}
         if not self.driver_needs_reboot:
             self._load_driver()
         return Result(("ubuntu-drivers", *args), 0, "All the available drivers are installed.")
@@ -321,6 +420,9 @@ class FakeHost(Host):
             self.put(args[args.index("-o") + 1], "# downloaded\n")
             return Result(tuple(argv), 0)
         url = args[-1]
+        if any(f"://{host}/" in url for host in self.unreachable):
+            host = url.split("/")[2]
+            return Result(tuple(argv), 6, "", f"curl: (6) Could not resolve host: {host}")
         if url.endswith("/api/v1/targets"):
             jobs = {"prometheus": "prometheus", "node": "prometheus-node-exporter",
                     "dlcourse": "dlcourse-exporter", "jupyterhub": "jupyterhub",
@@ -355,6 +457,8 @@ class FakeHost(Host):
         elif verb == "restart":
             self.active.add(units[0])
             self.restarts.append(units[0])
+            if units[0] == "nvidia-persistenced":
+                self.persistence_mode = self._persistenced_turns_it_on()
         elif verb == "reboot":
             pass  # the test calls reboot_now(): the installer's process would end here
         elif verb != "daemon-reload":
@@ -367,9 +471,11 @@ class FakeHost(Host):
         prefix = env["TLJH_INSTALL_PREFIX"]
         for path in ("hub/bin/python3", "hub/bin/tljh-config", "user/bin/python"):
             self.put(f"{prefix}/{path}", "")
-        self.plugin_installed = "--plugin" in args
-        if self.plugin_installed:  # dlcourse's hook seeds the store from DLCOURSE_ETC
-            self._seed(f"{env['DLCOURSE_ETC']}/hub-passwords")
+        version = args[args.index("--version") + 1] if "--version" in args else "2.0.0"
+        self._dist_info(f"{prefix}/hub", "the_littlest_jupyterhub", version, "tljh\n")
+        if "--plugin" in args:  # TLJH installs plugins with --upgrade (tljh/installer.py)
+            self._pip_dlcourse(f"{prefix}/hub", ["--upgrade", args[args.index("--plugin") + 1]])
+            self._seed(f"{env['DLCOURSE_ETC']}/hub-passwords")  # dlcourse's hook
         admins = [args[i + 1] for i, a in enumerate(args) if a == "--admin"]
         self.tljh_config.setdefault("users", {})["admin"] = admins
         self.claimable_when_hub_started = [a for a in admins if a not in self.hub_passwords]
@@ -421,11 +527,16 @@ class FakeHost(Host):
             return Result(tuple(args), 0, f"{self.torch}\n") if self.torch else Result((), 1)
         if args[0] == "-c" and args[1] == pytorch.CHECK:
             tag = (self.torch or "").partition("+")[2]
-            if not (self.driver_loaded and tag in self.torch_runs):
+            if not (self.driver_loaded and tag in self.torch_runs and self._has_code_for(tag)):
                 error = "RuntimeError: CUDA error: no kernel image is available for execution"
                 return Result(tuple(args), 1, "", f"Traceback ...\n{error}\n")
             return Result(tuple(args), 0, f"{self.torch} {self.gpus_answering}\n")
         raise AssertionError(f"user python {args}?")
+
+    def _has_code_for(self, tag: str) -> bool:
+        """A cubin runs on GPUs of its major version and at least its minor one."""
+        sms = SMS_ON_INDEX[tag]
+        return all(any(sm // 10 == a and sm % 10 <= b for sm in sms) for a, b in self.compute_caps)
 
     def _pip_constraints(self, args, env) -> dict[str, str]:
         """name -> pinned version, from -c and, unless PIP_CONSTRAINT overrides it, pip.conf."""

@@ -14,7 +14,7 @@ from jupyterhub.spawner import Spawner as HubSpawner
 from traitlets.config import Config
 
 import fakenvml
-from dlcourse_installer.gpu_hook import GpuAssigner, Settings
+from dlcourse_installer.hub.gpu_hook import GpuAssigner, Settings
 
 GIB = 1 << 30
 UUIDS = tuple(f"GPU-{i}" for i in range(3))

@@ -8,9 +8,10 @@ import os
 
 import pytest
 
-from dlcourse_installer import cli, runner
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.state import State
+from dlcourse_installer import cli
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.checklist.state import State
+from dlcourse_installer.layout.paths import Paths
 
 from .conftest import install
 from .fakehost import FakeDryHost, FakeHost
@@ -59,14 +60,16 @@ def test_install_time_packages_after_pytorch_pinned_with_the_build_kept(server, 
     pip = "pip install --constraint /opt/tljh/user/pytorch-constraints.txt"
     conda = index_of(a, "conda install --yes --prefix /opt/tljh/user --override-channels "
                         "-c conda-forge gdal=3.9")  # fmt: skip
-    audio = index_of(a, f"{pip} --index-url https://download.pytorch.org/whl/cu130 torchaudio")
-    pypi = index_of(a, f"{pip} transformers==4.46.3 scikit-learn")
-    assert pinned < conda < audio < pypi < index_of(a, "useradd --system --user-group")
-    assert server.torch == "2.13.0+cu130"  # the build the installer chose and checked
-    assert server.user_pip["torchaudio"] == "2.13.0+cu130"  # from the same index
+    pypi = index_of(a, f"{pip} transformers==4.46.3 scikit-learn torchaudio")
+    assert pinned < conda < pypi < index_of(a, "useradd --system --user-group")
+    assert server.torch == "2.14.1+cu132"  # the build the installer chose and checked
+    # torchaudio is in maintenance and pins no torch build: from PyPI, not pinned with
+    # PyTorch (before: from PyTorch's index, whose newest torchaudio no longer matches).
+    assert server.user_pip["torchaudio"] == "2.11.1"
+    assert not any("whl/cu132 torchaudio" in action for action in a)
     constraints = server.read_text("/opt/tljh/user/pytorch-constraints.txt")
-    assert "torch==2.13.0+cu130\n" in constraints and "torchaudio==2.13.0+cu130\n" in constraints
-    assert "pytorch ==2.13.0+cu130\n" in server.read_text("/opt/tljh/user/conda-meta/pinned")
+    assert "torch==2.14.1+cu132\n" in constraints and "torchaudio" not in constraints
+    assert "pytorch ==2.14.1+cu132\n" in server.read_text("/opt/tljh/user/conda-meta/pinned")
     assert server.read_text("/etc/dlcourse/course-packages") == COURSE
     # Checked as a temporary unprivileged account, by the module names the metadata gives.
     assert any(account.startswith("dlcourse-check-") for account in server.checked_as)
@@ -99,7 +102,7 @@ def test_mid_term_packages_installs_only_what_is_new_and_keeps_the_list(server, 
                         "/opt/tljh/user/pytorch-constraints.txt datasets"]  # fmt: skip
     assert server.read_text("/etc/dlcourse/course-packages").count("datasets") == 1
     assert "[1/1] Course packages" in out and "the environment before this change" in out
-    assert server.torch == "2.13.0+cu130"
+    assert server.torch == "2.14.1+cu132"
     # The same file again: checked once more (the lecturer asked), nothing installed.
     server.actions.clear()
     rc, out = packages(server, new)
@@ -125,8 +128,8 @@ def test_a_package_that_wants_another_torch_is_refused_and_torch_stays(server, t
     rc, out = packages(server, course_file(tmp_path, "torch==2.15.0\n"))
     assert rc == runner.EXIT_FAILED
     assert "ResolutionImpossible" in out
-    assert "needs another PyTorch than the installer's (torch==2.13.0+cu130, " in out
-    assert server.torch == "2.13.0+cu130"
+    assert "needs another PyTorch than the installer's (torch==2.14.1+cu132, " in out
+    assert server.torch == "2.14.1+cu132"
 
 
 def test_a_conda_package_that_needs_conda_pytorch_is_refused_by_the_pin(server, tmp_path):
@@ -134,7 +137,7 @@ def test_a_conda_package_that_needs_conda_pytorch_is_refused_by_the_pin(server, 
     rc, out = packages(server, course_file(tmp_path, "conda:\ntorchmetrics\n"))
     assert rc == runner.EXIT_FAILED
     assert "needs conda's pytorch, which would replace the installer's build" in out
-    assert "torchmetrics" not in server.user_conda and server.torch == "2.13.0+cu130"
+    assert "torchmetrics" not in server.user_conda and server.torch == "2.14.1+cu132"
 
 
 def test_packages_before_the_install_says_to_install_first(server, tmp_path):
@@ -166,7 +169,7 @@ def test_the_dry_run_shows_the_list_and_what_it_would_run(tmp_path):
     assert "| transformers==4.46.3" in step  # the kept file, as written
     assert "first a snapshot (pip list --format=freeze) of the environment" in step
     assert "$ /opt/tljh/user/bin/conda install --yes --prefix /opt/tljh/user" in step
-    assert "--index-url https://download.pytorch.org/whl/cu130 torchaudio" in step
+    assert "pytorch-constraints.txt transformers==4.46.3 scikit-learn torchaudio" in step
     assert "then, as a temporary unprivileged account, each package is imported" in step
     assert not os.path.exists(host.local("/etc/dlcourse/course-packages"))  # nothing written
 
@@ -182,7 +185,7 @@ def test_status_shows_what_is_installed_against_the_list(server, tmp_path, capsy
     assert "  pip   transformers==4.46.3  4.45.0 (not what the list asks for)" in text
     assert "  pip   scikit-learn          not installed" in text
     assert "  conda gdal=3.9              3.9" in text
-    assert "PyTorch kept at torch==2.13.0+cu130, torchvision==0.28.0+cu130, torchaudio" in text
+    assert "PyTorch kept at torch==2.14.1+cu132, torchvision==0.29.2+cu132 (" in text
 
 
 def test_a_rerun_without_packages_keeps_installing_the_kept_list(server, tmp_path):

@@ -1,9 +1,12 @@
 """The NVIDIA driver on the fake Ubuntu 24.04 server: Ubuntu's compute path, Secure Boot,
-explicit branches, the PPA, NVSwitch and the checks after the reboot."""
+explicit branches, the PPA, NVSwitch, kernel headers, upgrades, persistence mode and the
+checks after the reboot."""
 
 import pytest
 
-from dlcourse_installer import driver, runner
+from dlcourse_installer.catalogs import driver
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.machine import nvidia
 
 from .conftest import install
 from .fakehost import KERNEL, FakeHost
@@ -23,18 +26,33 @@ def _install_and_reboot(host: FakeHost, argv=ARGV) -> tuple[int, str]:
 
 
 def test_default_is_ubuntus_compute_path_with_signed_prebuilt_modules(tmp_path):
+    """The branch `ubuntu-drivers list --gpgpu` puts first: -server-open from 560 on."""
     host = FakeHost(tmp_path)
-    rc, out = _install_and_reboot(host)
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_REBOOT
+    assert "driver 580-server-open, ubuntu-drivers' choice for servers" in out
+    host.reboot_now()
+    rc, out = install(host, ARGV)
     assert rc == runner.EXIT_OK, out
     assert _driver_runs(host)[:2] == [
-        "run ubuntu-drivers install --gpgpu nvidia:580-server",
+        "run ubuntu-drivers install --gpgpu nvidia:580-server-open",
         "run apt-get install -y nvidia-utils-580-server",
     ]
     # Nothing is built on the server: no DKMS, no headers (the old path installed both).
     assert not any(p.startswith(("nvidia-dkms", "linux-headers", "dkms")) for p in host.packages)
-    assert f"linux-modules-nvidia-580-server-{KERNEL}" in host.packages
-    assert "driver 580-server, ubuntu-drivers' choice for servers" in out
+    assert f"linux-modules-nvidia-580-server-open-{KERNEL}" in host.packages
+    assert "driver 580-server-open, installed" in out
     assert "driver 580.65.06 loaded; nvidia-smi and NVML see all 1 GPU(s)" in out
+
+
+def test_a_desktop_branch_is_installed_the_compute_way_too(tmp_path):
+    """Before: `ubuntu-drivers install nvidia:580`, the desktop path with its X.org stack."""
+    host = FakeHost(tmp_path)
+    rc, out = _install_and_reboot(host, [*ARGV, "--driver", "580"])
+    assert rc == runner.EXIT_OK, out
+    assert "run ubuntu-drivers install --gpgpu nvidia:580" in host.runs
+    assert "nvidia-headless-no-dkms-580" in host.packages
+    assert not any(p.startswith(("xserver-", "nvidia-driver-")) for p in host.packages)
 
 
 def test_secure_boot_with_signed_modules_needs_nothing_more(tmp_path):
@@ -51,17 +69,51 @@ def test_secure_boot_without_signed_modules_stops_before_installing_anything(tmp
     assert rc == runner.EXIT_FAILED
     assert not any(p.startswith(("nvidia-", "linux-modules-nvidia")) for p in host.packages)
     assert host.reboots == 0 and "systemctl reboot" not in " ".join(host.runs)
-    assert f"no signed prebuilt modules of driver 580-server for kernel {KERNEL}" in out
-    assert f"sudo apt install linux-headers-{KERNEL} nvidia-dkms-580-server" in out
+    assert f"no signed prebuilt modules of driver 580-server-open for kernel {KERNEL}" in out
+    assert (
+        f"sudo apt install linux-headers-generic linux-headers-{KERNEL} "
+        "nvidia-dkms-580-server-open" in out
+    )
     assert "Enroll MOK" in out and "ubuntu-drivers list --gpgpu" in out
 
 
+def test_after_the_mok_enrolment_the_rerun_completes_the_dkms_driver(tmp_path):
+    """Before: nvidia-dkms-* alone was not an installed driver, and the same stop repeated."""
+    host = FakeHost(tmp_path, secure_boot=True, prebuilt=False)
+    assert install(host, ARGV)[0] == runner.EXIT_FAILED
+    # The lecturer follows instruction 2 at the console: apt, reboot, "Enroll MOK".
+    host.packages |= {"linux-headers-generic", f"linux-headers-{KERNEL}",
+                      "nvidia-dkms-580-server-open"}  # fmt: skip
+    host.mok_enrolled = True
+    host.reboot_now()
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_OK, out
+    assert "driver 580-server-open, installed" in out
+    assert {"nvidia-headless-no-dkms-580-server-open", "nvidia-utils-580-server"} <= host.packages
+    assert not any("ubuntu-drivers install" in a for a in host.runs)
+    assert "driver 580.65.06 loaded" in out
+
+
 def test_without_secure_boot_dkms_builds_what_ubuntu_has_not_prebuilt(tmp_path):
+    """Before: `list --gpgpu --recommended` names no branch without prebuilt modules, so the
+    default stopped; and only the running kernel's headers came, none for the next kernel."""
     host = FakeHost(tmp_path, prebuilt=False)
+    host.packages.add("linux-image-generic-hwe-24.04")
     rc, out = _install_and_reboot(host)
     assert rc == runner.EXIT_OK, out
-    assert "run ubuntu-drivers install --gpgpu --include-dkms nvidia:580-server" in host.runs
-    assert f"linux-headers-{KERNEL}" in host.packages
+    assert "run ubuntu-drivers install --gpgpu --include-dkms nvidia:580-server-open" in host.runs
+    # The flavour's headers metapackages follow every kernel update; the running one's too.
+    assert {f"linux-headers-{KERNEL}", "linux-headers-generic",
+            "linux-headers-generic-hwe-24.04"} <= host.packages  # fmt: skip
+
+
+def test_the_headers_follow_the_running_kernels_flavour(fake):
+    fake.packages |= {"linux-image-generic-64k", "linux-image-lowlatency",
+                      "linux-image-generic-hwe-24.04-edge"}  # fmt: skip
+    assert nvidia.headers_packages(fake, KERNEL) == [
+        "linux-headers-generic", "linux-headers-generic-hwe-24.04-edge", f"linux-headers-{KERNEL}",
+    ]  # fmt: skip
+    assert nvidia.headers_packages(fake, "6.8.12-custom") == ["linux-headers-6.8.12-custom"]
 
 
 @pytest.mark.parametrize(
@@ -69,7 +121,7 @@ def test_without_secure_boot_dkms_builds_what_ubuntu_has_not_prebuilt(tmp_path):
     [
         ("580-server-open", "ubuntu-drivers install --gpgpu nvidia:580-server-open",
          "nvidia-utils-580-server"),
-        ("575", "ubuntu-drivers install nvidia:575", "nvidia-utils-575"),
+        ("575", "ubuntu-drivers install --gpgpu nvidia:575", "nvidia-utils-575"),
         ("535-server", "ubuntu-drivers install --gpgpu nvidia:535-server",
          "nvidia-utils-535-server"),
     ],
@@ -87,7 +139,10 @@ def test_the_ppa_builds_with_dkms_and_is_refused_under_secure_boot(tmp_path):
     rc, out = _install_and_reboot(host, [*ARGV, "--ppa", "--driver", "580"])
     assert rc == runner.EXIT_OK, out
     assert "run add-apt-repository -y ppa:graphics-drivers/ppa" in host.runs
-    assert f"run apt-get install -y linux-headers-{KERNEL} nvidia-driver-580" in host.runs
+    assert (
+        f"run apt-get install -y linux-headers-generic linux-headers-{KERNEL} nvidia-driver-580"
+        in host.runs
+    )
 
     secure = FakeHost(tmp_path / "b", secure_boot=True)
     rc, out = install(secure, [*ARGV, "--ppa", "--driver", "580"])
@@ -116,7 +171,49 @@ def test_nvswitch_systems_get_the_matching_fabric_manager(tmp_path):
     assert rc == runner.EXIT_OK, out
     assert {"nvidia-fabricmanager-580", "libnvidia-nscq-580"} <= host.packages
     assert "nvidia-fabricmanager" in host.enabled and "nvidia-fabricmanager" in host.active
-    assert "all 8 GPU(s)" in out
+    assert "all 8 GPU(s)" in out and "nvlsm" not in host.packages
+
+
+def test_a_desktop_branch_on_an_nvswitch_system_is_refused_before_anything_changes(tmp_path):
+    """Before: Fabric Manager, built for the -server drivers, beside a desktop driver."""
+    host = FakeHost(tmp_path, gpus=8, nvswitch=True)
+    rc, out = install(host, [*ARGV, "--driver", "580"])
+    assert rc == runner.EXIT_REFUSED and host.actions == []
+    assert "driver 580 is not a -server (ERD) branch, and this system has NVSwitches" in out
+    assert "Use --driver 580-server-open (or 580-server)" in out
+
+
+@pytest.mark.parametrize("in_archive", [True, False])
+def test_blackwell_hgx_gets_nvlink_subnet_manager_or_a_plain_stop(tmp_path, in_archive):
+    host = FakeHost(tmp_path, gpus=8, nvswitch=True, compute_cap=(10, 0))
+    if in_archive:
+        host.archive_packages.add("nvlsm")
+    rc, out = _install_and_reboot(host)
+    if in_archive:
+        assert rc == runner.EXIT_OK, out
+        assert "nvlsm" in host.packages and "nvidia-fabricmanager" in host.active
+    else:
+        assert rc == runner.EXIT_FAILED
+        assert "Fabric Manager needs NVIDIA's NVLink Subnet Manager (package nvlsm)" in out
+        assert "nvidia-fabricmanager" not in host.active
+
+
+def test_driver_and_kernel_upgrade_by_hand_and_persistence_mode_is_on(tmp_path):
+    """Before: unattended-upgrades replaced the driver's libraries under the loaded module
+    ("Driver/library version mismatch"), and Ubuntu's nvidia-persistenced ran without
+    persistence mode."""
+    host = FakeHost(tmp_path)
+    rc, out = _install_and_reboot(host)
+    assert rc == runner.EXIT_OK, out
+    text = host.read_text("/etc/apt/apt.conf.d/51dlcourse-driver-upgrades")
+    assert text.startswith("// Generated by dlcourse-install")
+    for prefix in ("nvidia-", "libnvidia-", "linux-image-", "linux-modules-", "linux-headers-"):
+        assert f'    "{prefix}";\n' in text
+    assert "Unattended-Upgrade::Package-Blacklist {" in text and text.endswith("};\n")
+    assert host.persistence_mode and "nvidia-persistenced" in host.active
+    assert "persistence mode on (nvidia-persistenced)" in out
+    host.reboot_now()  # and after the next boot too
+    assert host.persistence_mode
 
 
 def test_after_the_reboot_a_missing_gpu_is_named(tmp_path):

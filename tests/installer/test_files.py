@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from dlcourse_installer import files
-from dlcourse_installer.host import RealHost
+from dlcourse_installer.machine import files
+from dlcourse_installer.machine.host import RealHost
 from dlcourse_testing.rendered import render_site
 
 needs_root = pytest.mark.skipif(

@@ -3,6 +3,7 @@ tools that will read them."""
 
 import importlib.util
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -12,9 +13,12 @@ import pytest
 import yaml
 from jupyterhub.app import JupyterHub
 
-from dlcourse_installer import cli, hub_passwords, options, templates, tljh_plugin
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.ports import Ports
+from dlcourse_installer import cli
+from dlcourse_installer.hub import hub_passwords, tljh_plugin
+from dlcourse_installer.inputs import options
+from dlcourse_installer.layout.paths import Paths
+from dlcourse_installer.layout.ports import Ports
+from dlcourse_installer.rendered import templates
 from dlcourse_testing import tljh_env
 from dlcourse_testing.rendered import render_site
 
@@ -80,6 +84,36 @@ def test_systemd_analyze_verify_does_catch_a_bad_unit(tmp_path):
     assert "Unknown key" in _verify([tmp_path], "bad.service").stderr
 
 
+@pytest.mark.live
+def test_unattended_upgrades_leaves_driver_and_kernel_to_a_planned_upgrade(tmp_path):
+    """Real apt reads the part and appends it to the list Ubuntu's own file starts; the
+    entries match as unattended-upgrades matches them (re.match, its
+    is_pkgname_in_blacklist), the driver and kernel packages and nothing else."""
+    ubuntu = tmp_path / "50unattended-upgrades"
+    ubuntu.write_text('Unattended-Upgrade::Package-Blacklist {\n    "libc6$";\n};\n')
+    ours = tmp_path / "51dlcourse-driver-upgrades"
+    ours.write_text(templates.driver_upgrades_by_hand())
+    dump = subprocess.run(
+        [_tool("apt-config"), "-c", str(ubuntu), "-c", str(ours), "dump",
+         "Unattended-Upgrade::Package-Blacklist"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    entries = re.findall(r'^Unattended-Upgrade::Package-Blacklist:: "(.*)";$', dump, re.M)
+    assert entries == ["libc6$", *templates.UNATTENDED_UPGRADES_SKIPPED]
+
+    def skipped(name):
+        return any(re.match(entry, name) for entry in entries[1:])
+
+    for name in ("nvidia-utils-580-server", "libnvidia-compute-580-server",
+                 "nvidia-headless-no-dkms-580-server-open", "linux-image-generic",
+                 "linux-image-6.8.0-50-generic", "linux-headers-generic-hwe-24.04",
+                 "linux-modules-nvidia-580-server-open-generic", "linux-modules-6.8.0-50-generic",
+                 "linux-signatures-nvidia-6.8.0-50-generic"):  # fmt: skip
+        assert skipped(name), name
+    for name in ("openssl", "linux-firmware", "linux-libc-dev", "python3", "grafana"):
+        assert not skipped(name), name
+
+
 def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
     unit = templates.exporter_unit(Paths(), Ports())
     assert "User=dlcourse-exporter" in unit
@@ -87,7 +121,7 @@ def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
     assert "--hub.token-file=%d/hub-token" in unit
     assert "LoadCredential=web-token:/etc/dlcourse/exporter-token" in unit
     assert "--web.token-file=%d/web-token" in unit
-    # Ports below 1024 (installer/ports.py): its own, and the hub's.
+    # Ports below 1024 (installer/layout/ports.py): its own, and the hub's.
     assert "    --web.listen-address=127.0.0.1:945 \\" in unit.splitlines()
     assert "--hub.url=http://127.0.0.1:951/hub/api" in unit
     caps = "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_NET_BIND_SERVICE"
@@ -186,10 +220,7 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(site, tmp_path):
     assert exporter["api_token"] == site.read("/etc/dlcourse/hub-token").strip()
     roles = {r["name"]: r for r in hub.load_roles}
     assert set(roles) == {"user", "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-staff"}
-    assert roles["dlcourse-exporter"]["scopes"] == [
-        "list:users", "read:users:name", "read:users:activity", "read:users:groups",
-        "read:servers",
-    ]  # fmt: skip
+    assert roles["dlcourse-exporter"]["scopes"] == list(templates.EXPORTER_SCOPES)
     assert roles["dlcourse-exporter"]["services"] == ["dlcourse-exporter"]
     assert roles["dlcourse-prometheus"]["scopes"] == ["read:metrics"]
     # The staff group may open the two staff services, and do nothing else.
@@ -261,8 +292,8 @@ def test_tljh_plugin_registers_through_the_tljh_entry_point(tmp_path, monkeypatc
 
 
 def test_secret_files_are_created_root_only(tmp_path):
-    from dlcourse_installer import files
-    from dlcourse_installer.host import RealHost
+    from dlcourse_installer.machine import files
+    from dlcourse_installer.machine.host import RealHost
 
     host = RealHost(root=str(tmp_path))
     if os.geteuid() != 0:

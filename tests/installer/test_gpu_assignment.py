@@ -11,22 +11,22 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily
 
 from dlcourse_exporter.classview import class_status
-from dlcourse_installer import roster
-from dlcourse_installer.gpu_hook import (
+from dlcourse_installer.hub.gpu_hook import (
     Settings,
     UnitPropertyValues,
     settings_from_tljh,
     strict_unit_properties,
 )
-from dlcourse_installer.gpu_load import (
+from dlcourse_installer.hub.gpu_load import (
     ClassGpus,
     ExporterUnavailable,
     parse_class_gpus,
     read_class_gpus,
 )
-from dlcourse_installer.gpu_policy import GpuLoad, choose
-from dlcourse_installer.nvidia_devices import DriverGpu, driver_gpus, parse_information
-from dlcourse_installer.options import Options, validate
+from dlcourse_installer.hub.gpu_policy import GpuLoad, choose
+from dlcourse_installer.hub.nvidia_devices import DriverGpu, driver_gpus, parse_information
+from dlcourse_installer.inputs import roster
+from dlcourse_installer.inputs.options import Options, validate
 
 from .hook_parts import Group, User, assigner, spawn, write_driver_proc
 
@@ -173,3 +173,15 @@ def test_the_roster_gpu_column_and_the_options():
     assert validate(Options(admins=("teacher",), gpu_policy="fair")) == [
         "--gpu-policy 'fair': one of least-loaded, round-robin, roster, all"
     ]
+
+
+@pytest.mark.parametrize("minor", ["²", "٣", "3²"])
+def test_a_device_minor_of_other_digits_than_0_to_9_is_no_gpu(tmp_path, minor):
+    """str.isdigit() is true for '²' (which int() refuses: the hook's list raised) and for
+    '٣' (which int() reads as 3)."""
+    assert parse_information(f"GPU UUID: GPU-a\nDevice Minor: {minor}\n") is None
+    (tmp_path / "gpus" / "0000:18:00.0").mkdir(parents=True)
+    (tmp_path / "gpus" / "0000:18:00.0" / "information").write_text(
+        f"GPU UUID: GPU-a\nDevice Minor: {minor}\n"
+    )
+    assert driver_gpus(str(tmp_path)) == ()

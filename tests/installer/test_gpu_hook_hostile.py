@@ -14,14 +14,14 @@ from contextlib import contextmanager
 
 import pytest
 
-from dlcourse_installer.gpu_hook import GpuAssigner, settings_from_tljh
-from dlcourse_installer.gpu_load import (
+from dlcourse_installer.hub.gpu_hook import GpuAssigner, settings_from_tljh
+from dlcourse_installer.hub.gpu_load import (
     ClassGpus,
     ExporterUnavailable,
     parse_class_gpus,
     read_class_gpus,
 )
-from dlcourse_installer.gpu_policy import GpuLoad
+from dlcourse_installer.hub.gpu_policy import GpuLoad
 from dlcourse_testing.secret_files import REASONS, finishes_within, hostile_secret_files
 
 from .hook_parts import (
@@ -129,6 +129,8 @@ def gpu(**changes) -> dict:
         answer(gpus=[gpu(uuid="GPU-" + "9" * 200)]),
         answer(gpus=[gpu(uuid=["GPU-0"])]),
         answer(gpus=[gpu(gpu="1e9")]),
+        answer(gpus=[gpu(gpu="٣")]),  # isdigit(), and int() reads it as 3
+        answer(gpus=[gpu(gpu="²")]),  # isdigit(), and int() refuses it
         answer(students=[{"user": ["ada"], "assigned_gpu": {"uuid": "GPU-0"}}]),
         answer(students=[{"user": "ada", "assigned_gpu": {"uuid": 7}}]),
         answer(students=[{"user": "a" * 300, "assigned_gpu": {"uuid": "GPU-0"}}]),

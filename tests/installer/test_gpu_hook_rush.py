@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from dlcourse_installer.gpu_load import ClassGpus, ExporterUnavailable
-from dlcourse_installer.gpu_policy import GpuLoad
+from dlcourse_installer.hub.gpu_load import ClassGpus, ExporterUnavailable
+from dlcourse_installer.hub.gpu_policy import GpuLoad
 
 from .hook_parts import (
     GIB,

@@ -9,7 +9,7 @@ import sys
 import pytest
 from firstuseauthenticator import FirstUseAuthenticator
 
-from dlcourse_installer import hub_passwords
+from dlcourse_installer.hub import hub_passwords
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_a_password_changed_since_is_kept(store):
 @pytest.mark.live
 def test_command_line_lists_and_seeds(store):
     passwords_dir, store_path = store
-    cmd = [sys.executable, "-m", "dlcourse_installer.hub_passwords", passwords_dir, store_path]
+    cmd = [sys.executable, "-m", "dlcourse_installer.hub.hub_passwords", passwords_dir, store_path]
     missing = subprocess.run([*cmd, "--missing"], capture_output=True, text=True, check=True)
     assert missing.stdout.split() == ["teacher"]
     seeded = subprocess.run(cmd, capture_output=True, text=True, check=True)

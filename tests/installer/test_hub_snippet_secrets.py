@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from jupyterhub.app import JupyterHub
 
-from dlcourse_installer import staff, templates
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.ports import Ports
+from dlcourse_installer.layout.paths import Paths
+from dlcourse_installer.layout.ports import Ports
+from dlcourse_installer.rendered import staff, templates
 from dlcourse_testing.secret_files import REASONS, finishes_within, hostile_secret_files
 
 SECRETS = ("exporter-token", "hub-token", "prometheus-hub-token", "grafana-oauth-secret")

@@ -10,16 +10,16 @@ import tempfile
 
 import pytest
 
-from dlcourse_installer import cli, preflight, runner
-from dlcourse_installer.options import Options, validate
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.ports import UNITS, Ports
+from dlcourse_installer import cli
+from dlcourse_installer.checklist import preflight, runner
+from dlcourse_installer.inputs.options import Options, validate
+from dlcourse_installer.layout.paths import Paths
+from dlcourse_installer.layout.ports import UNITS, Ports
 
 from .conftest import REPO
-from .fakehost import FakeDryHost, FakeHost
+from .fakehost import UBUNTU_22_04, UBUNTU_24_04, FakeDryHost, FakeHost
 
 DEBIAN = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
-GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "dry-run-ubuntu-24.04.txt")
 
 
 def test_supported_gpu_server_passes(tmp_path):
@@ -54,6 +54,31 @@ def test_every_current_ubuntu_lts_is_accepted(tmp_path, release):
     assert preflight.check(host, Options(admins=("t",))).errors == []
 
 
+def test_every_download_host_is_checked_and_each_refusal_names_its_host(tmp_path):
+    """Before: PyPI's files host, conda-forge and GitHub's release downloads (Miniforge, for
+    TLJH) were not checked, and the install failed halfway instead."""
+    host = FakeHost(tmp_path)
+    host.unreachable = {"files.pythonhosted.org", "conda.anaconda.org", "github.com"}
+    errors = preflight.check(host, Options(admins=("t",))).errors
+    assert [e.split(" (")[0] for e in errors] == [
+        "cannot reach github.com", "cannot reach files.pythonhosted.org",
+        "cannot reach conda.anaconda.org",
+    ]  # fmt: skip
+    assert errors[0].startswith(
+        "cannot reach github.com (TLJH's source and Miniforge's release download, https://"
+        "github.com/conda-forge/miniforge/releases/download/24.7.1-2/Miniforge3-24.7.1-2-Linux-"
+        "x86_64.sh): curl: (6) Could not resolve host: github.com"
+    )
+    checked = [c[-1] for c in host.commands if c[0] == "curl"]
+    assert (
+        "https://raw.githubusercontent.com/jupyterhub/the-littlest-jupyterhub/2.0.0/"
+        "bootstrap/bootstrap.py" in checked
+    )
+    others = {"https://pypi.org/simple/", "https://download.pytorch.org/whl/",
+              "https://apt.grafana.com/", "http://archive.ubuntu.com/ubuntu/"}  # fmt: skip
+    assert others <= set(checked)
+
+
 def test_ubuntu_20_04_is_refused_with_the_reason(tmp_path):
     """Its Python 3.8 cannot run dlcourse, and TLJH 2.0.0 refuses it too."""
     host = FakeHost(
@@ -84,7 +109,7 @@ def test_secure_boot_from_efivars_without_mokutil(tmp_path):
 
 
 def _missing(argv):
-    from dlcourse_installer.host import Result
+    from dlcourse_installer.machine.host import Result
 
     return Result(tuple(argv), 127, "", "mokutil: command not found")
 
@@ -93,7 +118,7 @@ def test_little_disk_is_refused(tmp_path):
     class SmallDisk(FakeHost):
         def query(self, argv, *, env=None, timeout=300):
             if argv[0] == "df":
-                from dlcourse_installer.host import Result
+                from dlcourse_installer.machine.host import Result
 
                 return Result(
                     tuple(argv), 0, "Filesystem 1K Used Avail Cap Mnt\n/dev/sda 1 1 1000 1% /\n"
@@ -170,13 +195,22 @@ def test_cpu_limit_is_a_whole_number_as_tljh_requires():
         ]
 
 
-def test_dry_run_on_a_fresh_ubuntu_24_04_prints_the_plan(tmp_path):
-    """The golden plan a lecturer reads before installing, for the command the docs give
-    (UPDATE_GOLDEN=1 rewrites it)."""
-    host = FakeDryHost(tmp_path)
+GOLDENS = {
+    # The command the README gives, on 24.04.
+    "dry-run-ubuntu-24.04.txt": (UBUNTU_24_04, ["--driver", "580"]),
+    # ubuntu-drivers' own choice, and 22.04's node_exporter 1.3.1.
+    "dry-run-ubuntu-22.04.txt": (UBUNTU_22_04, []),
+}
+
+
+@pytest.mark.parametrize("golden", sorted(GOLDENS))
+def test_dry_run_on_a_fresh_ubuntu_server_prints_the_plan(tmp_path, golden):
+    """The golden plans a lecturer reads before installing (UPDATE_GOLDEN=1 rewrites them)."""
+    os_release, driver_args = GOLDENS[golden]
+    host = FakeDryHost(tmp_path, os_release=os_release)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        rc = cli.install(["--dry-run", "--admin", "teacher", "--driver", "580"],
+        rc = cli.install(["--dry-run", "--admin", "teacher", *driver_args],
                          host=host, paths=Paths())  # fmt: skip
     assert rc == runner.EXIT_OK
     plan = _normalize(out.getvalue())
@@ -184,19 +218,21 @@ def test_dry_run_on_a_fresh_ubuntu_24_04_prints_the_plan(tmp_path):
     assert host.packages == FakeHost(tmp_path / "x").packages  # nothing installed
     # Concrete: the driver and the PyTorch build, the checks after the reboot, where
     # everything will be and where each credential is.
+    branch = driver_args[1] if driver_args else "580-server-open"
     for text in (
-        "ubuntu-drivers install nvidia:580",
-        "whl/cu130",
+        f"ubuntu-drivers install --gpgpu nvidia:{branch}",
+        "whl/cu132",
         "after the reboot: the nvidia module is loaded, nvidia-smi lists all 1 GPU(s)",
         "http://gpu-server.example.edu/services/grafana/",
         "admin teacher: password in /etc/dlcourse/hub-passwords/teacher",
     ):
         assert text in plan
+    path = os.path.join(os.path.dirname(__file__), "golden", golden)
     if os.environ.get("UPDATE_GOLDEN"):
-        os.makedirs(os.path.dirname(GOLDEN), exist_ok=True)
-        with open(GOLDEN, "w") as f:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
             f.write(plan)
-    with open(GOLDEN) as f:
+    with open(path) as f:
         assert plan == f.read()
 
 

@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from dlcourse_installer import runner
-from dlcourse_installer.host import RealHost
-from dlcourse_installer.progress import Progress
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.machine.host import RealHost
+from dlcourse_installer.machine.progress import Progress
 from dlcourse_testing.alerting import wait_until
 
 from .conftest import install
@@ -174,7 +174,7 @@ def test_ctrl_c_in_a_step_keeps_the_finished_ones_and_says_how_to_resume(tmp_pat
 
 def test_without_a_terminal_a_heartbeat_line_says_it_is_still_running(monkeypatch):
     """The resume unit after the reboot writes to the journal: no \\r there."""
-    monkeypatch.setattr("dlcourse_installer.progress.HEARTBEAT_SECONDS", 0.0)
+    monkeypatch.setattr("dlcourse_installer.machine.progress.HEARTBEAT_SECONDS", 0.0)
     journal = io.StringIO()
     progress = Progress(journal)
     progress.step(4, 10, "The Littlest JupyterHub")

@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
-from dlcourse_installer import runner
-from dlcourse_installer.paths import Paths
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.layout.paths import Paths
 from dlcourse_testing.alerting import Process, request, wait_until
 from dlcourse_testing.exporter import free_port
 from dlcourse_testing.rendered import render_site

@@ -8,9 +8,11 @@ import uuid
 
 import pytest
 
-from dlcourse_installer import cli, roster, runner
-from dlcourse_installer.options import Options, validate
-from dlcourse_installer.roster import Student
+from dlcourse_installer import cli
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.inputs import roster
+from dlcourse_installer.inputs.options import Options, validate
+from dlcourse_installer.inputs.roster import Student
 
 from .conftest import UPSTREAM_TLJH
 from .fakehost import FakeHost
@@ -91,7 +93,7 @@ def test_roster_roles_make_teaching_assistants_staff():
     assert opts.groups() == {
         "section-a": ["ada", "bea"], "tutors": ["tom", "uma"], "section-b": ["uma"]
     }  # fmt: skip
-    assert "--staff-group 'Bad Group' is not a valid group name" in validate(
+    assert "--staff-group 'Bad Group': not a valid group name" in validate(
         Options(admins=("t",), staff_group="Bad Group")
     )
 

@@ -2,26 +2,32 @@
 
 import json
 
-from dlcourse_installer import cli, runner, templates
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.state import State
+from dlcourse_installer import cli
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.checklist.state import State
+from dlcourse_installer.layout.paths import Paths
+from dlcourse_installer.layout.ports import Ports
+from dlcourse_installer.rendered import templates
 
 from .conftest import install
-from .fakehost import FakeHost
+from .fakehost import UBUNTU_22_04, FakeHost
 
 ARGV = ["--admin", "teacher", "--yes", "--mem-limit", "4G", "--cpu-limit", "2"]
 
 # The milestones of a fresh install, in the seed guide's order and then the course's.
 MILESTONES = [
     "apt-get install -y python3-venv",
-    "ubuntu-drivers install --gpgpu nvidia:580-server",
+    "ubuntu-drivers install --gpgpu nvidia:580-server-open",
     "apt-get install -y nvidia-utils-580-server",
     "write /etc/modprobe.d/blacklist-nouveau.conf",
+    "write /etc/apt/apt.conf.d/51dlcourse-driver-upgrades",
+    "write /etc/systemd/system/nvidia-persistenced.service.d/dlcourse.conf",
     "update-initramfs -u",
+    "systemctl restart nvidia-persistenced.service",
     "write /etc/dlcourse/hub-passwords/teacher (0600 root:root)",
     "tljh-bootstrap-2.0.0.py --version 2.0.0 --admin teacher --plugin",
     "pip install jupyterlab-nvdashboard==0.15.0 jupyter-resource-usage==1.3.0 ipywidgets==8.1.9",
-    "--index-url https://download.pytorch.org/whl/cu130 torch torchvision",
+    "--index-url https://download.pytorch.org/whl/cu132 torch torchvision",
     "useradd --system --no-create-home",  # the GPU check's temporary account
     "write /opt/tljh/user/pytorch-constraints.txt",
     "write /opt/tljh/user/pip.conf",
@@ -60,10 +66,33 @@ def test_fresh_host_yields_the_full_plan_in_order(tmp_path):
     assert order == sorted(order), "steps ran out of order"
     for n in range(1, 11):
         assert f"[{n}/10]" in out
-    assert "PyTorch cu130 checked on every GPU as an unprivileged account" in out
+    assert "PyTorch cu132 checked on every GPU as an unprivileged account" in out
     assert "Grafana      http://gpu-server.example.edu/services/grafana/" in out
     assert "class status http://gpu-server.example.edu/services/dlcourse-status/" in out
     assert host.active >= {"jupyterhub", "dlcourse-exporter", "prometheus", "grafana-server"}
+
+
+def test_ubuntu_22_04s_node_exporter_gets_its_own_flag_name(tmp_path):
+    """Before: --web.config.file, which 22.04's node_exporter 1.3.1 does not know (it says
+    --web.config): the exporter did not start and the final check failed."""
+    host = FakeHost(tmp_path, driver_needs_reboot=False, os_release=UBUNTU_22_04)
+    rc, out = install(host, ARGV)
+    assert rc == runner.EXIT_OK, out
+    args = host.read_text("/etc/default/prometheus-node-exporter")
+    assert "--web.config=/etc/dlcourse/monitoring/node-exporter-web.yml" in args
+    assert "--web.config.file" not in args
+    # Prometheus 2.31 and Alertmanager 0.23 on 22.04 know --web.config.file.
+    assert "--web.config.file=" in host.read_text("/etc/default/prometheus")
+    host.actions.clear()
+    assert install(host, ARGV)[0] == runner.EXIT_OK and host.actions == []
+
+
+def test_the_node_exporter_flag_follows_its_version(paths):
+    def flag(version):
+        return templates.node_exporter_args(paths, Ports(), version)[1].partition("=")[0]
+
+    assert flag("1.3.1-1ubuntu0.22.04.3") == flag("1.4.0-1") == "--web.config"
+    assert flag("1.5.0-1+b6") == flag("1:1.9.0~ds-1") == flag("") == "--web.config.file"
 
 
 def test_second_run_performs_no_action(tmp_path):
@@ -104,7 +133,7 @@ def test_failure_in_a_step_keeps_earlier_steps_and_the_rerun_resumes_there(tmp_p
     assert rc == runner.EXIT_OK, out
     assert out.count("done in an earlier run") == 3
     # The first change of the rerun is step 5's, not a repeat of steps 2-4.
-    assert "--index-url https://download.pytorch.org/whl/cu130" in host.actions[0]
+    assert "--index-url https://download.pytorch.org/whl/cu132" in host.actions[0]
     assert not any("bootstrap" in a or "ubuntu-drivers" in a for a in host.actions)
 
 
@@ -202,10 +231,13 @@ def test_purge_restores_nouveau(tmp_path):
     assert cli.driver(["--purge"], host, Paths()) == 0
     assert not any(p.startswith("nvidia-") for p in host.packages)
     (purge,) = [a for a in host.actions if a.startswith("run apt-get purge -y ")]
-    assert "nvidia-headless-no-dkms-580-server" in purge
-    assert "linux-modules-nvidia-580-server-6.8.0-45-generic" in purge
-    assert not host.exists("/etc/modprobe.d/blacklist-nouveau.conf")
-    assert host.runs[-1] == "run update-initramfs -u"
+    assert "nvidia-headless-no-dkms-580-server-open" in purge
+    assert "linux-modules-nvidia-580-server-open-6.8.0-45-generic" in purge
+    for gone in ("/etc/modprobe.d/blacklist-nouveau.conf",
+                 "/etc/apt/apt.conf.d/51dlcourse-driver-upgrades",
+                 "/etc/systemd/system/nvidia-persistenced.service.d/dlcourse.conf"):  # fmt: skip
+        assert not host.exists(gone), gone
+    assert host.runs[-2:] == ["run update-initramfs -u", "run systemctl daemon-reload"]
     state = State.load(host, Paths())
     assert "nvidia-driver" not in state.done and state.reboot_pending
     host.reboot_now()

@@ -3,7 +3,7 @@ installs from a folder of wheels built here (never PyPI), with the pins `render`
 course packages step runs on the real machine and imports as a real temporary account.
 
 The wheels: a stand-in ``torch`` at the build the installer chose for the model server
-(2.13.0+cu130, render.MODEL_PYTORCH), PyPI's default build of that version (2.13.0, no
+(2.14.1+cu132, render.MODEL_PYTORCH), PyPI's default build of that version (2.14.1, no
 label) and a newer release (2.15.0) that pip would otherwise take.
 """
 
@@ -23,15 +23,17 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse_installer import cli, runner, user_env
-from dlcourse_installer.course_packages import Package
-from dlcourse_installer.host import RealHost
-from dlcourse_installer.paths import Paths
+from dlcourse_installer import cli
+from dlcourse_installer.checklist import runner
+from dlcourse_installer.inputs.course_packages import Package
+from dlcourse_installer.layout.paths import Paths
+from dlcourse_installer.machine import user_env
+from dlcourse_installer.machine.host import RealHost
 from dlcourse_testing.rendered import render_site
 
 from .conftest import REPO
 
-CHOSEN = "2.13.0+cu130"
+CHOSEN = "2.14.1+cu132"
 
 
 def wheel(folder: Path, name: str, version: str, files: dict[str, str], requires=()) -> None:
@@ -57,11 +59,11 @@ def wheel(folder: Path, name: str, version: str, files: dict[str, str], requires
 
 def build_wheels(folder: Path) -> None:
     folder.mkdir()
-    for version in (CHOSEN, "2.13.0", "2.15.0"):
+    for version in (CHOSEN, "2.14.1", "2.15.0"):
         wheel(folder, "torch", version, {"torch/__init__.py": f"__version__ = {version!r}\n"})
     wheel(folder, "course-helper", "1.0", {"course_helper/__init__.py": "import torch\n"},
           requires=["torch"])  # fmt: skip
-    wheel(folder, "needs-new-torch", "1.0", {"needs_new_torch.py": ""}, requires=["torch>=2.14"])
+    wheel(folder, "needs-new-torch", "1.0", {"needs_new_torch.py": ""}, requires=["torch>=2.15"])
     # Distribution and module named differently, as scikit-learn and sklearn.
     wheel(folder, "scikit-tiny", "0.3", {"sktiny/__init__.py": "", "_sktiny_speedups.py": ""})
     wheel(folder, "broken-package", "1.0", {"broken_package/__init__.py":
@@ -226,5 +228,8 @@ def test_course_packages_step_installs_and_imports_as_a_real_temporary_account(
 
 
 def test_the_probe_is_the_installer_file_itself():
-    """The users' environment runs the text of installer/user_env_probe.py, nothing else."""
-    assert user_env.probe_source() == (Path(REPO) / "installer" / "user_env_probe.py").read_text()
+    """The users' environment runs the text of installer/probes/user_env_probe.py, nothing else."""
+    assert (
+        user_env.probe_source()
+        == (Path(REPO) / "installer" / "probes" / "user_env_probe.py").read_text()
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse_installer import runner
+from dlcourse_installer.checklist import runner
 from dlcourse_testing.rendered import parse_owners
 
 from .conftest import REPO as CHECKOUT
@@ -56,6 +56,24 @@ def wheel_venv():
 
 def _system_python() -> str:
     return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+# What the wheel holds: the product, and the stand-in NVML (fakenvml, a development and
+# demo tool the wheel still carries). The test helpers (testing/, dlcourse_testing) are a
+# distribution of their own, testing/pyproject.toml, installed by `make setup` only.
+WHEEL_PACKAGES = {
+    "dlcourse_exporter", "dlcourse_installer", "dlcourse_status", "dlcourse_secretfile",
+    "dlcourse_prometheus",
+    "dlcourse_grafana", "fakenvml",
+}  # fmt: skip
+
+
+def test_the_wheel_holds_the_product_and_no_test_helpers(wheel_venv):
+    """Old behaviour: dlcourse_testing (live hubs, accounts, leftovers) went onto servers."""
+    (record,) = wheel_venv.glob("lib/python3*/site-packages/dlcourse-*.dist-info/RECORD")
+    top = {line.split("/", 1)[0] for line in record.read_text().splitlines() if "/" in line}
+    packages = {name for name in top if name != ".." and not name.endswith(".dist-info")}
+    assert packages == WHEEL_PACKAGES
 
 
 def test_dry_run_from_the_wheel_finds_every_asset(wheel_venv):

@@ -112,9 +112,9 @@ def limit_memory_like_tljh(pid: int, user: str, made: list[Path]) -> None:
 
 
 GPU_HOOK = """
-from dlcourse_installer.gpu_hook import GpuAssigner, Settings
-from dlcourse_installer.gpu_load import ClassGpus
-from dlcourse_installer.gpu_policy import GpuLoad
+from dlcourse_installer.hub.gpu_hook import GpuAssigner, Settings
+from dlcourse_installer.hub.gpu_load import ClassGpus
+from dlcourse_installer.hub.gpu_policy import GpuLoad
 from fakenvml.scenario import default_uuid
 
 GPUS = ClassGpus((GpuLoad(0, default_uuid(0)), GpuLoad(1, default_uuid(1))), {})

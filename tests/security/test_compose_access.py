@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from dlcourse_installer import grafana_config, templates, webauth
-from dlcourse_installer.options import Options
-from dlcourse_installer.paths import Paths
-from dlcourse_installer.ports import Ports
+from dlcourse_installer.inputs.options import Options
+from dlcourse_installer.layout.paths import Paths
+from dlcourse_installer.layout.ports import Ports
+from dlcourse_installer.rendered import grafana_config, templates, webauth
 from dlcourse_testing.alerting import Process, find_tool, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -216,7 +216,7 @@ def test_grafana_signs_in_as_the_installed_grafana_does():
         )
     )  # fmt: skip
     # Everything but what names this server's addresses and files (an installed hub is on
-    # dlcourse's port, installer/ports.py; a compose host's TLJH keeps its own).
+    # dlcourse's port, installer/layout/ports.py; a compose host's TLJH keeps its own).
     local = {"root_url", "domain", "client_secret", "auth_url", "signout_redirect_url",
              "cookie_secure", "default_home_dashboard_path", "token_url", "api_url"}  # fmt: skip
     for section in ("auth", "auth.basic", "auth.anonymous", "auth.generic_oauth", "users"):
@@ -258,7 +258,7 @@ def test_the_web_config_command(tmp_path):
     (tmp_path / "a").write_text("first-password\n")
     (tmp_path / "b").write_text("second-password\n")
     result = subprocess.run(
-        [sys.executable, "-m", "dlcourse_installer.webauth",
+        [sys.executable, "-m", "dlcourse_installer.rendered.webauth",
          f"prometheus={tmp_path / 'a'}", f"grafana={tmp_path / 'b'}"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -268,7 +268,7 @@ def test_the_web_config_command(tmp_path):
     assert webauth.hash_matches("second-password", users["grafana"])
     assert "first-password" not in result.stdout and "second-password" not in result.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "dlcourse_installer.webauth", f"x={tmp_path / 'missing'}"],
+        [sys.executable, "-m", "dlcourse_installer.rendered.webauth", f"x={tmp_path / 'missing'}"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1

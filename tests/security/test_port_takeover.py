@@ -42,8 +42,8 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse_installer.ports import Ports
-from dlcourse_installer.staff import STATUS_SERVICE
+from dlcourse_installer.layout.ports import Ports
+from dlcourse_installer.rendered.staff import STATUS_SERVICE
 from dlcourse_testing import units
 from dlcourse_testing.alerting import find_tool, wait_until
 from dlcourse_testing.leftovers import create_account, remove_account

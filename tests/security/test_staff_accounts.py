@@ -50,7 +50,7 @@ def course(user_env, tmp_path_factory) -> Iterator[Course]:
     store = work / "state" / "passwords.dbm"
     # What the installer runs in the hub's Python before the hub learns the roster.
     subprocess.run(
-        [sys.executable, "-m", "dlcourse_installer.hub_passwords",
+        [sys.executable, "-m", "dlcourse_installer.hub.hub_passwords",
          str(site.local("/etc/dlcourse/hub-passwords")), str(store)],
         check=True, capture_output=True,
     )  # fmt: skip

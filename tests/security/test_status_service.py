@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dlcourse_installer import staff
+from dlcourse_installer.rendered import staff
 from dlcourse_testing.alerting import wait_until
 from dlcourse_testing.browser import CHROMIUM, Browser
 from dlcourse_testing.exporter import RunningExporter, free_port

@@ -14,10 +14,11 @@ import subprocess
 import bcrypt
 import yaml
 
-from dlcourse_installer import templates, tljh_plugin
+from dlcourse_installer.catalogs import user_packages
+from dlcourse_installer.hub import tljh_plugin
 from dlcourse_testing.tljh_hub import probe
 
-PLUGIN = "dlcourse_installer.tljh_plugin"
+PLUGIN = "dlcourse_installer.hub.tljh_plugin"
 
 
 def test_tljh_finds_the_plugin_through_its_entry_point_group(tljh_python, tmp_path):
@@ -60,7 +61,7 @@ def test_run_plugin_actions_installs_the_users_packages(tljh_python, tmp_path):
         for i in installs
         if i["requested"]
     }
-    pinned = (package.split("==") for package in templates.USER_PIP_PACKAGES)
+    pinned = (package.split("==") for package in user_packages.USER_PIP_PACKAGES)
     assert requested == {f"{_canonical(name)}=={version}" for name, version in pinned}
 
 

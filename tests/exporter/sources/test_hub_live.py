@@ -20,8 +20,9 @@ import httpx
 import pytest
 
 from dlcourse_exporter.sources.hub import parse_timestamp
+from dlcourse_installer.rendered.templates import EXPORTER_SCOPES
 from dlcourse_testing.exporter import RunningExporter, log_lines, value, wait_value
-from dlcourse_testing.hub import EXPORTER_SCOPES, LiveHub
+from dlcourse_testing.hub import LiveHub
 
 HUB_ONLY = [
     *("--no-collector.gpu", "--no-collector.processes"),
