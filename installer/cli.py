@@ -1,4 +1,4 @@
-"""``dlcourse-install``: install, ``status``, ``resume`` and ``driver --purge``."""
+"""``dlcourse-install``: install, ``status``, ``resume``, ``driver --purge`` and ``report``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from dlcourse_installer import __version__, course_packages, render, roster, runner, user_env
+from dlcourse_installer import (
+    __version__,
+    course_packages,
+    render,
+    report,
+    roster,
+    runner,
+    user_env,
+)
 from dlcourse_installer.course_packages import CoursePackages
 from dlcourse_installer.generated import Facts
 from dlcourse_installer.gpu_policy import DEFAULT_POLICY, POLICIES
@@ -19,7 +27,7 @@ from dlcourse_installer.staff import DEFAULT_STAFF_GROUP
 from dlcourse_installer.state import State
 from dlcourse_installer.steps import STEPS, Context, packages_summary, purge_driver
 
-COMMANDS = ("install", "render", "status", "resume", "driver", "packages")
+COMMANDS = ("install", "render", "status", "resume", "driver", "packages", "report")
 COURSE_PACKAGES_STEP = next(step for step in STEPS if step.name == "course-packages")
 
 
@@ -37,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Alertmanager and Grafana. Safe to rerun: finished steps are kept.",
         epilog="Other commands: `dlcourse-install packages FILE` (course packages during the "
         "term), `dlcourse-install status`, `dlcourse-install resume`, "
-        "`dlcourse-install driver --purge`, `dlcourse-install render --root DIR [options]`.",
+        "`dlcourse-install driver --purge`, `dlcourse-install render --root DIR [options]`, "
+        "`dlcourse-install report --since DATE [--csv]` (the term per student).",
     )
     p.add_argument("--version", action="version", version=f"dlcourse-install {__version__}")
     p.add_argument(
@@ -372,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         return render_files(rest)
     if command == "packages":
         return packages(rest)
+    if command == "report":
+        return report.main(rest)
     paths = Paths.from_env()
     if command == "status":
         return status(RealHost(), paths)
