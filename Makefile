@@ -26,10 +26,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-userenv: $(USERENV)/.installed
+userenv: $(USERENV)/.installed $(USERENV)/.jupyterlab
 $(USERENV)/.installed:
 	/usr/bin/python3 -m venv $(USERENV)
 	$(USERENV)/bin/python -m pip install -q "jupyterhub>=5.2,<6" jupyter_server ipykernel
+	chmod -R a+rX $(USERENV)
+	touch $@
+# JupyterLab 4, as TLJH's user environment has it: the dlcourse extension's tests open it,
+# and `make labextension` builds against its core (pinned: the same build everywhere)
+# (a stamp of its own, so environments made before it get it too).
+$(USERENV)/.jupyterlab: $(USERENV)/.installed
+	$(USERENV)/bin/python -m pip install -q "jupyterlab==4.6.6"
 	chmod -R a+rX $(USERENV)
 	touch $@
 

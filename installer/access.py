@@ -23,16 +23,23 @@ from functools import partial
 from dlcourse_installer import generated, webauth
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import LOOPBACK, Ports
+from dlcourse_installer.students import STUDENT_SERVICE
 
 # Who may use which daemon. node_exporter has no per-student data but shows every process
 # name and mount of the server; Grafana has no use for it.
 READERS = {
-    "prometheus": ("prometheus", "grafana", "instructor"),
+    # my-gpu: the students' page reads each one's own GPU-hours (dlcourse_status/usage.py).
+    "prometheus": ("prometheus", "grafana", "instructor", STUDENT_SERVICE),
     "alertmanager": ("prometheus", "grafana", "instructor"),
     "node-exporter": ("prometheus", "instructor"),
 }
 # The account that reads each user's password file (None: root only).
-PASSWORD_GROUP = {"prometheus": "prometheus", "grafana": "grafana", "instructor": None}
+PASSWORD_GROUP = {
+    "prometheus": "prometheus",
+    "grafana": "grafana",
+    "instructor": None,
+    STUDENT_SERVICE: None,  # the hub (root) hands it to the page
+}
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,7 @@ def hub_files(paths: Paths) -> list[generated.GeneratedFile]:
     return [
         secret(paths.exporter_token, group="prometheus"),
         secret(paths.grafana_oauth_secret, group="grafana"),
+        secret(paths.culler_token, mode=0o600),  # the exporter and the culler: both root
     ]
 
 

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from dlcourse_installer import access, assets, course_packages, grafana_config, staff, templates
+from dlcourse_installer import (
+    access,
+    assets,
+    course_packages,
+    grafana_config,
+    staff,
+    students,
+    templates,
+)
 from dlcourse_installer.options import Options
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
@@ -101,7 +109,14 @@ def _hub_accounts(paths: Paths, opts: Options) -> list[GeneratedFile]:
 def _user_environment(paths: Paths) -> list[GeneratedFile]:
     settings = templates.resource_usage_settings()
     path = f"{paths.user_jupyter_config_d}/dlcourse-resource-usage.json"
-    return [GeneratedFile(path, "user-environment", settings)]
+    # A prebuilt JupyterLab extension is a folder JupyterLab finds by itself (JupyterLab 4
+    # docs, "Prebuilt Extensions": <sys.prefix>/share/jupyter/labextensions/<name>).
+    extension = [
+        GeneratedFile(f"{paths.labextension}/{a.name}", "user-environment", a.text,
+                      origin=a.origin)
+        for a in assets.labextension()
+    ]  # fmt: skip
+    return [GeneratedFile(path, "user-environment", settings), *extension]
 
 
 def _pytorch_pins(paths: Paths, facts: Facts) -> list[GeneratedFile]:
@@ -155,6 +170,11 @@ def _hub_services(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFi
         *access.hub_files(paths),
         GeneratedFile(f"{paths.tljh_config_d}/dlcourse-services.py", "hub-services", snippet),
         GeneratedFile(f"{paths.tljh_config_d}/dlcourse-staff.py", "hub-services", staff_snippet),
+        GeneratedFile(
+            f"{paths.tljh_config_d}/dlcourse-students.py",
+            "hub-services",
+            students.hub_snippet(paths, ports),
+        ),  # fmt: skip
         *gpu_hook,
         GeneratedFile(paths.unit(f"{templates.EXPORTER_SERVICE}.service"), "exporter", unit),
     ]

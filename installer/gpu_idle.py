@@ -68,8 +68,10 @@ def settings_from_tljh(config: Mapping[str, Any]) -> tuple[IdleSettings, list[st
 
     def minutes(key: str, default_seconds: float) -> float:
         value = section.get(key, default_seconds / 60)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            math.isfinite(value) and value > 0
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not (math.isfinite(value) and value > 0)
         ):
             errors.append(
                 f"tljh-config {SECTION}.{key} {value!r} is not a positive number of minutes: "

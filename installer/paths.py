@@ -95,6 +95,12 @@ class Paths:
         return f"{self.etc}/exporter-token"
 
     @property
+    def culler_token(self) -> str:
+        """The GPU idle culler's token for the exporter's cull reports (not the scrape token:
+        Prometheus must not be able to count culls)."""
+        return f"{self.etc}/exporter-culler-token"
+
+    @property
     def grafana_oauth_secret(self) -> str:
         """Grafana's client secret at the hub (the grafana service's token)."""
         return f"{self.etc}/grafana-oauth-secret"
@@ -150,6 +156,11 @@ class Paths:
     def tljh_password_store(self) -> str:
         """FirstUseAuthenticator's passwords.dbm, in the hub's working directory."""
         return f"{self.tljh_prefix}/state/passwords.dbm"
+
+    @property
+    def labextension(self) -> str:
+        """dlcourse's prebuilt JupyterLab extension in the users' environment."""
+        return f"{self.user_env}/share/jupyter/labextensions/@dlcourse/jupyterlab-gpu"
 
     @property
     def user_jupyter_config_d(self) -> str:

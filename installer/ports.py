@@ -20,6 +20,7 @@ class Ports:
     node_exporter: int = 9100
     grafana: int = 3000
     status: int = 9946  # the class-status page, a hub service (dlcourse_status)
+    student: int = 9947  # each student's own page, a hub service (dlcourse_status.student)
 
     def address(self, service: str) -> str:
         """``127.0.0.1:PORT`` of one service (a field name)."""

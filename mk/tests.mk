@@ -1,7 +1,8 @@
 # The tests by area: `make test-unit` (no process started: seconds) and `make test-AREA`.
 # tests/ mirrors the source tree; the stand-in NVML's tests are tests/stand_in_nvml (a
 # folder named fakenvml there would shadow the package on pytest's sys.path).
-TEST_AREAS := bench demo exporter fakenvml grafana helm installer integration prometheus security testing
+TEST_AREAS := bench demo exporter fakenvml grafana helm installer integration labextension prometheus
+TEST_AREAS += security students testing
 .PHONY: test-unit $(addprefix test-,$(TEST_AREAS))
 
 test-unit: venv  ## the unit tests alone: nothing marked live (no process started), in seconds

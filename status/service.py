@@ -12,15 +12,14 @@ from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
-from tornado import httpclient, ioloop, web
+from tornado import ioloop, web
 from tornado.escape import xhtml_escape
+
+from dlcourse_status.exporter import Exporter, ExporterError
 
 log = logging.getLogger("dlcourse_status")
 
 PAGE = (Path(__file__).parent / "status_page.html").read_text()
-# The exporter answers a class of 20,000 students in a few MiB; never hold more than this.
-MAX_ANSWER_BYTES = 32 * 1024 * 1024
-EXPORTER_TIMEOUT_SECONDS = 5.0
 # The page draws every value with textContent; nothing but its own inline code may run.
 HEADERS = {
     "Cache-Control": "no-store",
@@ -77,26 +76,6 @@ class StatusPage(Headers, HubOAuthenticated, web.RequestHandler):
         self.finish(PAGE.replace("{{xsrf}}", xhtml_escape(self.xsrf_token)))
 
 
-class Exporter:
-    """The exporter's /api/class, read with its bearer token, bounded in size and time."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url = f"{url}/api/class"
-        self._headers = {"Authorization": f"Bearer {token}"}
-        self._client = httpclient.AsyncHTTPClient(
-            force_instance=True, max_body_size=MAX_ANSWER_BYTES
-        )
-
-    async def class_json(self) -> bytes:
-        request = httpclient.HTTPRequest(
-            self.url,
-            headers=self._headers,
-            request_timeout=EXPORTER_TIMEOUT_SECONDS,
-            follow_redirects=False,
-        )
-        return (await self._client.fetch(request)).body
-
-
 class ClassApi(Headers, HubOAuthenticated, web.RequestHandler):
     def initialize(self, exporter: Exporter) -> None:
         self.exporter = exporter
@@ -104,10 +83,10 @@ class ClassApi(Headers, HubOAuthenticated, web.RequestHandler):
     @web.authenticated
     async def get(self) -> None:
         try:
-            body = await self.exporter.class_json()
-        except (httpclient.HTTPClientError, OSError) as exc:
+            body = await self.exporter.raw("/api/class")
+        except ExporterError as exc:
             # One line, no body: the exporter's answer is not ours to echo.
-            log.warning("%s: %s", self.exporter.url, exc)
+            log.warning("%s", exc)
             raise web.HTTPError(502, "the exporter did not answer") from None
         self.set_header("Content-Type", "application/json")
         self.finish(body)

@@ -1,0 +1,127 @@
+"""A live course for the students' side: a real hub with the installer's staff and students
+snippets (the class-status page, each student's page ``my-gpu``, the GPU idle culler when
+TLJH's config.yaml turns it on), and a real exporter over stand-in GPUs.
+
+    course = StudentCourse(workdir, user_env, nvml_dir, idle={"gpu_idle_cull": True, ...})
+    ada = course.hub.add_user(); course.hub.start_server(ada)
+    kernel = course.hub.start_kernel(ada)
+    course.gpus([Process(course.hub.kernel_pid(ada, kernel), 2 * GIB, 0)])
+    with course.hub.login(ada) as browser: browser.get(course.page + "api/me")
+    course.close()
+
+The hub loads the snippets exactly as `dlcourse-install render` writes them (relocated under
+the work folder), so TLJH's config.yaml is a file of the work folder too: ``idle`` is its
+``dlcourse`` section, and ``http.port`` the hub's public port, where the culler reaches the
+students' servers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dlcourse_installer.paths import Paths
+from dlcourse_installer.students import STUDENT_SERVICE
+from fakenvml import Gpu, Process, Scenario
+
+from .exporter import RunningExporter, free_port
+from .hub import LiveHub
+from .rendered import render_site
+
+GIB = 1024**3
+PAGE = f"/services/{STUDENT_SERVICE}/"
+
+
+class StudentCourse:
+    def __init__(
+        self,
+        workdir: Path,
+        user_env: Path,
+        nvml_dir: Path,
+        *,
+        idle: Mapping[str, Any] | None = None,
+        exporter_args: Sequence[str] = (),
+    ) -> None:
+        self.dir = workdir
+        self.hub = LiveHub(workdir / "hub", user_env)
+        ports = {
+            "exporter": free_port(),
+            "status": free_port(),
+            "student": free_port(),
+            "hub": self.hub.hub_port,
+        }
+        self.site = render_site(workdir / "site", "--admin", "teacher", relocate=True, ports=ports)
+        paths = Paths().under(str(self.site.root))
+        config = {"http": {"port": self.hub.public_port}, "dlcourse": dict(idle or {})}
+        # JSON is YAML: the hub's snippet reads it with PyYAML, as it reads TLJH's file.
+        Path(paths.tljh_config_yaml).parent.mkdir(parents=True, exist_ok=True)
+        Path(paths.tljh_config_yaml).write_text(json.dumps(config))
+        self.token = self.site.local("/etc/dlcourse/exporter-token")
+        self.culler_token = self.site.local("/etc/dlcourse/exporter-culler-token")
+        self.scenario = workdir / "gpus.scn"
+        self.gpus([])
+        self.exporter = RunningExporter(
+            [
+                f"--web.token-file={self.token}",
+                f"--hub.url={self.hub.api_url}",
+                f"--hub.token-file={self.hub.token_file()}",
+                "--hub.interval=1",
+                "--collection.interval=0.5",
+                *self.hub.attribution_args(),
+                *exporter_args,
+            ],
+            nvml_dir=nvml_dir,
+            scenario=self.scenario,
+            log_path=workdir / "exporter.log",
+            port=ports["exporter"],
+        )
+        try:
+            for snippet in ("dlcourse-staff.py", "dlcourse-students.py"):
+                self.hub.add_config(
+                    self.site.read(f"/opt/tljh/config/jupyterhub_config.d/{snippet}")
+                )
+            self.hub.start()
+            self.hub.wait_for_service(STUDENT_SERVICE)
+        except BaseException:
+            self.close()
+            raise
+
+    def gpus(self, processes: Sequence[Process], utilization: int = 0) -> None:
+        """One 40 GiB stand-in GPU running these processes (fakenvml re-reads the file)."""
+        used = sum(p.used_memory for p in processes)
+        gpu = Gpu(memory_total=40 * GIB, memory_used=used, utilization_gpu=utilization,
+                  processes=list(processes))  # fmt: skip
+        Scenario(gpus=[gpu]).write(self.scenario)
+
+    def student_api(self, browser: httpx.Client) -> httpx.Response:
+        """The page's API as the page's own script calls it: with the page's XSRF token."""
+        page = browser.get(PAGE, follow_redirects=True)
+        if page.status_code != 200:
+            return page
+        xsrf = page.text.split('<meta name="xsrf" content="', 1)[1].split('"', 1)[0]
+        return browser.get(PAGE + "api/me", headers={"X-XSRFToken": xsrf,
+                                                     "Sec-Fetch-Mode": "cors"})  # fmt: skip
+
+    def wait_page(
+        self, browser: httpx.Client, done: Callable[[dict[str, Any]], bool], timeout: float = 60
+    ) -> dict[str, Any]:
+        """Reads the student's page API until done(answer) is true; returns that answer."""
+        deadline = time.monotonic() + timeout
+        answer: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            response = self.student_api(browser)
+            assert response.status_code == 200, (response.status_code, response.text[:300])
+            answer = response.json()
+            if done(answer):
+                return answer
+            time.sleep(0.5)
+        raise AssertionError(f"the page never showed it; last: {json.dumps(answer)[:2000]}")
+
+    def close(self) -> None:
+        self.exporter.stop()
+        self.hub.close()
