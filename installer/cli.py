@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
         "tljh-config set dlcourse.gpu_strict false)",
     )
     p.add_argument(
+        "--gpu-idle-cull",
+        action="store_true",
+        default=None,
+        help="warn, then shut down, kernels that hold GPU memory at 0 %% utilization (20 "
+        "min, then 10; docs/students.md); later: tljh-config set dlcourse.gpu_idle_cull false",
+    )
+    p.add_argument(
         "--grafana-port",
         type=int,
         metavar="PORT",
@@ -174,6 +181,7 @@ def options_from(args: argparse.Namespace) -> tuple[Options, list[str]]:
         tensorflow=args.tensorflow, roster=students, packages=listed, mem_limit=args.mem_limit,
         cpu_limit=args.cpu_limit, grafana_port=args.grafana_port, domain=args.domain or "",
         staff_group=args.staff_group, gpu_policy=args.gpu_policy, gpu_strict=args.gpu_strict,
+        gpu_idle_cull=args.gpu_idle_cull,
         tljh_version=args.tljh_version, source=args.source or here or f"dlcourse=={__version__}",
         dry_run=args.dry_run, yes=args.yes, recheck=args.recheck,
     )  # fmt: skip

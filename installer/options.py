@@ -45,6 +45,8 @@ class Options:
     # so a rerun does not undo a lecturer's change; unset there, least-loaded, not strict.
     gpu_policy: str | None = None
     gpu_strict: bool | None = None
+    # Shut down kernels that hold GPU memory idle (gpu_idle.py); None: keep config.yaml's.
+    gpu_idle_cull: bool | None = None
     mem_limit: str | None = None
     cpu_limit: str | None = None
     grafana_port: int | None = None
@@ -107,8 +109,10 @@ def validate(opts: Options) -> list[str]:
         errors.append(f"--gpu-policy {opts.gpu_policy!r}: one of {', '.join(POLICIES)}")
     if opts.gpu_policy == "roster" and not opts.roster_gpus:
         errors.append("--gpu-policy roster needs --roster with a gpu column")
-    if opts.no_gpu and (opts.gpu_strict or opts.gpu_policy is not None):
-        errors.append("--no-gpu cannot be combined with --gpu-policy or --gpu-strict")
+    if opts.no_gpu and (opts.gpu_strict or opts.gpu_policy is not None or opts.gpu_idle_cull):
+        errors.append(
+            "--no-gpu cannot be combined with --gpu-policy, --gpu-strict or --gpu-idle-cull"
+        )
     domain = DOMAIN.match(opts.domain)
     if opts.domain and not (domain and HOSTNAME.match(domain.group("host"))):
         errors.append(

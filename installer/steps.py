@@ -597,12 +597,15 @@ def ensure_course(ctx: Context) -> None:
                 tljh.config_add_item(host, paths, key, name)
                 changed = True
     strict = None if opts.gpu_strict is None else str(opts.gpu_strict).lower()
+    cull = None if opts.gpu_idle_cull is None else str(opts.gpu_idle_cull).lower()
     for key, value in (
         ("limits.memory", opts.mem_limit),
         ("limits.cpu", opts.cpu_limit),
         # The GPU hook reads these at each hub start (docs/gpu-assignment.md).
         ("dlcourse.gpu_policy", opts.gpu_policy),
         ("dlcourse.gpu_strict", strict),
+        # The hub starts the GPU idle culler when this is true (installer/students.py).
+        ("dlcourse.gpu_idle_cull", cull),
     ):
         # str().lower(): config.yaml holds 2 and true where the options hold "2" and "true".
         if value is not None and str(tljh.lookup(cfg, key)).lower() != value.lower():
