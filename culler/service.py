@@ -42,7 +42,9 @@ log = logging.getLogger("dlcourse_culler")
 KERNEL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 HUB_TIMEOUT_SECONDS = 30.0
 CONCURRENCY = 10
-DEFAULT_EVERY_SECONDS = 30.0
+# How often it looks: a sixth of the shorter threshold, so a shutdown comes at most that late,
+# between 1 s and 30 s (the defaults: every 30 s).
+FASTEST_SECONDS, SLOWEST_SECONDS = 1.0, 30.0
 
 
 class ConfigError(Exception):
@@ -58,7 +60,11 @@ class Settings:
     exporter_token: str = field(repr=False)
     culler_token: str = field(repr=False)
     idle: IdleSettings
-    every_seconds: float
+
+    @property
+    def every_seconds(self) -> float:
+        shorter = min(self.idle.warn_seconds, self.idle.grace_seconds)
+        return min(SLOWEST_SECONDS, max(FASTEST_SECONDS, shorter / 6))
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
@@ -79,21 +85,13 @@ class Settings:
             culler_token = Path(token_file).read_text().strip()
         except OSError as exc:
             errors.append(f"DLCOURSE_CULLER_TOKEN_FILE {token_file!r}: {exc.strerror}")
-        every = environ.get("DLCOURSE_CULL_EVERY", str(DEFAULT_EVERY_SECONDS))
-        try:
-            every_seconds = float(every)
-            if not 0 < every_seconds <= 3600:
-                raise ValueError
-        except ValueError:
-            errors.append(f"DLCOURSE_CULL_EVERY {every!r} is not a number of seconds (0-3600]")
-            every_seconds = DEFAULT_EVERY_SECONDS
         config, warnings = read_tljh_config(environ.get("DLCOURSE_TLJH_CONFIG", ""))
         idle, bad = settings_from_tljh(config)
         if errors:
             raise ConfigError("; ".join(errors))
         verify = environ.get("DLCOURSE_HUB_VERIFY_CERT", "true") != "false"
         settings = cls(hub_token, hub_url, verify, exporter_url, exporter_token, culler_token,
-                       idle, every_seconds)  # fmt: skip
+                       idle)  # fmt: skip
         return settings, [*warnings, *bad]
 
 
@@ -124,9 +122,9 @@ class Culler:
             if key not in self.warned:
                 self.warned[key] = now
                 log.info("warned: kernel %s of %s holds %d MiB idle on the GPU since %s; "
-                         "shutdown in %.0f s unless it uses the GPU", kernel_id, user,
+                         "shutdown in %.0f s or more unless it uses the GPU", kernel_id, user,
                          memory // 2**20, time.strftime("%H:%M:%S", time.localtime(since)),
-                         max(verdict.seconds_left or 0, idle.grace_seconds))  # fmt: skip
+                         idle.grace_seconds)  # fmt: skip
             if culler_may_shut_down(verdict, self.warned[key], now, idle):
                 due.append((user, kernel_id))
         # A spell that ended (activity, shutdown) starts afresh next time.

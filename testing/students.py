@@ -18,6 +18,8 @@ students' servers.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -64,7 +66,10 @@ class StudentCourse:
         self.token = self.site.local("/etc/dlcourse/exporter-token")
         self.culler_token = self.site.local("/etc/dlcourse/exporter-culler-token")
         self.scenario = workdir / "gpus.scn"
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
         self.gpus([])
+        threading.Thread(target=self._driver, daemon=True).start()
         self.exporter = RunningExporter(
             [
                 f"--web.token-file={self.token}",
@@ -92,11 +97,25 @@ class StudentCourse:
             raise
 
     def gpus(self, processes: Sequence[Process], utilization: int = 0) -> None:
-        """One 40 GiB stand-in GPU running these processes (fakenvml re-reads the file)."""
-        used = sum(p.used_memory for p in processes)
-        gpu = Gpu(memory_total=40 * GIB, memory_used=used, utilization_gpu=utilization,
-                  processes=list(processes))  # fmt: skip
+        """One 40 GiB stand-in GPU running these processes (fakenvml re-reads the file). As
+        the real driver does, a process that exits lets go of its memory (``_driver``)."""
+        with self._lock:
+            self._processes, self._utilization = list(processes), utilization
+            self._write()
+
+    def _write(self) -> None:
+        used = sum(p.used_memory or 0 for p in self._processes)
+        gpu = Gpu(memory_total=40 * GIB, memory_used=used, utilization_gpu=self._utilization,
+                  processes=self._processes)  # fmt: skip
         Scenario(gpus=[gpu]).write(self.scenario)
+
+    def _driver(self) -> None:
+        while not self._stop.wait(0.2):
+            with self._lock:
+                alive = [p for p in self._processes if os.path.exists(f"/proc/{p.pid}")]
+                if len(alive) != len(self._processes):
+                    self._processes = alive
+                    self._write()
 
     def student_api(self, browser: httpx.Client) -> httpx.Response:
         """The page's API as the page's own script calls it: with the page's XSRF token."""
@@ -123,5 +142,6 @@ class StudentCourse:
         raise AssertionError(f"the page never showed it; last: {json.dumps(answer)[:2000]}")
 
     def close(self) -> None:
+        self._stop.set()
         self.exporter.stop()
         self.hub.close()
