@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -85,6 +88,16 @@ class StudentCourse:
             log_path=workdir / "exporter.log",
             port=ports["exporter"],
         )
+        # The JupyterLab extension as the installer writes it into the users' environment,
+        # copied where every account can read it (the work folder is root's alone).
+        self.jupyter_path = Path(tempfile.mkdtemp(prefix="dlcourse-jupyter-path-"))
+        shutil.copytree(
+            paths.labextension, self.jupyter_path / "labextensions" / "@dlcourse" / "jupyterlab-gpu"
+        )
+        subprocess.run(["chmod", "-R", "a+rX", str(self.jupyter_path)], check=True)
+        self.hub.add_config(
+            f"c.Spawner.environment = {{'JUPYTER_PATH': {str(self.jupyter_path)!r}}}"
+        )
         try:
             for snippet in ("dlcourse-staff.py", "dlcourse-students.py"):
                 self.hub.add_config(
@@ -145,3 +158,4 @@ class StudentCourse:
         self._stop.set()
         self.exporter.stop()
         self.hub.close()
+        shutil.rmtree(self.jupyter_path, ignore_errors=True)

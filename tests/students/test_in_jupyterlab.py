@@ -1,0 +1,67 @@
+"""The extension in a student's open JupyterLab (headless Chromium, the real JupyterLab 4 of
+the users' environment, the installer's prebuilt extension): a warning when their notebook's
+kernel holds GPU memory idle, with the notebook, the memory and the time left; an error within
+10 s when a kernel died, with why and what to try; and "My GPU use" in the launcher."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from dlcourse_testing.browser import CHROMIUM, Browser
+from dlcourse_testing.students import GIB
+from fakenvml import Process
+
+# Warned after 6 s at 0 %; the shutdown would come a minute later, after this test.
+IDLE = {"gpu_idle_cull": True, "gpu_idle_warn": 0.1, "gpu_idle_grace": 1}
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "artifacts" / "jupyterlab-gpu.png"
+TOASTS = "Array.from(document.querySelectorAll('.Toastify__toast')).map(t => t.innerText)"
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+
+
+def toast(browser: Browser, text: str, timeout: float) -> str:
+    found = browser.wait_for(f"{TOASTS}.filter(t => t.includes({text!r})).join('\\n')", timeout)
+    return found
+
+
+def test_jupyterlab_tells_the_student_of_idle_memory_and_of_a_death(student_course, tmp_path):
+    hub = student_course.hub
+    student = hub.add_user()
+    hub.start_server(student)
+    idle = hub.start_session(student, "train-resnet.ipynb")
+    doomed = hub.start_session(student, "segfault.ipynb")
+    doomed_pid = hub.kernel_pid(student, doomed)
+    student_course.gpus(
+        [Process(hub.kernel_pid(student, idle), 3 * GIB, 0), Process(doomed_pid, GIB // 2, 50)],
+        utilization=50,
+    )  # fmt: skip
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.open(f"{hub.public_url}/hub/login?next={quote(f'/user/{student}/lab')}")
+        browser.wait_for("document.querySelector('#username_input') !== null")
+        browser.evaluate(
+            f"document.querySelector('#username_input').value = {student!r};"
+            "document.querySelector('#password_input').value = 'any password';"
+            "document.querySelector('#login_submit').click(); true"
+        )
+        # JupyterLab is up with the extension: its launcher card.
+        browser.wait_for("document.body.innerText.includes('My GPU use')", timeout=180)
+        warning = toast(browser, "will be shut down in", timeout=90)
+        assert "train-resnet.ipynb" in warning and "3.0 GiB" in warning, warning
+
+        os.kill(doomed_pid, signal.SIGSEGV)
+        died = time.monotonic()
+        death = toast(browser, "died at", timeout=30)
+        took = time.monotonic() - died
+        assert "segfault.ipynb" in death and "crashed" in death and "What to try" in death
+        assert took <= 10, f"the death was shown {took:.1f} s after it"
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        browser.screenshot(SCREENSHOT)
+    finally:
+        browser.close()
