@@ -63,8 +63,10 @@ class Settings:
 
 
 class Headers:
+    security_headers = HEADERS
+
     def set_default_headers(self) -> None:
-        for name, value in HEADERS.items():
+        for name, value in self.security_headers.items():
             self.set_header(name, value)  # type: ignore[attr-defined]
 
 

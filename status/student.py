@@ -30,20 +30,19 @@ from dlcourse_installer.gpu_hook import read_tljh_config
 from dlcourse_installer.gpu_idle import IdleSettings, settings_from_tljh
 from dlcourse_installer.students import STUDENT_SERVICE
 from dlcourse_status.exporter import Exporter, ExporterError
-from dlcourse_status.service import ConfigError, Settings
+from dlcourse_status.service import HEADERS, ConfigError, Headers, Settings
 from dlcourse_status.student_view import WrongStudent, student_view
 from dlcourse_status.usage import Prometheus
 
 log = logging.getLogger("dlcourse_status.student")
 
 PAGE = (Path(__file__).parent / "student_page.html").read_text()
-HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    # The JupyterLab extension frames the page (same origin) to read its XSRF token.
-    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
-    "style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'self'",
+# The JupyterLab extension frames the page (same origin) to read its XSRF token.
+STUDENT_HEADERS = {
+    **HEADERS,
+    "Content-Security-Policy": HEADERS["Content-Security-Policy"].replace(
+        "frame-ancestors 'none'", "frame-ancestors 'self'"
+    ),
 }
 
 
@@ -70,10 +69,8 @@ class StudentSettings:
         return cls(hub, idle, url, user, password_file), [*warnings, *bad]
 
 
-class Headers:
-    def set_default_headers(self) -> None:
-        for name, value in HEADERS.items():
-            self.set_header(name, value)  # type: ignore[attr-defined]
+class StudentHeaders(Headers):
+    security_headers = STUDENT_HEADERS
 
 
 class StudentOnly(HubOAuthenticated):
@@ -86,14 +83,14 @@ class StudentOnly(HubOAuthenticated):
         return model["name"]
 
 
-class StudentPage(Headers, StudentOnly, web.RequestHandler):
+class StudentPage(StudentHeaders, StudentOnly, web.RequestHandler):
     @web.authenticated
     def get(self) -> None:
         self.student()
         self.finish(PAGE.replace("{{xsrf}}", xhtml_escape(self.xsrf_token)))
 
 
-class StudentApi(Headers, StudentOnly, web.RequestHandler):
+class StudentApi(StudentHeaders, StudentOnly, web.RequestHandler):
     def initialize(
         self, exporter: Exporter, prometheus: Prometheus | None, idle: IdleSettings
     ) -> None:

@@ -14,6 +14,8 @@ def test_a_student_gets_through_the_oauth_to_their_own_page(student_course):
     with student_course.hub.login(student) as browser:
         page = browser.get(PAGE, follow_redirects=True)
         assert page.status_code == 200 and "<h1>My GPU use</h1>" in page.text
+        assert page.headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
         hops = [str(r.url) for r in page.history]
         assert any("/hub/api/oauth2/authorize" in h for h in hops), hops
         answer = student_course.student_api(browser)
