@@ -11,9 +11,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from dlcourse_installer import access, assets, course_packages, grafana_config, staff, templates
+from dlcourse_installer import (
+    access,
+    assets,
+    course_packages,
+    grafana_config,
+    kernel_gpu_errors,
+    staff,
+    templates,
+)
 from dlcourse_installer.options import Options
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.ports import Ports
@@ -101,7 +110,21 @@ def _hub_accounts(paths: Paths, opts: Options) -> list[GeneratedFile]:
 def _user_environment(paths: Paths) -> list[GeneratedFile]:
     settings = templates.resource_usage_settings()
     path = f"{paths.user_jupyter_config_d}/dlcourse-resource-usage.json"
-    return [GeneratedFile(path, "user-environment", settings)]
+    # Every kernel notes its own CUDA out-of-memory errors for the exporter (issue 23).
+    kernel_dir = paths.user_ipython_config_dir
+    extension = Path(kernel_gpu_errors.__file__).read_text(encoding="utf-8")
+    return [
+        GeneratedFile(path, "user-environment", settings),
+        GeneratedFile(
+            f"{kernel_dir}/{templates.KERNEL_GPU_ERRORS}.py",
+            "user-environment",
+            extension,
+            origin="installer/kernel_gpu_errors.py",
+        ),
+        GeneratedFile(
+            f"{kernel_dir}/ipython_kernel_config.py", "user-environment", templates.kernel_config()
+        ),
+    ]
 
 
 def _pytorch_pins(paths: Paths, facts: Facts) -> list[GeneratedFile]:
