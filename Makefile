@@ -26,7 +26,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-userenv: $(USERENV)/.installed $(USERENV)/.jupyterlab
+# The kernel extension and its loader, as the installer writes them into TLJH's environment.
+USER_KERNEL_CONFIG := $(USERENV)/etc/ipython/ipython_kernel_config.py
+
+userenv: $(USERENV)/.installed $(USERENV)/.jupyterlab $(USER_KERNEL_CONFIG)
 $(USERENV)/.installed:
 	/usr/bin/python3 -m venv $(USERENV)
 	$(USERENV)/bin/python -m pip install -q "jupyterhub>=5.2,<6" jupyter_server ipykernel
@@ -39,6 +42,12 @@ $(USERENV)/.jupyterlab: $(USERENV)/.installed
 	$(USERENV)/bin/python -m pip install -q "jupyterlab==4.6.6"
 	chmod -R a+rX $(USERENV)
 	touch $@
+
+$(USER_KERNEL_CONFIG): installer/kernel_gpu_errors.py installer/templates.py $(USERENV)/.installed | venv
+	mkdir -p $(@D)
+	cp installer/kernel_gpu_errors.py $(@D)/dlcourse_kernel_gpu_errors.py
+	$(PY) -c 'from dlcourse_installer.templates import kernel_config; print(kernel_config(), end="")' > $@
+	chmod -R a+rX $(@D)
 
 test: setup  ## every test, with coverage (floor 85 %)
 	$(PY) -m pytest --cov --cov-report=term --cov-fail-under=85

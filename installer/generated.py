@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from dlcourse_installer import (
@@ -18,6 +19,7 @@ from dlcourse_installer import (
     assets,
     course_packages,
     grafana_config,
+    kernel_gpu_errors,
     staff,
     students,
     templates,
@@ -109,14 +111,29 @@ def _hub_accounts(paths: Paths, opts: Options) -> list[GeneratedFile]:
 def _user_environment(paths: Paths) -> list[GeneratedFile]:
     settings = templates.resource_usage_settings()
     path = f"{paths.user_jupyter_config_d}/dlcourse-resource-usage.json"
+    # Every kernel notes its own CUDA out-of-memory errors for the exporter (issue 23).
+    kernel_dir = paths.user_ipython_config_dir
+    kernel_extension = Path(kernel_gpu_errors.__file__).read_text(encoding="utf-8")
     # A prebuilt JupyterLab extension is a folder JupyterLab finds by itself (JupyterLab 4
     # docs, "Prebuilt Extensions": <sys.prefix>/share/jupyter/labextensions/<name>).
-    extension = [
+    lab_extension = [
         GeneratedFile(f"{paths.labextension}/{a.name}", "user-environment", a.text,
                       origin=a.origin)
         for a in assets.labextension()
     ]  # fmt: skip
-    return [GeneratedFile(path, "user-environment", settings), *extension]
+    return [
+        GeneratedFile(path, "user-environment", settings),
+        GeneratedFile(
+            f"{kernel_dir}/{templates.KERNEL_GPU_ERRORS}.py",
+            "user-environment",
+            kernel_extension,
+            origin="installer/kernel_gpu_errors.py",
+        ),
+        GeneratedFile(
+            f"{kernel_dir}/ipython_kernel_config.py", "user-environment", templates.kernel_config()
+        ),
+        *lab_extension,
+    ]
 
 
 def _pytorch_pins(paths: Paths, facts: Facts) -> list[GeneratedFile]:

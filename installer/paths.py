@@ -168,6 +168,11 @@ class Paths:
         return f"{self.user_env}/etc/jupyter/jupyter_server_config.d"
 
     @property
+    def user_ipython_config_dir(self) -> str:
+        """IPython settings for every kernel of the users' environment (sys.prefix/etc/ipython)."""
+        return f"{self.user_env}/etc/ipython"
+
+    @property
     def tljh_config_yaml(self) -> str:
         return f"{self.tljh_prefix}/config/config.yaml"
 

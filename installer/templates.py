@@ -91,7 +91,10 @@ CapabilityBoundingSet=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN
 AmbientCapabilities=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN
 NoNewPrivileges=yes
 ProtectSystem=strict
-ProtectHome=yes
+# Read-only, not hidden: whether a kernel's connection file (in the student's home) is gone
+# tells a requested shutdown from a crash, and the kernel's CUDA out-of-memory notes lie
+# beside it (docs/kernels.md).
+ProtectHome=read-only
 PrivateTmp=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
@@ -249,6 +252,35 @@ def conda_pins(pins: tuple[str, ...], conda_names: dict[str, str]) -> str:
 def resource_usage_settings() -> str:
     """jupyter-resource-usage shows CPU as well as memory, for every user."""
     return json.dumps({"ResourceUseDisplay": {"track_cpu_percent": True}}, indent=2) + "\n"
+
+
+KERNEL_GPU_ERRORS = "dlcourse_kernel_gpu_errors"  # the extension's module, and file, name
+
+
+def kernel_config() -> str:
+    """ipython_kernel_config.py for the users' environment: every kernel loads the extension
+    beside it (kernel_gpu_errors.py). IPython reads this file from sys.prefix/etc/ipython
+    (IPython 9.x IPython/core/application.py ENV_CONFIG_DIRS; ipykernel's app is named
+    "ipython-kernel"); the extension is loaded by file, so nothing joins sys.path."""
+    return f"""# {HEADER}
+# Every kernel of this environment loads {KERNEL_GPU_ERRORS} (the file beside this one):
+# it notes the kernel's own CUDA out-of-memory errors, so that the exporter can tell a
+# student why their kernel died. It never stops a kernel from starting.
+import importlib.util as _util
+import os as _os
+import sys as _sys
+
+_name = "{KERNEL_GPU_ERRORS}"
+try:
+    _path = _os.path.join(_os.path.dirname(__file__), _name + ".py")
+    _spec = _util.spec_from_file_location(_name, _path)
+    _module = _util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+    _sys.modules[_name] = _module
+    c.InteractiveShellApp.extensions.append(_name)
+except Exception:
+    pass
+"""
 
 
 def course_snippet(groups: dict[str, list[str]]) -> str:

@@ -11,6 +11,8 @@ import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..untrusted import shown_text
+
 # Clock ticks per second for utime/stime in /proc/<pid>/stat (USER_HZ, 100 on Linux).
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -91,6 +93,16 @@ def split_cmdline(raw: bytes) -> list[str]:
 def is_connection_file(arg: str) -> bool:
     name = arg.rsplit("/", 1)[-1]
     return name.startswith("kernel-") and name.endswith(".json") and len(name) > len("kernel-.json")
+
+
+MAX_KERNEL_ID_CHARS = 128
+
+
+def kernel_id(connection_file: str) -> str:
+    """The kernel's id as jupyter_server knows it: ``<id>`` of ``kernel-<id>.json``; for
+    another name (a bare jupyter_client's temporary file), the name without ``.json``."""
+    name = connection_file.rsplit("/", 1)[-1].removesuffix(".json")
+    return shown_text(name.removeprefix("kernel-") or name, MAX_KERNEL_ID_CHARS)
 
 
 def kernel_connection_file(argv: list[str]) -> str | None:
