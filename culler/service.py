@@ -57,8 +57,7 @@ class Settings:
     hub_url: str  # where /user/NAME/ is routed: the hub's public address
     verify_hub_cert: bool
     exporter_url: str
-    exporter_token: str = field(repr=False)
-    culler_token: str = field(repr=False)
+    culler_token: str = field(repr=False)  # the exporter's /api/idle and cull reports
     idle: IdleSettings
 
     @property
@@ -76,29 +75,29 @@ class Settings:
         if not hub_url.startswith(("http://", "https://")):
             errors.append("DLCOURSE_HUB_PUBLIC_URL must be the hub's http(s)://HOST:PORT")
         exporter_url = environ.get("DLCOURSE_EXPORTER_URL", "http://127.0.0.1:9945")
-        exporter_token = environ.get("DLCOURSE_EXPORTER_TOKEN", "").strip()
-        if not exporter_token:
-            errors.append("DLCOURSE_EXPORTER_TOKEN (the exporter's bearer token) is not set")
         culler_token = ""
         token_file = environ.get("DLCOURSE_CULLER_TOKEN_FILE", "")
         try:
             culler_token = Path(token_file).read_text().strip()
         except OSError as exc:
             errors.append(f"DLCOURSE_CULLER_TOKEN_FILE {token_file!r}: {exc.strerror}")
+        if not culler_token and not errors:
+            errors.append(f"DLCOURSE_CULLER_TOKEN_FILE {token_file!r} is empty")
         config, warnings = read_tljh_config(environ.get("DLCOURSE_TLJH_CONFIG", ""))
         idle, bad = settings_from_tljh(config)
         if errors:
             raise ConfigError("; ".join(errors))
         verify = environ.get("DLCOURSE_HUB_VERIFY_CERT", "true") != "false"
-        settings = cls(hub_token, hub_url, verify, exporter_url, exporter_token, culler_token,
-                       idle)  # fmt: skip
+        settings = cls(hub_token, hub_url, verify, exporter_url, culler_token, idle)
         return settings, [*warnings, *bad]
 
 
 class Culler:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.exporter = Exporter(settings.exporter_url, settings.exporter_token)
+        # The culler's own token reads /api/idle and reports culls, and nothing else: it never
+        # holds the token that reads every student's data.
+        self.exporter = Exporter(settings.exporter_url, settings.culler_token)
         self._client = httpclient.AsyncHTTPClient(force_instance=True)
         self._semaphore = asyncio.Semaphore(CONCURRENCY)
         # (user, kernel id, idle since) -> when this culler first saw that idle spell warned
@@ -156,9 +155,8 @@ class Culler:
 
     async def still_idle(self, user: str, kernel_id: str) -> bool:
         """The exporter's newest word on this kernel, just before the shutdown."""
-        facts = await self.exporter.student(user) or {}
-        for kernel in facts.get("kernels") or []:
-            if isinstance(kernel, dict) and kernel.get("kernel_id") == kernel_id:
+        for kernel in await self.exporter.idle_kernels():
+            if kernel.get("user") == user and kernel.get("kernel_id") == kernel_id:
                 since = kernel.get("gpu_idle_since")
                 memory = kernel.get("gpu_memory_bytes")
                 if isinstance(since, (int, float)) and isinstance(memory, int):
@@ -188,7 +186,6 @@ class Culler:
                 f"/api/students/{quote(user, safe='')}/culls",
                 method="POST",
                 body={"kernel_id": kernel_id},
-                token=self.settings.culler_token,
             )
         except ExporterError as exc:
             log.warning("the exporter did not count the shutdown of %s: %s", kernel_id, exc)

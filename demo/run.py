@@ -193,6 +193,7 @@ class Demo:
         self.exporter = RunningExporter(
             [
                 f"--web.token-file={self.site.local('/etc/dlcourse/exporter-token')}",
+                f"--web.culler-token-file={self.site.local('/etc/dlcourse/exporter-culler-token')}",
                 "--collection.interval=5",
                 f"--hub.url={self.hub.api_url}",
                 f"--hub.token-file={self.hub.token_file()}",

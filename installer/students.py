@@ -75,9 +75,8 @@ from dlcourse_installer.gpu_idle import settings_from_tljh
 from dlcourse_installer.students import hub_public_url
 
 _tljh_config, _ = read_tljh_config({paths.tljh_config_yaml!r})
-_exporter = {{
+_common = {{
     'DLCOURSE_EXPORTER_URL': {"http://" + ports.address("exporter")!r},
-    'DLCOURSE_EXPORTER_TOKEN': Path({paths.exporter_token!r}).read_text().strip(),
     'DLCOURSE_TLJH_CONFIG': {paths.tljh_config_yaml!r},
 }}
 c.JupyterHub.services.append(
@@ -85,7 +84,8 @@ c.JupyterHub.services.append(
         **{student!r},
         'command': [sys.executable, '-m', 'dlcourse_status.student'],
         'environment': {{
-            **_exporter,
+            **_common,
+            'DLCOURSE_EXPORTER_TOKEN': Path({paths.exporter_token!r}).read_text().strip(),
             'DLCOURSE_PROMETHEUS_URL': {"http://" + ports.address("prometheus")!r},
             'DLCOURSE_PROMETHEUS_PASSWORD_FILE': {paths.password(STUDENT_SERVICE)!r},
         }},
@@ -100,7 +100,7 @@ if settings_from_tljh(_tljh_config)[0].cull:
             'name': {CULLER_SERVICE!r},
             'command': [sys.executable, '-m', 'dlcourse_culler'],
             'environment': {{
-                **_exporter,
+                **_common,
                 'DLCOURSE_CULLER_TOKEN_FILE': {paths.culler_token!r},
                 'DLCOURSE_HUB_PUBLIC_URL': _hub_url,
                 'DLCOURSE_HUB_VERIFY_CERT': str(_verify).lower(),

@@ -1,8 +1,8 @@
 """The exporter's JSON API, read with its bearer token, bounded in size and time.
 
-Both pages and the culler read it: the staff page ``/api/class``, the students' page
-``/api/students/{user}``, the culler ``/api/idle`` (and it reports a shutdown with the
-culler's own token, ``POST /api/students/{user}/culls``).
+Both pages and the culler read it: the staff page ``/api/class`` and the students' page
+``/api/students/{user}`` with the exporter's bearer token; the culler, with its own token,
+``/api/idle``, and it reports a shutdown (``POST /api/students/{user}/culls``).
 """
 
 from __future__ import annotations
@@ -34,11 +34,9 @@ class Exporter:
         )
 
     async def fetch(
-        self, path: str, *, method: str = "GET", body: Any = None, token: str | None = None
+        self, path: str, *, method: str = "GET", body: Any = None
     ) -> httpclient.HTTPResponse:
         headers = dict(self._headers)
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
         if body is not None:
             headers["Content-Type"] = "application/json"
         request = httpclient.HTTPRequest(

@@ -34,7 +34,7 @@ from dlcourse_installer.paths import Paths
 from dlcourse_installer.students import STUDENT_SERVICE
 from fakenvml import Gpu, Process, Scenario
 
-from .exporter import RunningExporter, free_port
+from .exporter import RunningExporter, Samples, free_port, parse_samples
 from .hub import LiveHub
 from .rendered import render_site
 
@@ -76,6 +76,7 @@ class StudentCourse:
         self.exporter = RunningExporter(
             [
                 f"--web.token-file={self.token}",
+                f"--web.culler-token-file={self.culler_token}",
                 f"--hub.url={self.hub.api_url}",
                 f"--hub.token-file={self.hub.token_file()}",
                 "--hub.interval=1",
@@ -129,6 +130,11 @@ class StudentCourse:
                 if len(alive) != len(self._processes):
                     self._processes = alive
                     self._write()
+
+    def scrape(self) -> Samples:
+        """/metrics with the rendered token, as Prometheus reads it."""
+        token = self.token.read_text().strip()
+        return parse_samples(self.exporter.scrape_text({"Authorization": f"Bearer {token}"}))
 
     def student_api(self, browser: httpx.Client) -> httpx.Response:
         """The page's API as the page's own script calls it: with the page's XSRF token."""
