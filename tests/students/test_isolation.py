@@ -90,7 +90,7 @@ def page_attempts(victim: str, attacker_token: str, xsrf: str) -> Iterator[Attem
 def exporter_attempts(exporter: str, victim: str, attacker_token: str) -> Iterator[Attempt]:
     credentials = [(), (("Authorization", f"Bearer {attacker_token}"),),
                    (("Authorization", f"token {attacker_token}"),),
-                   (("Authorization", "Bearer "),), (("Authorization", "Bearer x"),),
+                   (("Authorization", "Bearer"),), (("Authorization", "Bearer x"),),
                    (("Authorization", "Basic bWU6cGFzcw=="),)]  # fmt: skip
     routes = ("/api/students/{v}", "/api/students/{v}?token=x", "/api/idle", "/api/class",
               "/metrics", "/api/students/{v}/")  # fmt: skip
@@ -148,5 +148,5 @@ def test_a_thousand_requests_for_another_students_data_are_all_refused(
             assert not found, (attempt, answer.status_code, found)
             if answer.status_code == 200 and answer.url.path == PAGE + "api/me":
                 assert answer.json()["user"] == attacker, attempt
-        # The exporter refused every request without its token.
-        assert outcomes.get(401, 0) >= 1
+        print(f"1,000 attempts, answers by status: {dict(sorted(outcomes.items()))}")
+        assert outcomes.get(401, 0) >= 1  # the exporter's API, without its token
