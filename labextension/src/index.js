@@ -8,7 +8,7 @@
 // _needs_check_xsrf: only navigations are exempt). The token is in the page itself, so the
 // extension loads the page once in a hidden frame (a navigation: the OAuth round trip
 // happens there, like a click on the link) and reads it from the page's <meta name="xsrf">.
-import { Notification, ICommandPalette } from "@jupyterlab/apputils";
+import { Notification, ICommandPalette, showDialog, Dialog } from "@jupyterlab/apputils";
 import { PageConfig, URLExt } from "@jupyterlab/coreutils";
 import { ILauncher } from "@jupyterlab/launcher";
 import { IMainMenu } from "@jupyterlab/mainmenu";
@@ -24,6 +24,12 @@ function gib(bytes) {
 
 function minutes(seconds) {
   return seconds < 90 ? Math.round(seconds) + " s" : Math.round(seconds / 60) + " min";
+}
+
+// JupyterLab cuts a notification's message at 140 characters: names are kept short, and a
+// death's advice opens in a dialog ("What to try").
+function short(name) {
+  return name.length > 40 ? name.slice(0, 18) + "…" + name.slice(-21) : name;
 }
 
 function pageUrl() {
@@ -81,7 +87,7 @@ class Watcher {
   }
 
   name(kernelId, fallback) {
-    return this.names.get(kernelId) || fallback || "kernel " + kernelId.slice(0, 8);
+    return short(this.names.get(kernelId) || fallback || "kernel " + kernelId.slice(0, 8));
   }
 
   async poll() {
@@ -111,15 +117,11 @@ class Watcher {
       if (!k.idle.warned) continue;
       const key = k.kernel_id + "@" + k.gpu_idle_since;
       current.add(key);
-      const idleFor = minutes(data.now - k.gpu_idle_since);
-      const name = this.name(k.kernel_id, k.notebook);
+      const held = `"${this.name(k.kernel_id, k.notebook)}" holds ${gib(k.gpu_memory_bytes)} of GPU memory idle`;
       const message =
         k.idle.seconds_left == null
-          ? `"${name}" holds ${gib(k.gpu_memory_bytes)} of GPU memory and has not used the ` +
-            `GPU for ${idleFor}: please shut its kernel down when you are done.`
-          : `"${name}" holds ${gib(k.gpu_memory_bytes)} of GPU memory and has not used the ` +
-            `GPU for ${idleFor}: its kernel will be shut down in ` +
-            `${minutes(k.idle.seconds_left)} unless it uses the GPU (the notebook is kept).`;
+          ? `${held}: please shut its kernel down when you are done.`
+          : `${held}: its kernel shuts down in ${minutes(k.idle.seconds_left)} unless it uses the GPU.`;
       const id = this.idleNotes.get(key);
       if (id === undefined) {
         this.idleNotes.set(key, Notification.warning(message, { autoClose: false, actions: this.actions() }));
@@ -140,12 +142,18 @@ class Watcher {
       const key = d.kernel_id + "@" + d.at;
       if (this.seenDeaths.has(key) || d.at == null || d.at < this.since) continue;
       this.seenDeaths.add(key);
+      const name = this.name(d.kernel_id, d.notebook);
       const when = new Date(d.at * 1000).toLocaleTimeString();
-      Notification.error(
-        `The kernel of "${this.name(d.kernel_id, d.notebook)}" died at ${when}. ${d.what} ` +
-          `What to try: ${d.advice}`,
-        { autoClose: false, actions: this.actions() },
-      );
+      const advise = () =>
+        showDialog({
+          title: `Why "${name}" died at ${when}`,
+          body: `${d.what} What to try: ${d.advice}`,
+          buttons: [Dialog.okButton({ label: "OK" })],
+        });
+      Notification.error(`"${name}" died at ${when}. ${d.what}`, {
+        autoClose: false,
+        actions: [{ label: "What to try", callback: advise }, ...this.actions()],
+      });
     }
   }
 
