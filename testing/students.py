@@ -32,7 +32,7 @@ import httpx
 
 from dlcourse_installer.paths import Paths
 from dlcourse_installer.students import STUDENT_SERVICE
-from fakenvml import Gpu, Process, Scenario
+from fakenvml import Gpu, Process, Scenario, XidEvent
 
 from .exporter import RunningExporter, Samples, free_port, parse_samples
 from .hub import LiveHub
@@ -71,7 +71,10 @@ class StudentCourse:
         self.scenario = workdir / "gpus.scn"
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.gpus([])
+        self._processes: list[list[Process]] = [[], []]
+        self._utilization = [0, 0]
+        self._xid_events: list[list[XidEvent]] = [[], []]
+        self._write()
         threading.Thread(target=self._driver, daemon=True).start()
         self.exporter = RunningExporter(
             [
@@ -110,24 +113,39 @@ class StudentCourse:
             self.close()
             raise
 
-    def gpus(self, processes: Sequence[Process], utilization: int = 0) -> None:
-        """One 40 GiB stand-in GPU running these processes (fakenvml re-reads the file). As
+    def gpus(self, processes: Sequence[Process], utilization: int = 0, gpu: int = 0) -> None:
+        """What runs on one of the two 40 GiB stand-in GPUs (fakenvml re-reads the file). As
         the real driver does, a process that exits lets go of its memory (``_driver``)."""
         with self._lock:
-            self._processes, self._utilization = list(processes), utilization
+            self._processes[gpu], self._utilization[gpu] = list(processes), utilization
+            self._write()
+
+    def add_process(self, process: Process, gpu: int = 0) -> None:
+        with self._lock:
+            self._processes[gpu].append(process)
+            self._write()
+
+    def xid(self, gpu: int, code: int = 31) -> None:
+        """An XID event on that GPU (31: a GPU memory page fault, a faulty CUDA kernel)."""
+        with self._lock:
+            self._xid_events[gpu].append(XidEvent(sum(map(len, self._xid_events)) + 1, code))
             self._write()
 
     def _write(self) -> None:
-        used = sum(p.used_memory or 0 for p in self._processes)
-        gpu = Gpu(memory_total=40 * GIB, memory_used=used, utilization_gpu=self._utilization,
-                  processes=self._processes)  # fmt: skip
-        Scenario(gpus=[gpu]).write(self.scenario)
+        gpus = [
+            Gpu(memory_total=40 * GIB, memory_used=sum(p.used_memory or 0 for p in procs),
+                utilization_gpu=util, processes=procs, xid_events=events)
+            for procs, util, events in zip(self._processes, self._utilization,
+                                           self._xid_events, strict=True)
+        ]  # fmt: skip
+        Scenario(gpus=gpus).write(self.scenario)
 
     def _driver(self) -> None:
         while not self._stop.wait(0.2):
             with self._lock:
-                alive = [p for p in self._processes if os.path.exists(f"/proc/{p.pid}")]
-                if len(alive) != len(self._processes):
+                alive = [[p for p in g if os.path.exists(f"/proc/{p.pid}")]
+                         for g in self._processes]  # fmt: skip
+                if alive != self._processes:
                     self._processes = alive
                     self._write()
 
@@ -165,3 +183,36 @@ class StudentCourse:
         self.exporter.stop()
         self.hub.close()
         shutil.rmtree(self.jupyter_path, ignore_errors=True)
+
+
+def connection_file(pid: int) -> str:
+    """The connection file a kernel process was started with (``-f FILE``, ipykernel)."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    for i, arg in enumerate(argv):
+        if arg == "-f" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--f="):
+            return arg.removeprefix("--f=")
+    raise ValueError(f"process {pid} names no connection file: {argv}")
+
+
+class KernelCells:
+    """Runs code in a student's live kernel as a notebook cell would, through the kernel's
+    own connection file (root may read it): ``dlcourse_testing.kernel_deaths.Run``."""
+
+    def __init__(self, pid: int) -> None:
+        from jupyter_client import BlockingKernelClient
+
+        self.client = BlockingKernelClient()
+        self.client.load_connection_file(connection_file(pid))
+        self.client.start_channels()
+
+    def __call__(self, code: str, wait: bool) -> None:
+        msg_id = self.client.execute(code)
+        deadline = time.monotonic() + 60
+        while wait:
+            reply = self.client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+            wait = reply["parent_header"].get("msg_id") != msg_id
+
+    def close(self) -> None:
+        self.client.stop_channels()
