@@ -38,6 +38,7 @@ from dlcourse_testing.exporter import RunningExporter, free_port
 from dlcourse_testing.hub import DEFAULT_SERVICES, LiveHub, tljh_authenticator
 from dlcourse_testing.leftovers import Ledger
 from dlcourse_testing.rendered import Site, render_site
+from dlcourse_testing.students import running
 from fakenvml import Gpu, Process, Scenario, build_library
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,7 +131,7 @@ class Demo:
     def living_kernels(self, user: str) -> list[int]:
         """Its kernels that still run (the culler may have shut one down): the driver frees
         a dead process's memory, so the stand-in GPUs forget it too."""
-        alive = [pid for pid in self.kernels.get(user, []) if os.path.exists(f"/proc/{pid}")]
+        alive = [pid for pid in self.kernels.get(user, []) if running(pid)]
         self.kernels[user] = alive
         return alive
 

@@ -18,7 +18,6 @@ students' servers.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -34,6 +33,7 @@ from dlcourse_installer.paths import Paths
 from dlcourse_installer.students import STUDENT_SERVICE
 from fakenvml import Gpu, Process, Scenario, XidEvent
 
+from .alerting import AlertingStack
 from .exporter import RunningExporter, Samples, free_port, parse_samples
 from .hub import LiveHub
 from .rendered import render_site
@@ -51,13 +51,17 @@ class StudentCourse:
         *,
         idle: Mapping[str, Any] | None = None,
         exporter_args: Sequence[str] = (),
+        prometheus: bool = False,
     ) -> None:
+        """prometheus: also the real Prometheus the students' page reads GPU-hours from."""
         self.dir = workdir
         self.hub = LiveHub(workdir / "hub", user_env)
+        self.stack: AlertingStack | None = None
         ports = {
             "exporter": free_port(),
             "status": free_port(),
             "student": free_port(),
+            "prometheus": free_port(),
             "hub": self.hub.hub_port,
         }
         self.site = render_site(workdir / "site", "--admin", "teacher", relocate=True, ports=ports)
@@ -103,6 +107,13 @@ class StudentCourse:
             f"c.Spawner.environment = {{'JUPYTER_PATH': {str(self.jupyter_path)!r}}}"
         )
         try:
+            if prometheus:
+                password = self.site.read(f"/etc/dlcourse/monitoring/{STUDENT_SERVICE}.password")
+                self.stack = AlertingStack(
+                    workdir / "stack", {"dlcourse": [self.exporter.url.removeprefix("http://")]},
+                    exporter_token_file=self.token, readers={STUDENT_SERVICE: password.strip()},
+                    prometheus_port=ports["prometheus"],
+                ).__enter__()  # fmt: skip
             for snippet in ("dlcourse-staff.py", "dlcourse-students.py"):
                 self.hub.add_config(
                     self.site.read(f"/opt/tljh/config/jupyterhub_config.d/{snippet}")
@@ -143,8 +154,7 @@ class StudentCourse:
     def _driver(self) -> None:
         while not self._stop.wait(0.2):
             with self._lock:
-                alive = [[p for p in g if os.path.exists(f"/proc/{p.pid}")]
-                         for g in self._processes]  # fmt: skip
+                alive = [[p for p in g if running(p.pid)] for g in self._processes]
                 if alive != self._processes:
                     self._processes = alive
                     self._write()
@@ -180,9 +190,21 @@ class StudentCourse:
 
     def close(self) -> None:
         self._stop.set()
+        if self.stack is not None:
+            self.stack.close()
         self.exporter.stop()
         self.hub.close()
         shutil.rmtree(self.jupyter_path, ignore_errors=True)
+
+
+def running(pid: int) -> bool:
+    """Neither gone nor a zombie: a process's GPU memory is freed when it exits, whether or not
+    its parent has reaped it yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def connection_file(pid: int) -> str:
@@ -203,16 +225,45 @@ class KernelCells:
     def __init__(self, pid: int) -> None:
         from jupyter_client import BlockingKernelClient
 
+        self.pid = pid
         self.client = BlockingKernelClient()
         self.client.load_connection_file(connection_file(pid))
         self.client.start_channels()
 
     def __call__(self, code: str, wait: bool) -> None:
-        msg_id = self.client.execute(code)
+        """Runs the cell; with ``wait``, returns once it finished; without, once the kernel
+        started it (a cell sent just after a failed one may be aborted unrun: ipykernel
+        drops what arrives while it is "aborting" after an error; then it is sent again)."""
         deadline = time.monotonic() + 60
-        while wait:
-            reply = self.client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
-            wait = reply["parent_header"].get("msg_id") != msg_id
+        while True:
+            msg_id = self.client.execute(code)
+            reply = self._reply(msg_id, deadline, started=not wait)
+            if reply != "aborted":
+                return
+
+    def _reply(self, msg_id: str, deadline: float, started: bool) -> str:
+        """The cell's reply status, or "started" once the kernel runs it (when `started`; a
+        kernel that dies of the cell may never say so)."""
+        import queue
+
+        while time.monotonic() < deadline:
+            if started and not running(self.pid):
+                return "started"
+            if started:
+                try:
+                    message = self.client.get_iopub_msg(timeout=0.1)
+                    if (message["parent_header"].get("msg_id") == msg_id
+                            and message["msg_type"] == "execute_input"):  # fmt: skip
+                        return "started"
+                except queue.Empty:
+                    pass
+            try:
+                reply = self.client.get_shell_msg(timeout=0.1)
+            except queue.Empty:
+                continue
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply["content"].get("status", "")
+        raise TimeoutError(f"the kernel did not take the cell {msg_id}")
 
     def close(self) -> None:
         self.client.stop_channels()

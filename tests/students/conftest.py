@@ -12,7 +12,9 @@ from dlcourse_testing.students import StudentCourse
 @pytest.fixture(scope="module")
 def student_course(user_env, fake_nvml_dir, tmp_path_factory, request) -> Iterator[StudentCourse]:
     idle = getattr(request.module, "IDLE", {})
-    course = StudentCourse(tmp_path_factory.mktemp("students"), user_env, fake_nvml_dir, idle=idle)
+    prometheus = getattr(request.module, "PROMETHEUS", False)
+    course = StudentCourse(tmp_path_factory.mktemp("students"), user_env, fake_nvml_dir,
+                           idle=idle, prometheus=prometheus)  # fmt: skip
     try:
         yield course
     finally:

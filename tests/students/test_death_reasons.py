@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from dlcourse_testing.kernel_deaths import DEATHS, MemoryCage, memory_hierarchy, provoke
-from dlcourse_testing.students import GIB, KernelCells
+from dlcourse_testing.students import GIB, KernelCells, running
 from fakenvml import Process
 
 EACH = int(os.environ.get("DLCOURSE_DEATHS_EACH", "3"))
@@ -53,10 +53,12 @@ class Tally:
                 f"errors {len(self.errors)}")  # fmt: skip
 
 
-def one_death(course, student, browser, reason: str, number: int, tally: Tally) -> None:
+def one_death(course, student, browser, reason, number, tally, cage) -> None:
     hub = course.hub
     kernel = hub.start_session(student, f"{reason}-{number}.ipynb")
     pid = hub.kernel_pid(student, kernel)
+    if cage is not None:
+        cage.put(pid)  # the kernel alone: the OOM killer has no other choice
     gpu = XID_GPU if reason == "xid" else 0
     course.add_process(Process(pid, GIB, 10), gpu=gpu)
     course.wait_page(browser, lambda a: kernel in {k["kernel_id"] for k in a["kernels"]})
@@ -68,9 +70,21 @@ def one_death(course, student, browser, reason: str, number: int, tally: Tally) 
             cells("import os; os.abort()", False)
         else:
             provoke(reason, pid, cells)
-        page = course.wait_page(
-            browser, lambda a: any(d["kernel_id"] == kernel for d in a["deaths"]), timeout=60
-        )
+        try:
+            page = course.wait_page(
+                browser, lambda a: any(d["kernel_id"] == kernel for d in a["deaths"]), timeout=60
+            )
+        except AssertionError:
+            state = (
+                "running"
+                if running(pid)
+                else "a zombie"
+                if os.path.exists(f"/proc/{pid}")
+                else "gone"
+            )
+            raise AssertionError(
+                f"{reason} {number}: not shown in 60 s; the kernel is {state}"
+            ) from None
     finally:
         cells.close()
     tally.latencies.append(time.monotonic() - provoked)
@@ -83,18 +97,17 @@ def one_death(course, student, browser, reason: str, number: int, tally: Tally) 
 def deaths_of_one_kind(course, reason: str, tally: Tally) -> None:
     hub = course.hub
     student = hub.add_user(groups=["section-deaths"])
-    server = hub.start_server(student)
+    hub.start_server(student)
     cage = None
     if reason == "oom_killer":
-        # The server in a memory-limited cgroup named as the exporter expects a TLJH unit
-        # (here without TLJH's jupyter- prefix: the hub's users are the accounts).
+        # A memory-limited cgroup named as the exporter expects a TLJH unit (here without
+        # TLJH's jupyter- prefix: the hub's users are the accounts); each kernel goes in.
         cage = MemoryCage(student, prefix="")
-        cage.put(server["state"]["pid"])
     try:
         with hub.login(student) as browser:
             for number in range(EACH):
                 try:
-                    one_death(course, student, browser, reason, number, tally)
+                    one_death(course, student, browser, reason, number, tally, cage)
                 except Exception as exc:  # counted as not shown; the run goes on
                     tally.errors.append(f"{type(exc).__name__}: {str(exc)[:300]}")
     finally:
