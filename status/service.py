@@ -108,6 +108,19 @@ def make_app(settings: Settings) -> web.Application:
     )
 
 
+def serve(app: web.Application, settings: Settings, program: str) -> int:
+    """Listens where the hub said and runs; 2 with one line when it cannot listen."""
+    try:
+        app.listen(settings.listen_port, settings.listen_host)
+    except OSError as exc:
+        where = f"{settings.listen_host}:{settings.listen_port}"
+        print(f"{program}: error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
+        return 2
+    log.info("listening on %s:%s%s", settings.listen_host, settings.listen_port, settings.prefix)
+    ioloop.IOLoop.current().start()
+    return 0
+
+
 def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -117,13 +130,4 @@ def main() -> int:
     except ConfigError as exc:
         print(f"dlcourse-status: error: {exc}", file=sys.stderr)
         return 2
-    app = make_app(settings)
-    try:
-        app.listen(settings.listen_port, settings.listen_host)
-    except OSError as exc:
-        where = f"{settings.listen_host}:{settings.listen_port}"
-        print(f"dlcourse-status: error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
-        return 2
-    log.info("listening on %s:%s%s", settings.listen_host, settings.listen_port, settings.prefix)
-    ioloop.IOLoop.current().start()
-    return 0
+    return serve(make_app(settings), settings, "dlcourse-status")

@@ -23,14 +23,14 @@ from pathlib import Path
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
-from tornado import ioloop, web
+from tornado import web
 from tornado.escape import xhtml_escape
 
 from dlcourse_installer.gpu_hook import read_tljh_config
 from dlcourse_installer.gpu_idle import IdleSettings, settings_from_tljh
 from dlcourse_installer.students import STUDENT_SERVICE
 from dlcourse_status.exporter import Exporter, ExporterError
-from dlcourse_status.service import HEADERS, ConfigError, Headers, Settings
+from dlcourse_status.service import HEADERS, ConfigError, Headers, Settings, serve
 from dlcourse_status.student_view import WrongStudent, student_view
 from dlcourse_status.usage import Prometheus
 
@@ -147,17 +147,7 @@ def main() -> int:
         return 2
     for warning in warnings:
         log.warning("%s", warning)
-    app = make_app(settings)
-    hub = settings.hub
-    try:
-        app.listen(hub.listen_port, hub.listen_host)
-    except OSError as exc:
-        where = f"{hub.listen_host}:{hub.listen_port}"
-        print(f"dlcourse-my-gpu: error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
-        return 2
-    log.info("listening on %s:%s%s", hub.listen_host, hub.listen_port, hub.prefix)
-    ioloop.IOLoop.current().start()
-    return 0
+    return serve(make_app(settings), settings.hub, "dlcourse-my-gpu")
 
 
 if __name__ == "__main__":

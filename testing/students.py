@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -34,6 +35,7 @@ from dlcourse_installer.students import STUDENT_SERVICE
 from fakenvml import Gpu, Process, Scenario, XidEvent
 
 from .alerting import AlertingStack
+from .browser import Browser
 from .exporter import RunningExporter, Samples, free_port, parse_samples
 from .hub import LiveHub
 from .rendered import render_site
@@ -158,6 +160,16 @@ class StudentCourse:
                 if alive != self._processes:
                     self._processes = alive
                     self._write()
+
+    def browse_as(self, browser: Browser, name: str, path: str) -> None:
+        """Logs `name` in through the hub's login form, as a person would, and lands on path."""
+        browser.open(f"{self.hub.public_url}/hub/login?next={quote(path)}")
+        browser.wait_for("document.querySelector('#username_input') !== null")
+        browser.evaluate(
+            f"document.querySelector('#username_input').value = {name!r};"
+            "document.querySelector('#password_input').value = 'any password';"
+            "document.querySelector('#login_submit').click(); true"
+        )
 
     def scrape(self) -> Samples:
         """/metrics with the rendered token, as Prometheus reads it."""

@@ -9,7 +9,6 @@ import os
 import signal
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
@@ -43,13 +42,7 @@ def test_jupyterlab_tells_the_student_of_idle_memory_and_of_a_death(student_cour
     )  # fmt: skip
     browser = Browser(tmp_path / "profile")
     try:
-        browser.open(f"{hub.public_url}/hub/login?next={quote(f'/user/{student}/lab')}")
-        browser.wait_for("document.querySelector('#username_input') !== null")
-        browser.evaluate(
-            f"document.querySelector('#username_input').value = {student!r};"
-            "document.querySelector('#password_input').value = 'any password';"
-            "document.querySelector('#login_submit').click(); true"
-        )
+        student_course.browse_as(browser, student, f"/user/{student}/lab")
         # JupyterLab is up with the extension: its launcher card.
         browser.wait_for("document.body.innerText.includes('My GPU use')", timeout=180)
         warning = toast(browser, "its kernel shuts down in", timeout=90)

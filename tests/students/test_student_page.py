@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
@@ -93,13 +92,7 @@ def test_a_student_sees_their_page_in_a_browser(student_course, tmp_path):
         )
     browser = Browser(tmp_path / "profile")
     try:
-        browser.open(f"{hub.public_url}/hub/login?next={quote(PAGE)}")
-        browser.wait_for("document.querySelector('#username_input') !== null")
-        browser.evaluate(
-            f"document.querySelector('#username_input').value = {student!r};"
-            "document.querySelector('#password_input').value = 'any password';"
-            "document.querySelector('#login_submit').click(); true"
-        )
+        student_course.browse_as(browser, student, PAGE)
         browser.wait_for("document.querySelectorAll('#deaths .death').length === 1")
         text = browser.evaluate("document.body.innerText")
         assert f"hub user {student}" in text and "The kernel crashed" in text
