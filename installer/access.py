@@ -70,6 +70,7 @@ def hub_files(paths: Paths) -> list[generated.GeneratedFile]:
     return [
         secret(paths.exporter_token, group="prometheus"),
         secret(paths.grafana_oauth_secret, group="grafana"),
+        secret(paths.culler_token, mode=0o600),
     ]
 
 

@@ -95,6 +95,13 @@ class Paths:
         return f"{self.etc}/exporter-token"
 
     @property
+    def culler_token(self) -> str:
+        """The idle-GPU culler's token at the exporter: it reads /api/idle and reports culls,
+        nothing else (root only: the exporter gets a copy from systemd, the culler from the
+        hub)."""
+        return f"{self.etc}/exporter-culler-token"
+
+    @property
     def grafana_oauth_secret(self) -> str:
         """Grafana's client secret at the hub (the grafana service's token)."""
         return f"{self.etc}/grafana-oauth-secret"

@@ -54,7 +54,7 @@ def nouveau_blacklist() -> str:
 
 
 def exporter_unit(paths: Paths, ports: Ports) -> str:
-    token_name, web_token = "hub-token", "web-token"
+    token_name, web_token, culler_token = "hub-token", "web-token", "culler-token"
     return f"""# {HEADER}
 [Unit]
 Description=dlcourse exporter: GPU and per-student metrics for Prometheus
@@ -66,12 +66,15 @@ Type=simple
 User={EXPORTER_USER}
 Group={EXPORTER_USER}
 # The tokens stay in files the exporter's account cannot read; systemd hands it private
-# copies: its hub token, and the bearer token its scrapers must show (docs/security.md).
+# copies: its hub token, the bearer token its scrapers must show, and the idle-GPU culler's
+# own token, which can only read /api/idle and report culls (docs/security.md).
 LoadCredential={token_name}:{paths.hub_token}
 LoadCredential={web_token}:{paths.exporter_token}
+LoadCredential={culler_token}:{paths.culler_token}
 ExecStart={paths.exporter_venv}/bin/dlcourse-exporter \\
     --web.listen-address={ports.address("exporter")} \\
     --web.token-file=%d/{web_token} \\
+    --web.culler-token-file=%d/{culler_token} \\
     --hub.url={ports.hub_api} \\
     --hub.token-file=%d/{token_name} \\
     --path.procfs=/proc
