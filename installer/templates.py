@@ -94,9 +94,10 @@ CapabilityBoundingSet=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN
 AmbientCapabilities=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN
 NoNewPrivileges=yes
 ProtectSystem=strict
-# Read-only, not hidden: whether a kernel's connection file (in the student's home) is gone
-# tells a requested shutdown from a crash, and the kernel's CUDA out-of-memory notes lie
-# beside it (docs/kernels.md).
+# Read-only, not hidden (systemd.exec(5): "yes" makes /home, /root and /run/user
+# "inaccessible and empty"): whether a kernel's connection file (in the student's home) is
+# gone tells a requested shutdown from a crash, and the kernel's CUDA out-of-memory notes
+# lie beside it (docs/kernels.md).
 ProtectHome=read-only
 PrivateTmp=yes
 ProtectKernelTunables=yes
