@@ -39,7 +39,7 @@ from .studentview import idle_kernels, student_status
 from .untrusted import label_value
 
 LANDING = (
-    f"dlcourse exporter {__version__}: /metrics and /api/class need the bearer token; "
+    f"dlcourse exporter {__version__}: /metrics and /api/* need a bearer token; "
     "the class-status page is the hub service at /services/dlcourse-status/\n"
 )
 MAX_CULL_BODY_BYTES = 4096
@@ -48,23 +48,18 @@ MAX_KERNEL_ID_CHARS = 256
 
 def bearer_ok(token: str | None, authorization: str) -> bool:
     """Whether an Authorization header carries the token (any, when none is set)."""
-    if token is None:
-        return True
-    return hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode())
+    return token is None or holds(token, authorization)
+
+
+def holds(token: str | None, authorization: str) -> bool:
+    """Whether an Authorization header carries this token; never for a token not set."""
+    return bool(token) and hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode())
 
 
 def unauthorized() -> Response:
     return PlainTextResponse(
         "bearer token required\n", status_code=401, headers={"WWW-Authenticate": "Bearer"}
     )
-
-
-def holds(token: str | None, request: Request) -> bool:
-    """Whether the request carries this token; never for a token that is not set."""
-    if not token:
-        return False
-    given = request.headers.get("authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
 def problem(status: int, detail: str) -> Response:
@@ -142,8 +137,13 @@ def create_app(config: Config, scheduler: Scheduler, exposition: Exposition) -> 
         openapi_url=None,
     )
 
-    def authorized(request: Request) -> bool:
-        return holds(config.web_token, request)  # fails closed when none is set
+    def authorized(request: Request, *tokens: str | None) -> bool:
+        """Whether it carries the web token (or one of tokens); fails closed when unset."""
+        given = request.headers.get("authorization", "")
+        return any(holds(token, given) for token in (config.web_token, *tokens))
+
+    def culler(request: Request) -> bool:
+        return holds(config.culler_token, request.headers.get("authorization", ""))
 
     students = next((source for source in scheduler.sources if source.name == "students"), None)
 
@@ -188,7 +188,7 @@ def create_app(config: Config, scheduler: Scheduler, exposition: Exposition) -> 
 
     @app.get("/api/idle")
     async def idle_api(request: Request) -> Response:
-        if not (authorized(request) or holds(config.culler_token, request)):
+        if not authorized(request, config.culler_token):
             return unauthorized()
         snapshot = students_snapshot()
         if snapshot is None:
@@ -197,7 +197,7 @@ def create_app(config: Config, scheduler: Scheduler, exposition: Exposition) -> 
 
     @app.post("/api/students/{user:path}/culls")
     async def cull_api(user: str, request: Request) -> Response:
-        if not holds(config.culler_token, request):
+        if not culler(request):
             return unauthorized()
         body = await capped_body(request, MAX_CULL_BODY_BYTES)
         if body is None:

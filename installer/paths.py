@@ -96,8 +96,9 @@ class Paths:
 
     @property
     def culler_token(self) -> str:
-        """The GPU idle culler's token for the exporter's cull reports (not the scrape token:
-        Prometheus must not be able to count culls)."""
+        """The idle-GPU culler's token at the exporter: it reads /api/idle and reports culls,
+        nothing else (root only: the exporter gets a copy from systemd, the culler from the
+        hub)."""
         return f"{self.etc}/exporter-culler-token"
 
     @property

@@ -66,8 +66,8 @@ Type=simple
 User={EXPORTER_USER}
 Group={EXPORTER_USER}
 # The tokens stay in files the exporter's account cannot read; systemd hands it private
-# copies: its hub token, the bearer token its scrapers must show, and the GPU idle culler's
-# own token (docs/security.md).
+# copies: its hub token, the bearer token its scrapers must show, and the idle-GPU culler's
+# own token, which can only read /api/idle and report culls (docs/security.md).
 LoadCredential={token_name}:{paths.hub_token}
 LoadCredential={web_token}:{paths.exporter_token}
 LoadCredential={culler_token}:{paths.culler_token}
@@ -94,9 +94,10 @@ CapabilityBoundingSet=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN
 AmbientCapabilities=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN
 NoNewPrivileges=yes
 ProtectSystem=strict
-# Read-only, not hidden: whether a kernel's connection file (in the student's home) is gone
-# tells a requested shutdown from a crash, and the kernel's CUDA out-of-memory notes lie
-# beside it (docs/kernels.md).
+# Read-only, not hidden (systemd.exec(5): "yes" makes /home, /root and /run/user
+# "inaccessible and empty"): whether a kernel's connection file (in the student's home) is
+# gone tells a requested shutdown from a crash, and the kernel's CUDA out-of-memory notes
+# lie beside it (docs/kernels.md).
 ProtectHome=read-only
 PrivateTmp=yes
 ProtectKernelTunables=yes

@@ -10,6 +10,7 @@ import os
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..untrusted import shown_text
 
@@ -98,6 +99,7 @@ def is_connection_file(arg: str) -> bool:
 MAX_KERNEL_ID_CHARS = 128
 
 
+@lru_cache(maxsize=4096)  # the same few files come back every cycle
 def kernel_id(connection_file: str) -> str:
     """The kernel's id as jupyter_server knows it: ``<id>`` of ``kernel-<id>.json``; for
     another name (a bare jupyter_client's temporary file), the name without ``.json``."""

@@ -22,11 +22,10 @@ NVML is down, only without the GPU's part). Each cycle:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from ..model import (
@@ -45,6 +44,7 @@ from ..model import (
 from ..untrusted import log_text, shown_text
 from . import deaths
 from .base import Source
+from .culls import CullLedger
 from .gpu_idle import IdleClocks
 from .gpu_time import GpuReading, GpuTimeMeter, per_user
 from .kernel_errors import errors_path, read_gpu_errors
@@ -62,10 +62,6 @@ DEATH_RETENTION_SECONDS = 7 * 24 * 3600.0
 # How long a kernel's GPUs are remembered after it stopped running: its death is judged a
 # grace period later (sources.kernels).
 HELD_GPUS_SECONDS = 120.0
-# How long after a kernel was last seen running a cull of it is still believed: the culler
-# shuts it down first, then reports.
-CULLABLE_SECONDS = 600.0
-KNOWN_KERNELS_PER_USER = 256
 # GPU time across a gap of at most this many collection intervals (and at least
 # MIN_BRIDGED_SECONDS) is counted; longer gaps are unknown time (sources.gpu_time).
 BRIDGED_INTERVALS = 4
@@ -73,20 +69,35 @@ MIN_BRIDGED_SECONDS = 10.0
 
 
 def kernel_of(
-    entry: ProcessEntry | None, table: ProcessTable, kernels: Mapping[int, RunningKernel]
+    entry: ProcessEntry | None,
+    table: ProcessTable,
+    kernels: Mapping[int, RunningKernel],
+    known: dict[int, RunningKernel | None] | None = None,
 ) -> RunningKernel | None:
     """The running kernel a process is, or descends from (start times checked: pids are
-    reused)."""
+    reused). ``known``: what this cycle's earlier calls found, by pid; siblings share their
+    parents, so a class's processes are walked up once."""
+    known = {} if known is None else known
+    walked: list[int] = []
+    found: RunningKernel | None = None
     for _ in range(MAX_ANCESTORS):
         if entry is None:
-            return None
+            break
+        if entry.pid in known:
+            found = known[entry.pid]
+            break
+        walked.append(entry.pid)
         kernel = kernels.get(entry.pid)
         if kernel is not None and kernel.start_ticks == entry.start_ticks:
-            return kernel
+            found = kernel
+            break
         if entry.ppid == entry.pid:
-            return None
+            break
         entry = table.get(entry.ppid)
-    return None
+    else:
+        return None  # deeper than MAX_ANCESTORS: nothing learnt about the ones walked
+    known.update(dict.fromkeys(walked, found))
+    return found
 
 
 def read_boot_time(procfs: Path) -> float | None:
@@ -104,79 +115,32 @@ def read_boot_time(procfs: Path) -> float | None:
     return None
 
 
-@dataclass
 class _Use:
     """What a kernel (with its descendants) or another process holds, summed per GPU."""
 
-    memory: Counter[str] = field(default_factory=Counter)  # GPU uuid -> bytes
-    utilization: Counter[str] = field(default_factory=Counter)  # GPU uuid -> summed ratio
+    __slots__ = ("memory", "utilization")
+
+    def __init__(self) -> None:
+        self.memory: dict[str, int] = {}  # GPU uuid -> bytes
+        self.utilization: dict[str, float] = {}  # GPU uuid -> summed ratio
 
     def add(self, uuid: str, memory: int, utilization: float) -> None:
-        self.memory[uuid] += memory
-        self.utilization[uuid] += utilization
+        self.memory[uuid] = self.memory.get(uuid, 0) + memory
+        self.utilization[uuid] = self.utilization.get(uuid, 0.0) + utilization
 
-    @property
-    def busiest(self) -> float:
-        return min(max(self.utilization.values(), default=0.0), 1.0)
-
-    @property
     def reading(self) -> tuple[float, int]:
-        return (self.busiest, sum(self.memory.values()))
+        """(utilization on the busiest GPU, at most 1; memory on all of them)."""
+        return (min(max(self.utilization.values(), default=0.0), 1.0), sum(self.memory.values()))
 
     @property
     def gpus(self) -> tuple[str, ...]:
         return tuple(sorted(self.memory))
 
 
-class CullLedger:
-    """The culls the culler reported: counted once per kernel, only for kernels seen."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: dict[str, dict[str, float]] = defaultdict(dict)  # user -> kernel id -> when
-        self._culled: dict[str, set[str]] = defaultdict(set)
-        self.counts: Counter[str] = Counter()
-
-    def saw(self, user: str, kernel_ids: Iterable[str], now: float) -> None:
-        with self._lock:
-            seen = self._seen[user]
-            for kernel in kernel_ids:
-                seen.pop(kernel, None)  # the newest last: the oldest go first
-                seen[kernel] = now
-            while len(seen) > KNOWN_KERNELS_PER_USER:
-                oldest = next(iter(seen))
-                del seen[oldest]
-                self._culled[user].discard(oldest)
-
-    def record(self, user: str, kernel: str, now: float) -> int | None:
-        """The user's culls after counting this one; None for a kernel not seen for them."""
-        with self._lock:
-            seen = self._seen.get(user, {}).get(kernel)
-            if seen is None or now - seen > CULLABLE_SECONDS:
-                return None
-            if kernel not in self._culled[user]:
-                self._culled[user].add(kernel)
-                self.counts[user] += 1
-            return self.counts[user]
-
-    def forget(self, now: float, keep: Callable[[str], bool]) -> None:
-        with self._lock:
-            for user in list(self._seen):
-                fresh = {k: t for k, t in self._seen[user].items() if now - t <= CULLABLE_SECONDS}
-                self._seen[user] = fresh
-                self._culled[user] &= set(fresh)
-                if not fresh:
-                    del self._seen[user]
-            for user in list(self.counts):
-                if not keep(user):
-                    del self.counts[user]
-            for user in list(self._culled):
-                if not self._culled[user]:
-                    del self._culled[user]
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self.counts)
+@lru_cache(maxsize=4096)
+def command_line(argv: tuple[str, ...]) -> str:
+    """A process's command as one clean, cut line (the same argv comes back every cycle)."""
+    return shown_text(" ".join(argv), MAX_COMMAND_CHARS)
 
 
 class StudentsSource(Source):
@@ -228,31 +192,27 @@ class StudentsSource(Source):
         other_use: dict[tuple[int, int], tuple[ProcessEntry, _Use]] = {}
         if nvml is not None:
             self.meter.add(self._read_gpus(nvml, table, running, kernel_use, other_use, now))
+        ids: dict[str, list[str]] = defaultdict(list)  # user -> their kernels' ids
         for kernel in running.values():
             self._last_seen[kernel.user] = now
+            ids[kernel.user].append(kernel_id(kernel.connection_file))
             if kernel_use[kernel.key].gpus:
                 self._held[kernel.key] = (kernel_use[kernel.key].gpus, now)
         self._held = {k: v for k, v in self._held.items() if now - v[1] <= HELD_GPUS_SECONDS}
-        by_user: dict[str, list[str]] = defaultdict(list)
-        for kernel in running.values():
-            by_user[kernel.user].append(kernel_id(kernel.connection_file))
-        for user, ids in by_user.items():
-            self.culls.saw(user, ids, now)
+        for user, seen in ids.items():
+            self.culls.saw(user, seen, now)
 
+        kernel_reading = {key: use.reading() for key, use in kernel_use.items()}
+        other_reading = {key: use.reading() for key, (_, use) in other_use.items()}
         # Without NVML nothing is known to be idle: the clocks start again when it is back.
-        kernel_idle = self._kernel_idle.update(
-            {key: use.reading for key, use in kernel_use.items()} if nvml else {}, wall
-        )
-        other_idle = self._other_idle.update(
-            {key: use.reading for key, (_, use) in other_use.items()}, wall
-        )
+        kernel_idle = self._kernel_idle.update(kernel_reading if nvml else {}, wall)
+        other_idle = self._other_idle.update(other_reading, wall)
         self._watch_oom_counters(host, wall)
         self._judge_deaths(kernels.recent_crashes, nvml, host, wall)
         self._forget(now, wall, kernels.users)
-        users = self._users()
         return StudentsSnapshot(
             generated_at=wall,
-            users=users,
+            users=self._users(),
             kernel_users=frozenset(kernels.users | self._deaths.keys()),
             gpu_time=self.meter.totals(),
             kernels=tuple(
@@ -261,8 +221,8 @@ class StudentsSource(Source):
                     kernel_id=kernel_id(kernel.connection_file),
                     pid=kernel.pid,
                     started=self._started(kernel.start_ticks),
-                    memory_bytes=kernel_use[kernel.key].reading[1],
-                    utilization_ratio=kernel_use[kernel.key].busiest,
+                    memory_bytes=kernel_reading[kernel.key][1],
+                    utilization_ratio=kernel_reading[kernel.key][0],
                     idle_since=kernel_idle.get(kernel.key),
                     gpus=kernel_use[kernel.key].gpus,
                 )
@@ -272,9 +232,9 @@ class StudentsSource(Source):
                 OtherGpuProcess(
                     user=entry.owner.user if entry.owner else "",
                     pid=entry.pid,
-                    command=shown_text(" ".join(entry.identity.argv), MAX_COMMAND_CHARS),
-                    memory_bytes=use.reading[1],
-                    idle_since=other_idle.get(key),
+                    command=command_line(entry.identity.argv),
+                    memory_bytes=other_reading[key][1],
+                    idle_since=other_idle[key],
                     gpus=use.gpus,
                 )
                 for key, (entry, use) in sorted(other_use.items())
@@ -295,7 +255,8 @@ class StudentsSource(Source):
     ) -> list[GpuReading]:
         """Each GPU's use per user (for GPU time); fills in each kernel's and each other
         student process's use."""
-        readings = []
+        readings: list[GpuReading] = []
+        known: dict[int, RunningKernel | None] = {}  # kernel_of's findings this cycle
         for gpu in nvml.processes:
             owned = []
             for process in gpu.processes:
@@ -306,7 +267,7 @@ class StudentsSource(Source):
                 if owner is not None:
                     owned.append((owner.user, utilization, memory))
                     self._last_seen[owner.user] = now
-                kernel = kernel_of(entry, table, running)
+                kernel = kernel_of(entry, table, running, known)
                 if kernel is not None:
                     kernel_use[kernel.key].add(gpu.gpu_uuid, memory, utilization)
                 elif entry is not None and owner is not None and owner.hub_user:

@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from dlcourse_exporter.sources.kernel_errors import SUFFIX
+from dlcourse_testing.alerting import wait_until
 from dlcourse_testing.exporter import AUTH, RunningExporter, value
 from dlcourse_testing.kernel_deaths import (
     DEATHS,
@@ -98,17 +99,16 @@ def get(exporter: RunningExporter, path: str, headers=AUTH) -> httpx.Response:
 
 
 def wait_json(exporter: RunningExporter, path: str, predicate, what: str, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    found = None
-    while time.monotonic() < deadline:
+    """GET path (web token) until predicate(its JSON) holds; returns that JSON."""
+    last: list = [None]
+
+    def answered():
         response = get(exporter, path)
-        if response.status_code == 200:
-            found = response.json()
-            if predicate(found):
-                return found
-        time.sleep(0.1)
-    raise AssertionError(
-        f"timed out waiting for {what}; last {path}: {found}\n{exporter.log_tail()}"
+        last[0] = response.json() if response.status_code == 200 else None
+        return last[0] is not None and predicate(last[0]) and last[0]
+
+    return wait_until(
+        answered, timeout, lambda: f"{what}; last {path}: {last[0]}\n{exporter.log_tail()}", 0.1
     )
 
 

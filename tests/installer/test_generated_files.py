@@ -86,6 +86,9 @@ def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
     assert "--hub.token-file=%d/hub-token" in unit
     assert "LoadCredential=web-token:/etc/dlcourse/exporter-token" in unit
     assert "--web.token-file=%d/web-token" in unit
+    # The culler's own token: it cannot read /metrics, Prometheus cannot report culls.
+    assert "LoadCredential=culler-token:/etc/dlcourse/exporter-culler-token" in unit
+    assert "--web.culler-token-file=%d/culler-token" in unit
     assert "--web.listen-address=127.0.0.1:9945" in unit
     assert "--hub.url=http://127.0.0.1:15001/hub/api" in unit
     caps = "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN"

@@ -26,10 +26,11 @@ from dlcourse_exporter.model import (
     UserHost,
     XidEvent,
 )
+from dlcourse_exporter.sources.culls import CULLABLE_SECONDS
 from dlcourse_exporter.sources.owners import Owners
 from dlcourse_exporter.sources.procfs import CLOCK_TICKS
 from dlcourse_exporter.sources.roster import SharedRoster
-from dlcourse_exporter.sources.students import CULLABLE_SECONDS, StudentsSource, kernel_of
+from dlcourse_exporter.sources.students import StudentsSource, kernel_of
 
 GIB = 1 << 30
 BOOT = 1_700_000_000.0
