@@ -495,6 +495,12 @@ class LiveHub:
         """Starts a kernel in the user's running server; returns its id."""
         return self._server_api("POST", user, "/kernels", json={"name": kernel_name}).json()["id"]
 
+    def start_session(self, user: str, path: str, kernel_name: str = "python3") -> str:
+        """Opens a notebook as JupyterLab does (a session: the path and a new kernel);
+        returns the kernel's id."""
+        body = {"path": path, "name": path, "type": "notebook", "kernel": {"name": kernel_name}}
+        return self._server_api("POST", user, "/sessions", json=body).json()["kernel"]["id"]
+
     def shutdown_kernel(self, user: str, kernel_id: str) -> None:
         self._server_api("DELETE", user, f"/kernels/{kernel_id}")
 
