@@ -4,7 +4,7 @@ Issue 21, item 4: `make test` from root's clone under /root (or any 0700 folder)
 test having run the checkout's `.venv/bin/python` as a student. Here the working tree (as
 git lists it) is copied into a 0700 folder with a venv of its own inside (the system
 Python; the test venv's packages; this copy's own modules, by the names pyproject.toml
-maps them to), and runs tests/testing/test_student_processes.py there.
+and testing/pyproject.toml map them to), and runs tests/testing/test_student_processes.py there.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[2]
+DISTRIBUTIONS = ("pyproject.toml", "testing/pyproject.toml")
 pytestmark = [
     pytest.mark.live,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the students' accounts"),
@@ -52,10 +53,13 @@ def private_venv(checkout: Path) -> Path:
     subprocess.run([str(base), "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     packages = venv / "checkout-packages"
     packages.mkdir()
-    setuptools = tomllib.loads((checkout / "pyproject.toml").read_text())["tool"]["setuptools"]
-    for name in setuptools["packages"]:
-        if "." not in name:
-            (packages / name).symlink_to(checkout / setuptools["package-dir"].get(name, name))
+    for project in DISTRIBUTIONS:  # the product and the test helpers: two distributions
+        folder = (checkout / project).parent
+        setuptools = tomllib.loads((checkout / project).read_text())["tool"]["setuptools"]
+        for name in setuptools["packages"]:
+            if "." not in name:
+                target = folder / setuptools["package-dir"].get(name, name)
+                (packages / name).symlink_to(target.resolve())
     (site,) = venv.glob("lib/python3*/site-packages")
     # Plain paths, not site dirs: the test venv's own .pth files (its editable install of
     # this checkout) stay out; the copy's modules come first.
