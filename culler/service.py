@@ -5,7 +5,8 @@ AsyncHTTPClient with a request timeout, a semaphore bounding how many run at onc
 failure logged without stopping the others. It needs no paginated user list: the exporter
 names the idle kernels and their users, and the hub is called once per shutdown.
 
-Its one hub scope is ``access:servers`` (role ``dlcourse-gpu-culler``, installer/rendered/students.py):
+Its one hub scope is ``access:servers`` (role ``dlcourse-gpu-culler``,
+installer/rendered/students.py):
 the students' servers accept a request when its token holds ``access:servers!server=NAME/``
 (JupyterHub 5 ``HubAuth``, jupyterhub/services/auth.py, ``access_scopes``), and a server's API
 has no narrower permission than that; the kernel DELETE is the only call it makes.
