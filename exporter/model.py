@@ -95,6 +95,7 @@ class NvmlSnapshot:
 # says it is, and the GPU the hub gave a student's server (installer/hub/gpu_hook.py).
 HUB_USER_VARIABLE = "JUPYTERHUB_USER"
 VISIBLE_DEVICES_VARIABLE = "CUDA_VISIBLE_DEVICES"
+SESSION_NAME_VARIABLE = "JPY_SESSION_NAME"  # a kernel's notebook (sources.kernels)
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ class RunningKernel:
     start_ticks: int
     connection_file: str  # absolute where /proc told where it is
     uid: int | None  # the account it runs as
+    notebook: str = ""  # the notebook's file name, from its start (sources.kernels)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -297,6 +299,7 @@ class KernelGpuUse:
     utilization_ratio: float  # on the busiest of its GPUs, 0..1
     idle_since: float | None  # unix time since which it held GPU memory at 0 % utilization
     gpus: tuple[str, ...]  # the uuids of the GPUs it holds memory on
+    notebook: str = ""  # "" where unknown
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,7 @@ class KernelDeath:
     at: float  # unix time
     reason: str
     detail: str
+    notebook: str = ""  # "" where unknown
 
 
 # In the order they are tried: the first with evidence names the death.

@@ -50,6 +50,7 @@ def student_status(
         "kernels": [
             {
                 "kernel_id": kernel.kernel_id,
+                "notebook": kernel.notebook,
                 "started": kernel.started,
                 "gpu_memory_bytes": kernel.memory_bytes,
                 "gpu_utilization_ratio": kernel.utilization_ratio,
@@ -70,7 +71,13 @@ def student_status(
             if process.user == user
         ][:MAX_OTHER_PROCESSES],
         "deaths": [
-            {"kernel_id": d.kernel_id, "at": d.at, "reason": d.reason, "detail": d.detail}
+            {
+                "kernel_id": d.kernel_id,
+                "notebook": d.notebook,
+                "at": d.at,
+                "reason": d.reason,
+                "detail": d.detail,
+            }
             for d in snapshot.deaths
             if d.user == user
         ],

@@ -67,6 +67,7 @@ def judge(crash: KernelCrash, evidence: Evidence) -> KernelDeath:
         crash.ended_at,
         reason,
         shown_text(detail, MAX_DETAIL_CHARS),
+        kernel.notebook,
     )
 
 

@@ -37,11 +37,12 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model import (
+    SESSION_NAME_VARIABLE,
     Evidence,
     KernelCrash,
     KernelsSnapshot,
@@ -50,7 +51,7 @@ from ..model import (
     ProcessTable,
     RunningKernel,
 )
-from ..untrusted import log_text
+from ..untrusted import log_text, shown_text
 from . import procfs as parse
 from .base import Source
 from .owners import OwnerRules
@@ -63,6 +64,7 @@ GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.25  # fallback: how often watched kernels' /proc/<pid>/stat is read
 STOP_SIGNALS = frozenset({"SIGTERM", "SIGKILL", "SIGHUP", "SIGINT"})
 UNKNOWN = None  # exit status of a kernel that vanished before it was seen as a zombie
+MAX_NOTEBOOK_CHARS = 200
 RECENT_CRASHES = 256  # kept for sources.students, which reads them every cycle
 
 
@@ -75,6 +77,7 @@ class KernelProcess:
     ppid: int
     parent_starttime: int | None
     uid: int | None = None
+    notebook: str = ""  # notebook_name: shown to its student and the staff only
     found_at: float = field(default_factory=time.monotonic, compare=False)
 
 
@@ -84,6 +87,16 @@ class PendingExit:
     status: int | None
     at: float
     ended_at: float = field(default_factory=time.time)  # unix time, for people
+
+
+def notebook_name(environ: Mapping[str, str]) -> str:
+    """The notebook a kernel was started for: the file name in its JPY_SESSION_NAME, which
+    jupyter_server sets in every kernel's environment (SessionManager.get_kernel_env,
+    jupyter_server/services/sessions/sessionmanager.py: the session's path, joined to the
+    kernel's working folder when a name is given). The student's own text: kept short and
+    shown as text; "" where it is missing (a kernel started another way)."""
+    path = environ.get(SESSION_NAME_VARIABLE, "")
+    return shown_text(path.rstrip("/").rpartition("/")[2], MAX_NOTEBOOK_CHARS)
 
 
 def classify(status: int | None, parent_alive: bool, connection_file_exists: bool) -> str:
@@ -195,10 +208,8 @@ class KernelTracker(Source):
                 entry.pid,
                 entry.start_ticks,
                 entry.ppid,
-                list(entry.identity.argv),
-                entry.identity.evidence,
+                entry.identity,
                 parent.start_ticks if parent else None,
-                entry.identity.uid,
             )
             cached = self._seen[entry.key] = (entry.identity, kernel)
         return cached[1]
@@ -208,22 +219,21 @@ class KernelTracker(Source):
         pid: int,
         starttime: int,
         ppid: int,
-        argv: list[str],
-        evidence: Evidence,
+        identity: ProcessIdentity,
         parent_starttime: int | None,
-        uid: int | None,
     ) -> KernelProcess | None:
-        connection_file = parse.kernel_connection_file(argv)
+        connection_file = parse.kernel_connection_file(list(identity.argv))
         if connection_file is None:
             return None
         return KernelProcess(
             pid=pid,
             starttime=starttime,
-            evidence=evidence,
+            evidence=identity.evidence,
             connection_file=self._absolute(pid, connection_file),
             ppid=ppid,
             parent_starttime=parent_starttime,
-            uid=uid,
+            uid=identity.uid,
+            notebook=notebook_name(identity.environ),
         )
 
     def _absolute(self, pid: int, path: str) -> str:
@@ -300,10 +310,8 @@ class KernelTracker(Source):
             pid,
             stat.starttime_ticks,
             stat.ppid,
-            argv,
-            identity.evidence,
+            identity,
             parent_starttime,
-            identity.uid,
         )
         if kernel is None:
             return
@@ -407,7 +415,9 @@ class KernelTracker(Source):
 
     @staticmethod
     def _running(user: str, kernel: KernelProcess) -> RunningKernel:
-        return RunningKernel(user, kernel.pid, kernel.starttime, kernel.connection_file, kernel.uid)
+        return RunningKernel(
+            user, kernel.pid, kernel.starttime, kernel.connection_file, kernel.uid, kernel.notebook
+        )
 
     def snapshot(self) -> KernelsSnapshot:
         with self._lock:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..model import (
     HUB_USER_VARIABLE,
+    SESSION_NAME_VARIABLE,
     VISIBLE_DEVICES_VARIABLE,
     Evidence,
     ProcessEntry,
@@ -52,9 +53,9 @@ LIMITS = {
     "environ": 256 * 1024,
 }
 # The only environment variables kept (each at most MAX_VARIABLE_CHARS): whose process
-# it says it is, and the GPU the hub assigned to a server. A variable a later rule needs
-# is added here.
-ENVIRON_VARIABLES = (HUB_USER_VARIABLE, VISIBLE_DEVICES_VARIABLE)
+# it says it is, the GPU the hub assigned to a server, and a kernel's notebook. A variable
+# a later rule needs is added here.
+ENVIRON_VARIABLES = (HUB_USER_VARIABLE, VISIBLE_DEVICES_VARIABLE, SESSION_NAME_VARIABLE)
 MAX_VARIABLE_CHARS = 1024
 MAY_STILL_EXEC_SECONDS = 30.0
 

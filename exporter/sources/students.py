@@ -169,6 +169,7 @@ class StudentsSource(Source):
         self._other_idle: IdleClocks[tuple[int, int]] = IdleClocks()
         self._held: dict[tuple[int, int], tuple[tuple[str, ...], float]] = {}  # kernel -> GPUs
         self._judged_up_to = 0  # KernelCrash.seq
+        self._listed_up_to = 0  # the highest seq the previous poll listed
         self._deaths: dict[str, deque[KernelDeath]] = {}
         self._death_counts: Counter[tuple[str, str]] = Counter()
         self._oom_kills: dict[str, int] = {}  # the host source's counter at the last poll
@@ -219,6 +220,7 @@ class StudentsSource(Source):
                 KernelGpuUse(
                     user=kernel.user,
                     kernel_id=kernel_id(kernel.connection_file),
+                    notebook=kernel.notebook,
                     pid=kernel.pid,
                     started=self._started(kernel.start_ticks),
                     memory_bytes=kernel_reading[kernel.key][1],
@@ -295,8 +297,15 @@ class StudentsSource(Source):
         host: HostSnapshot | None,
         wall: float,
     ) -> None:
+        # A crash is judged one poll after the poll that first listed it. A kernel may die of
+        # an XID before the NVML source has read the driver's event (4 of 100 XID deaths were
+        # judged "signal" before this); the next poll's NVML reading was taken after the death,
+        # so it holds every XID that came before it.
+        crashes = tuple(crashes)
+        listed_before = self._listed_up_to
+        self._listed_up_to = max((crash.seq for crash in crashes), default=listed_before)
         for crash in crashes:
-            if crash.seq <= self._judged_up_to:
+            if crash.seq <= self._judged_up_to or crash.seq > listed_before:
                 continue
             self._judged_up_to = crash.seq
             death = deaths.judge(crash, self._evidence(crash, nvml, host, wall))

@@ -24,7 +24,8 @@ GIB = 1 << 30
 
 
 def kernel(user: str, name: str, idle: float | None, memory: int = GIB) -> KernelGpuUse:
-    return KernelGpuUse(user, name, 100, 5.0, memory, 0.0, idle, ("GPU-a",) if memory else ())
+    gpus = ("GPU-a",) if memory else ()
+    return KernelGpuUse(user, name, 100, 5.0, memory, 0.0, idle, gpus, f"{name}.ipynb")
 
 
 SNAPSHOT = StudentsSnapshot(
@@ -39,7 +40,7 @@ SNAPSHOT = StudentsSnapshot(
         kernel("bob", "k4", None, memory=0),
     ),
     other_processes=(OtherGpuProcess("ada", 7, "python train.py", GIB, None, ("GPU-a",)),),
-    deaths=(KernelDeath("ada", "k0", 1000.0, "cuda_oom", "CUDA out of memory."),),
+    deaths=(KernelDeath("ada", "k0", 1000.0, "cuda_oom", "CUDA out of memory.", "k0.ipynb"),),
     death_counts={("ada", "cuda_oom"): 1},
     idle_culls={"bob": 2},
 )
@@ -80,6 +81,7 @@ def test_a_student_gets_their_own_data_and_nothing_of_anyone_else():
         "kernels": [
             {
                 "kernel_id": "k1",
+                "notebook": "k1.ipynb",
                 "started": 5.0,
                 "gpu_memory_bytes": GIB,
                 "gpu_utilization_ratio": 0.0,
@@ -88,6 +90,7 @@ def test_a_student_gets_their_own_data_and_nothing_of_anyone_else():
             },
             {
                 "kernel_id": "k2",
+                "notebook": "k2.ipynb",
                 "started": 5.0,
                 "gpu_memory_bytes": GIB,
                 "gpu_utilization_ratio": 0.0,
@@ -104,7 +107,13 @@ def test_a_student_gets_their_own_data_and_nothing_of_anyone_else():
             }
         ],
         "deaths": [
-            {"kernel_id": "k0", "at": 1000.0, "reason": "cuda_oom", "detail": "CUDA out of memory."}
+            {
+                "kernel_id": "k0",
+                "notebook": "k0.ipynb",
+                "at": 1000.0,
+                "reason": "cuda_oom",
+                "detail": "CUDA out of memory.",
+            }
         ],
         "idle_culls": 0,
     }

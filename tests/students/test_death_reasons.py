@@ -91,7 +91,7 @@ def one_death(course, student, browser, reason, number, tally, cage) -> None:
     death = next(d for d in page["deaths"] if d["kernel_id"] == kernel)
     tally.shown[death["reason"]] = tally.shown.get(death["reason"], 0) + 1
     tally.plain.setdefault(death["reason"], set()).add(death["what"].split(" (")[0])
-    assert death["notebook"] in ("", f"{reason}-{number}.ipynb")
+    assert death["notebook"] == f"{reason}-{number}.ipynb"  # JPY_SESSION_NAME
 
 
 def deaths_of_one_kind(course, reason: str, tally: Tally) -> None:

@@ -155,7 +155,8 @@ def test_a_sigkill_the_kernel_log_names_is_the_oom_killers_with_the_limit(tmp_pa
         (UserHost("ada", 1.0, GIB, 2 * GIB, 1, "cgroup"),),
         (OomVictim(100, "ada", clock.wall() - 1),),
     )
-    snapshot = students.poll(TABLE, kernels(killed(1), running=()), None, host)
+    assert students.poll(TABLE, kernels(killed(1), running=()), None, host).deaths == ()
+    snapshot = students.poll(TABLE, kernels(killed(1), running=()), None, host)  # a poll later
     (death,) = snapshot.deaths
     assert (death.kernel_id, death.reason) == ("k1", "oom_killer")
     assert death.detail.endswith("memory limit of 2.0 GiB")
@@ -171,11 +172,13 @@ def test_without_the_kernel_log_the_cgroups_oom_counter_tells(tmp_path):
     students.poll(TABLE, kernels(), None, before)
     clock.now += 1
     after = HostSnapshot((UserHost("ada", 1.0, GIB, None, 1, "cgroup"),))
+    students.poll(TABLE, kernels(killed(1), running=()), None, after)
     (death,) = students.poll(TABLE, kernels(killed(1), running=()), None, after).deaths
     assert death.reason == "oom_killer" and "ran short of memory" in death.detail
     # Long after the counter last grew, a SIGKILL is someone's signal.
     clock.now += 600
     late = KernelCrash(2, KERNEL, "SIGKILL", signal.SIGKILL, clock.wall())
+    students.poll(TABLE, kernels(late, running=()), None, after)
     deaths = students.poll(TABLE, kernels(late, running=()), None, after).deaths
     assert [d.reason for d in deaths] == ["oom_killer", "signal"]
 
@@ -184,9 +187,12 @@ def test_an_xid_on_the_kernels_gpu_names_its_death_even_after_it_stopped_running
     clock = Clock()
     students = source(tmp_path, clock)
     students.poll(TABLE, kernels(), nvml(GpuProcess(0, "GPU-a", 100, GIB, 0.0)), None)
-    clock.now += 3  # judged a grace period after it died, no longer running
-    xid = XidEvent("GPU-a", 43, clock.wall() - 2)
+    clock.now += 3  # judged a poll after it died, no longer running
     crashes = kernels(killed(1, "SIGABRT", signal.SIGABRT), running=())
+    # The kernel aborted before the NVML source had read the XID: not judged yet...
+    assert students.poll(TABLE, crashes, nvml(), None).deaths == ()
+    # ...but a poll later, once NVML has read it.
+    xid = XidEvent("GPU-a", 43, clock.wall() - 2)
     (death,) = students.poll(TABLE, crashes, nvml(xids=(xid,)), None).deaths
     assert death.reason == "xid" and "XID 43" in death.detail
 
