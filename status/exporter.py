@@ -67,24 +67,19 @@ class Exporter:
             return None
         if answer.code != 200:
             raise ExporterError(f"GET {self.url}{path}: {answer.code}")
-        return decode_object(answer.body, path)
+        return decode(answer.body, f"GET {self.url}{path}", dict)
 
     async def idle_kernels(self) -> list[dict[str, Any]]:
-        answer = await self.raw("/api/idle")
-        try:
-            kernels = json.loads(answer)
-        except ValueError:
-            raise ExporterError(f"GET {self.url}/api/idle: not JSON") from None
-        if not isinstance(kernels, list):
-            raise ExporterError(f"GET {self.url}/api/idle: not a list")
+        kernels = decode(await self.raw("/api/idle"), f"GET {self.url}/api/idle", list)
         return [k for k in kernels if isinstance(k, dict)]
 
 
-def decode_object(body: bytes, what: str) -> dict[str, Any]:
+def decode(body: bytes, what: str, kind: type[dict] | type[list]) -> Any:
+    """body's JSON when it is a kind (an object or a list), else ExporterError naming what."""
     try:
         value = json.loads(body)
     except ValueError:
         raise ExporterError(f"{what}: not JSON") from None
-    if not isinstance(value, dict):
-        raise ExporterError(f"{what}: not a JSON object")
+    if not isinstance(value, kind):
+        raise ExporterError(f"{what}: not a JSON {'object' if kind is dict else 'list'}")
     return value
