@@ -230,7 +230,8 @@ c.JupyterHub.services = [
     {"name": "cull-idle", "admin": True,
      "command": ["python3", "-m", "jupyterhub_idle_culler", "--timeout=600"]},
 ]
-c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self"]}]
+# TLJH itself sets no roles (tljh/ has no load_roles): a lecturer's own, kept by the append.
+c.JupyterHub.load_roles = [{"name": "lecturer-own", "scopes": ["read:users:name"]}]
 for extra in sorted(glob(CONFIG_D + "/*.py")):
     load_subconfig(extra)
 """
@@ -247,13 +248,16 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(site, tmp_path):
 
     names = [s["name"] for s in hub.services]
     assert names == [
-        "cull-idle", "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-status", "grafana"
+        "cull-idle", "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-status", "grafana",
+        "my-gpu",
     ]  # fmt: skip
     exporter = hub.services[1]
     # read from the root-only file when the hub starts
     assert exporter["api_token"] == site.read("/etc/dlcourse/hub-token").strip()
     roles = {r["name"]: r for r in hub.load_roles}
-    assert set(roles) == {"user", "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-staff"}
+    assert set(roles) == {
+        "lecturer-own", "user", "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-staff"
+    }  # fmt: skip
     assert roles["dlcourse-exporter"]["scopes"] == list(templates.EXPORTER_SCOPES)
     assert roles["dlcourse-exporter"]["services"] == ["dlcourse-exporter"]
     assert roles["dlcourse-prometheus"]["scopes"] == ["read:metrics"]
@@ -264,11 +268,13 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(site, tmp_path):
         "scopes": ["access:services!service=dlcourse-status", "access:services!service=grafana"],
         "groups": ["instructors"],
     }
+    # Every user may open their own page (installer/rendered/students.py), and no more.
+    assert roles.pop("user")["scopes"] == ["self", "access:services!service=my-gpu"]
     for role in roles.values():
         assert not any(s.startswith(("access:", "admin")) for s in role["scopes"])
     assert hub.load_groups["section-a"]["users"] == ["ada", "grace"]
     assert hub.load_groups["section-b"]["users"] == ["alan"]
-    status, grafana = hub.services[3:]
+    status, grafana = hub.services[3:5]
     assert grafana["url"] == "http://127.0.0.1:950"
     assert grafana["api_token"] == site.read("/etc/dlcourse/grafana-oauth-secret").strip()
     assert (
