@@ -198,7 +198,14 @@ class StudentCourse:
             if done(answer):
                 return answer
             time.sleep(0.5)
-        raise AssertionError(f"the page never showed it; last: {json.dumps(answer)[:2000]}")
+        # What the stand-in GPUs list and what the exporter said, for a failure seen once in
+        # a full run and never alone (docs/students.md, "Known").
+        with self._lock:
+            listed = [[(p.pid, running(p.pid)) for p in g] for g in self._processes]
+        raise AssertionError(
+            f"the page never showed it; last: {json.dumps(answer)[:2000]}\n"
+            f"GPU processes (pid, running): {listed}\nexporter log:\n{self.exporter.log_tail(20)}"
+        )
 
     def close(self) -> None:
         self._stop.set()
