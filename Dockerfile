@@ -13,6 +13,8 @@ COPY exporter ./exporter
 COPY secretfile ./secretfile
 COPY installer ./installer
 COPY status ./status
+COPY culler ./culler
+COPY labextension ./labextension
 COPY prometheus ./prometheus
 COPY grafana ./grafana
 COPY fakenvml ./fakenvml

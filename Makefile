@@ -27,12 +27,28 @@ $(VENV)/.installed: pyproject.toml testing/pyproject.toml
 	$(PY) -m pip install -q -e ./testing  # the test helpers: not in the product's wheel
 	touch $@
 
-userenv: $(USERENV)/.installed
+# The kernel extension and its loader, as the installer writes them into TLJH's environment.
+USER_KERNEL_CONFIG := $(USERENV)/etc/ipython/ipython_kernel_config.py
+
+userenv: $(USERENV)/.installed $(USERENV)/.jupyterlab $(USER_KERNEL_CONFIG)
 $(USERENV)/.installed:
 	/usr/bin/python3 -m venv $(USERENV)
 	$(USERENV)/bin/python -m pip install -q "jupyterhub>=5.2,<6" jupyter_server ipykernel
 	chmod -R a+rX $(USERENV)
 	touch $@
+# JupyterLab 4, as TLJH's user environment has it: the dlcourse extension's tests open it,
+# and `make labextension` builds against its core (pinned: the same build everywhere)
+# (a stamp of its own, so environments made before it get it too).
+$(USERENV)/.jupyterlab: $(USERENV)/.installed
+	$(USERENV)/bin/python -m pip install -q "jupyterlab==4.6.6"
+	chmod -R a+rX $(USERENV)
+	touch $@
+
+$(USER_KERNEL_CONFIG): installer/probes/kernel_gpu_errors.py installer/rendered/templates.py $(USERENV)/.installed | venv
+	mkdir -p $(@D)
+	cp installer/probes/kernel_gpu_errors.py $(@D)/dlcourse_kernel_gpu_errors.py
+	$(PY) -c 'from dlcourse_installer.rendered.templates import kernel_config; print(kernel_config(), end="")' > $@
+	chmod -R a+rX $(@D)
 
 test: setup  ## every test, with coverage (floor 85 %)
 	$(PY) -m pytest --cov --cov-report=term --cov-fail-under=85

@@ -5,7 +5,9 @@ pre-set) with four students in two course sections, their servers and notebook k
 running for real (as root: as real Linux accounts, as on TLJH), two stand-in GPUs whose
 processes are those kernels, the exporter attributing them to the students, Prometheus with
 the course's recording and alert rules, Alertmanager, and node_exporter. One student's kernel
-crashes every few minutes, so the crash metrics and alerts have something to show. Ctrl-C
+crashes every few minutes, so the crash metrics and alerts have something to show; another
+holds GPU memory idle, so the GPU idle culler (on, with demo thresholds) warns and then shuts
+his kernel down, and he opens it again. Each student has their own page (my-gpu). Ctrl-C
 (or SIGTERM, or closing the terminal) stops it all and removes what it created; a demo that
 could not (killed, crashed) is cleaned up by the next one (demo/lifecycle.py).
 
@@ -18,6 +20,7 @@ The demo prints its own credentials: they protect nothing real.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -28,12 +31,14 @@ from pathlib import Path
 
 from lifecycle import Refusal, claim_workdir, shield_cleanup, stop_like_ctrl_c  # demo/
 
+from dlcourse_installer.rendered.students import CULLER_SERVICE, STUDENT_SERVICE
 from dlcourse_testing.alerting import AlertingStack, find_tool
 from dlcourse_testing.alerting import Process as StackProcess
 from dlcourse_testing.exporter import RunningExporter, free_port
 from dlcourse_testing.hub import DEFAULT_SERVICES, LiveHub, tljh_authenticator
 from dlcourse_testing.leftovers import Ledger
 from dlcourse_testing.rendered import Site, render_site
+from dlcourse_testing.student_course import running
 from fakenvml import Gpu, Process, Scenario, build_library
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +47,11 @@ GIB = 1024**3
 STUDENTS = {"ada": "monday", "grace": "monday", "alan": "thursday", "katherine": "thursday"}
 CRASHING_STUDENT = "katherine"
 CRASH_EVERY_SECONDS = 180
+IDLE_STUDENT = "alan"
+# TLJH's config.yaml as a lecturer would set it (`tljh-config set dlcourse.gpu_idle_*`), with
+# minutes a demo can wait for: warned after 2 min at 0 %, shut down 1 min later.
+IDLE_SETTINGS = {"gpu_idle_cull": True, "gpu_idle_warn": 2, "gpu_idle_grace": 1}
+REOPEN_AFTER_SECONDS = 60
 DEMO_OVERRIDES = Path(__file__).with_name("alert-overrides.json")
 
 
@@ -69,12 +79,21 @@ class Demo:
         # role) and its secrets, rendered on this hub's ports. Grafana is not in the demo:
         # on its own port, it gets no route and no link.
         self.exporter_port = free_port()
+        self.prometheus_port = free_port()
         self.site = render_site(
             self.dir / "site", "--admin", self.instructor, "--grafana-port", "3000",
             "--domain", self.hub.public_url, relocate=True,
             ports={"hub": self.hub.hub_port, "exporter": self.exporter_port,
-                   "status": free_port()},
+                   "status": free_port(), "student": free_port(),
+                   "prometheus": self.prometheus_port},
         )  # fmt: skip
+        # TLJH's config.yaml (relocated): the hub's public port, where the culler reaches the
+        # students' servers, and the idle settings. JSON is YAML.
+        config_yaml = self.site.local("/opt/tljh/config/config.yaml")
+        config_yaml.parent.mkdir(parents=True, exist_ok=True)
+        config_yaml.write_text(
+            json.dumps({"http": {"port": self.hub.public_port}, "dlcourse": IDLE_SETTINGS})
+        )
         store = self.dir / "state" / "passwords.dbm"
         subprocess.run(  # the instructor's password, as the installer pre-sets it
             [sys.executable, "-m", "dlcourse_installer.hub.hub_passwords",
@@ -82,15 +101,16 @@ class Demo:
             check=True, capture_output=True,
         )  # fmt: skip
         self.hub.add_config(tljh_authenticator(store))  # the users added below may log in
-        self.hub.add_config(
-            self.site.read("/opt/tljh/config/jupyterhub_config.d/dlcourse-staff.py")
-        )
+        for snippet in ("dlcourse-staff.py", "dlcourse-students.py"):
+            self.hub.add_config(self.site.read(f"/opt/tljh/config/jupyterhub_config.d/{snippet}"))
 
     def start_class(self) -> None:
         self.hub.start()
         self.hub.wait_for_service("dlcourse-status")
-        for pid in self.hub.children("JUPYTERHUB_SERVICE_NAME=dlcourse-status"):
-            self.ledger.record(pid, "status page")
+        self.hub.wait_for_service(STUDENT_SERVICE)
+        for service in ("dlcourse-status", STUDENT_SERVICE, CULLER_SERVICE):
+            for pid in self.hub.children(f"JUPYTERHUB_SERVICE_NAME={service}"):
+                self.ledger.record(pid, service)
         self.ledger.record(self.hub.process.pid, "jupyterhub")
         self.ledger.record(int((self.hub.dir / "proxy.pid").read_text()), "proxy")
         for name, section in STUDENTS.items():
@@ -108,13 +128,28 @@ class Demo:
         self.ledger.record(pid, f"kernel of {self.prefix + user}")
         self.kernels.setdefault(user, []).append(pid)
 
+    def living_kernels(self, user: str) -> list[int]:
+        """Its kernels that still run (the culler may have shut one down): the driver frees
+        a dead process's memory, so the stand-in GPUs forget it too."""
+        alive = [pid for pid in self.kernels.get(user, []) if running(pid)]
+        self.kernels[user] = alive
+        return alive
+
+    def reopen_idle_notebook(self) -> None:
+        """Alan's kernel was shut down for holding GPU memory idle; a minute later he opens
+        the notebook again (and leaves it idle again)."""
+        print(f"demo: {IDLE_STUDENT} opens his notebook again")
+        self.start_kernel(IDLE_STUDENT)
+
     def scenario(self, t: float) -> Scenario:
         """GPU 0: ada and grace train in waves; GPU 1: alan hogs memory idle, katherine trains."""
+        for user in self.kernels:
+            self.living_kernels(user)
         wave = 0.5 + 0.5 * math.sin(t / 60)
         ada_util = int(40 + 50 * wave)
         grace_util = int(30 * (1 - wave))
         gpu0 = [
-            Process(pid, 6 * GIB, ada_util // len(self.kernels["ada"]))
+            Process(pid, 6 * GIB, ada_util // max(1, len(self.kernels["ada"])))
             for pid in self.kernels["ada"]
         ]
         gpu0 += [Process(pid, 4 * GIB, grace_util) for pid in self.kernels["grace"]]
@@ -159,6 +194,7 @@ class Demo:
         self.exporter = RunningExporter(
             [
                 f"--web.token-file={self.site.local('/etc/dlcourse/exporter-token')}",
+                f"--web.culler-token-file={self.site.local('/etc/dlcourse/exporter-culler-token')}",
                 "--collection.interval=5",
                 f"--hub.url={self.hub.api_url}",
                 f"--hub.token-file={self.hub.token_file()}",
@@ -189,6 +225,9 @@ class Demo:
             hub_token_file=self.hub.token_file("prometheus"),
             interval="5s",
             exporter_token_file=self.site.local("/etc/dlcourse/exporter-token"),
+            # The students' page reads their GPU-hours as the installed server's does.
+            readers={STUDENT_SERVICE: self.site.read(self.student_password_file).strip()},
+            prometheus_port=self.prometheus_port,
         ).__enter__()
         self.node = StackProcess(
             "node_exporter",
@@ -201,6 +240,10 @@ class Demo:
         )
         for process in [self.node, *self.stack.processes]:
             self.ledger.record(process.popen.pid, process.name)
+
+    @property
+    def student_password_file(self) -> str:
+        return f"/etc/dlcourse/monitoring/{STUDENT_SERVICE}.password"
 
     def instructor_password(self) -> str:
         return self.site.read(f"/etc/dlcourse/hub-passwords/{self.instructor}").strip()
@@ -279,19 +322,30 @@ nothing real; per-student data is for staff only, as on an installed server:
                       students {students}: the first login sets the password
   class status page   {demo.hub.public_url}/services/dlcourse-status/  (log in as
                       {demo.instructor}; a student gets 403)
+  a student's page    {demo.hub.public_url}/services/{STUDENT_SERVICE}/  (log in as a student:
+                      their own GPU, GPU-hours, kernels, idle warnings, kernel deaths)
   Prometheus          {demo.stack.prometheus_url}/graph  and /alerts
   Alertmanager        {demo.stack.alertmanager_url}/#/alerts
                       both as {user} / {password}
   exporter metrics    {demo.exporter.url}/metrics
                       (bearer token in {demo.site.local("/etc/dlcourse/exporter-token")})
-{CRASHING_STUDENT}'s kernel crashes every {CRASH_EVERY_SECONDS} s; alan holds 20 GiB idle on GPU 1.
+{CRASHING_STUDENT}'s kernel crashes every {CRASH_EVERY_SECONDS} s. {IDLE_STUDENT} holds 20 GiB
+idle on GPU 1: the GPU idle culler warns him after 2 min, shuts his kernel down 1 min later.
 Alerts that Alertmanager sends are printed here as they arrive. Logs: {args.workdir}.
 """
         )
         next_crash = started + 60
+        idle_gone_since: float | None = None
         while not args.duration or time.monotonic() - started < args.duration:
             time.sleep(5)
             demo.scenario(time.monotonic() - started).write(scenario_path)
+            if demo.kernels[IDLE_STUDENT]:
+                idle_gone_since = None
+            elif idle_gone_since is None:
+                print(f"demo: the GPU idle culler shut {IDLE_STUDENT}'s idle kernel down")
+                idle_gone_since = time.monotonic()
+            elif time.monotonic() - idle_gone_since >= REOPEN_AFTER_SECONDS:
+                demo.reopen_idle_notebook()
             for line in demo.new_alerts():
                 print(f"demo: alert {line}")
             if time.monotonic() >= next_crash:

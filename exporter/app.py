@@ -8,12 +8,19 @@ thread pool far more (issue 12: p99 96 ms against 3-5 ms at wrk -c4). The other 
 are FastAPI's, ``async`` too.
 
 The class-status page for people is not here: it is the hub service ``dlcourse_status``,
-behind the hub's login, which reads /api/class with its own copy of the token.
+behind the hub's login, which reads /api/class with its own copy of the token, and
+/api/students/{user} to show each student their own data.
+
+Two credentials: the web token (Prometheus, the status service) reads everything; the
+culler's token (``--web.culler-token-file``) reads /api/idle and reports culls, and nothing
+else. Prometheus holds the web token, so it cannot forge culls; the culler cannot read the
+class's data.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,11 +35,15 @@ from .classview import class_status
 from .config import Config
 from .exposition import Exposition, negotiate
 from .scheduler import Scheduler
+from .studentview import idle_kernels, student_status
+from .untrusted import label_value
 
 LANDING = (
-    f"dlcourse exporter {__version__}: /metrics and /api/class need the bearer token; "
+    f"dlcourse exporter {__version__}: /metrics and /api/* need a bearer token; "
     "the class-status page is the hub service at /services/dlcourse-status/\n"
 )
+MAX_CULL_BODY_BYTES = 4096
+MAX_KERNEL_ID_CHARS = 256
 
 
 def bearer_ok(token: str | None, authorization: str) -> bool:
@@ -47,6 +58,33 @@ def unauthorized() -> Response:
     return PlainTextResponse(
         "bearer token required\n", status_code=401, headers={"WWW-Authenticate": "Bearer"}
     )
+
+
+def problem(status: int, detail: str) -> Response:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+async def capped_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None once it grows past limit bytes."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def kernel_to_cull(body: bytes) -> str | None:
+    """The kernel id of a cull report ``{"kernel_id": "..."}``; None if it is not one."""
+    try:
+        report = json.loads(body)
+    except ValueError:
+        return None
+    kernel = report.get("kernel_id") if isinstance(report, dict) else None
+    if not isinstance(kernel, str) or not 0 < len(kernel) <= MAX_KERNEL_ID_CHARS:
+        return None
+    return kernel
 
 
 class MetricsEndpoint:
@@ -97,15 +135,63 @@ def create_app(config: Config, scheduler: Scheduler, exposition: Exposition) -> 
         openapi_url=None,
     )
 
+    def authorized(request: Request, *tokens: str | None) -> bool:
+        """Whether it carries the web token (or one of tokens); fails closed when unset."""
+        given = request.headers.get("authorization", "")
+        return any(bearer_ok(token, given) for token in (config.web_token, *tokens))
+
+    students = next((source for source in scheduler.sources if source.name == "students"), None)
+
+    def students_snapshot() -> Any | None:
+        state = scheduler.states.get("students")
+        return state.snapshot if state is not None and state.success else None
+
     @app.get("/")
     async def landing() -> Response:
         return PlainTextResponse(LANDING)
 
     @app.get("/api/class")
     async def class_api(request: Request) -> Response:
-        if not bearer_ok(config.web_token, request.headers.get("authorization", "")):
+        if not authorized(request):
             return unauthorized()
         return JSONResponse(class_status(exposition.families()))
+
+    @app.get("/api/students/{user:path}")
+    async def student_api(user: str, request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        snapshot = students_snapshot()
+        if snapshot is None:
+            return problem(503, "no students data: the students collector is off or failing")
+        found = student_status(
+            label_value(user), snapshot, exposition.families(names=("processes",))
+        )
+        return problem(404, "unknown user") if found is None else JSONResponse(found)
+
+    @app.get("/api/idle")
+    async def idle_api(request: Request) -> Response:
+        if not authorized(request, config.culler_token):
+            return unauthorized()
+        snapshot = students_snapshot()
+        if snapshot is None:
+            return problem(503, "no students data: the students collector is off or failing")
+        return JSONResponse(idle_kernels(snapshot))
+
+    @app.post("/api/students/{user:path}/culls")
+    async def cull_api(user: str, request: Request) -> Response:
+        # The culler's token only: Prometheus, which holds the web token, cannot forge culls.
+        if not bearer_ok(config.culler_token, request.headers.get("authorization", "")):
+            return unauthorized()
+        body = await capped_body(request, MAX_CULL_BODY_BYTES)
+        if body is None:
+            return problem(413, f"a cull report is at most {MAX_CULL_BODY_BYTES} bytes")
+        kernel = kernel_to_cull(body)
+        if kernel is None:
+            return problem(400, 'expected {"kernel_id": "<the kernel\'s id>"}')
+        culls = students.record_cull(label_value(user), kernel) if students else None
+        if culls is None:
+            return problem(404, "no such kernel of that user lately")
+        return JSONResponse({"user": label_value(user), "kernel_id": kernel, "idle_culls": culls})
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> Response:

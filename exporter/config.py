@@ -86,6 +86,14 @@ OPTIONS = (
         secret=True,
     ),
     Option(
+        "web.culler-token-file",
+        "file holding a second bearer token, the idle-GPU culler's: it reads /api/idle and "
+        "reports culls (POST /api/students/USER/culls), nothing else; must differ from the "
+        "web token, so that Prometheus cannot forge culls. Without it, culls are refused",
+        parse=Path,
+        secret=True,
+    ),
+    Option(
         "web.max-connections",
         "open HTTP connections at most; past it the longest idle one is closed",
         512,
@@ -156,6 +164,10 @@ class Config:
     @property
     def web_token(self) -> str | None:
         return self["web.token"]
+
+    @property
+    def culler_token(self) -> str | None:
+        return self["web.culler-token"]
 
     @property
     def max_connections(self) -> int:
@@ -360,6 +372,10 @@ def load(
     if values["web.token-file"] is None:
         # Localhost is not private on a server where every student has a shell.
         errors.append("no bearer token: set --web.token-file (per-student data is personal)")
+    elif values["web.culler-token"] and values["web.culler-token"] == values["web.token"]:
+        errors.append(
+            "--web.culler-token-file holds the web token: the culler's token must be its own"
+        )
     if errors:
         raise ConfigError("; ".join(errors))
     return Config(values, enabled), args.check_config

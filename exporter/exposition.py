@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import gzip
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,9 +214,12 @@ class Exposition:
                 last.add_metric([collector.name], when)
         yield from (build, success, duration, last)
 
-    def families(self) -> Iterator[Metric]:
-        """The collectors' families that /metrics serves (for the class-status view)."""
+    def families(self, names: Collection[str] | None = None) -> Iterator[Metric]:
+        """The collectors' families that /metrics serves (for the class-status view), of
+        the named collectors only if names are given."""
         text = negotiate("")
         for collector in self.collectors:
+            if names is not None and collector.name not in names:
+                continue
             if not isinstance(self._part(collector, text), Unservable):
                 yield from collector.render(self.view(collector))

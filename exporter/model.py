@@ -13,6 +13,8 @@ exposition knows it may reuse a collector's rendered part (``exposition.py``).
 - What the kernels and host sources make of the table: ``KernelsSnapshot``, ``HostSnapshot``.
 - The hub's users: ``HubSnapshot`` of ``HubUser`` with their ``HubServer``s.
 - On Kubernetes, the students' pods on this node: ``StudentPods``.
+- What each student's kernels and GPU processes do, and why kernels died
+  (``sources.students``): ``StudentsSnapshot``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,15 @@ class GpuProcessList:
 
 
 @dataclass(frozen=True)
+class XidEvent:
+    """One XID error as it arrived: on which GPU, which XID, when (unix time)."""
+
+    gpu_uuid: str
+    xid: int
+    at: float
+
+
+@dataclass(frozen=True)
 class NvmlSnapshot:
     driver_version: str
     cuda_version: str
@@ -72,6 +83,10 @@ class NvmlSnapshot:
     xid_errors: Mapping[tuple[int, str, int], int] = field(default_factory=dict)
     # (gpu index, uuid, call) -> NVML calls for that GPU that failed since the exporter started
     nvml_errors: Mapping[tuple[int, str, str], int] = field(default_factory=dict)
+    # The latest XID events, newest last (a few dozen at most), to tell why a kernel died.
+    recent_xids: tuple[XidEvent, ...] = ()
+    # time.monotonic() when the enumeration began: what GPU time is integrated over.
+    read_at: float = field(default=0.0, compare=False)
 
 
 # --- Processes (/proc) and who owns them ------------------------------------------------
@@ -80,6 +95,7 @@ class NvmlSnapshot:
 # says it is, and the GPU the hub gave a student's server (installer/hub/gpu_hook.py).
 HUB_USER_VARIABLE = "JUPYTERHUB_USER"
 VISIBLE_DEVICES_VARIABLE = "CUDA_VISIBLE_DEVICES"
+SESSION_NAME_VARIABLE = "JPY_SESSION_NAME"  # a kernel's notebook (sources.kernels)
 
 
 @dataclass(frozen=True)
@@ -157,12 +173,41 @@ class ProcessTable:
 
 
 @dataclass(frozen=True)
+class RunningKernel:
+    """A student's kernel process now (the outermost one, which jupyter_client started)."""
+
+    user: str
+    pid: int
+    start_ticks: int
+    connection_file: str  # absolute where /proc told where it is
+    uid: int | None  # the account it runs as
+    notebook: str = ""  # the notebook's file name, from its start (sources.kernels)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.pid, self.start_ticks)
+
+
+@dataclass(frozen=True)
+class KernelCrash:
+    """A student's kernel that died unexpectedly, as ``sources.kernels`` judged it."""
+
+    seq: int  # counts every crash since the exporter started: who read up to where
+    kernel: RunningKernel
+    cause: str  # the crashes counter's label: the signal's name, or "exit"
+    status: int  # the wait(2) status
+    ended_at: float  # unix time of the exit
+
+
+@dataclass(frozen=True)
 class KernelsSnapshot:
     running: Mapping[str, int]  # user -> kernels running now
     crashes: Mapping[tuple[str, str], int]  # (user, signal or "exit") -> since start
     unknown_exits: Mapping[str, int]
     users: frozenset[str]  # every user who keeps series (zeros included)
     exit_events: str  # "netlink" or "poll"
+    kernels: tuple[RunningKernel, ...] = ()  # the students' kernels running now
+    recent_crashes: tuple[KernelCrash, ...] = ()  # the latest crashes, oldest first
 
 
 @dataclass(frozen=True)
@@ -176,8 +221,18 @@ class UserHost:
 
 
 @dataclass(frozen=True)
+class OomVictim:
+    """A student's process the kernel log says the OOM killer killed."""
+
+    pid: int
+    user: str
+    at: float  # unix time the exporter read the line
+
+
+@dataclass(frozen=True)
 class HostSnapshot:
     users: tuple[UserHost, ...] = ()
+    recent_oom_victims: tuple[OomVictim, ...] = ()  # the latest, oldest first
 
 
 # --- The hub ------------------------------------------------------------------------------
@@ -216,3 +271,73 @@ class StudentPods:
     user (only pods KubeSpawner made for a student; see ``sources.kubepods``)."""
 
     students: Mapping[str, str] = field(default_factory=dict)
+
+
+# --- Students: their kernels on the GPU, why kernels died, GPU time ---------------------
+
+
+@dataclass(frozen=True)
+class GpuTime:
+    """What one user's processes used of one GPU since the exporter started."""
+
+    user: str
+    gpu_index: int
+    gpu_uuid: str
+    busy_seconds: float  # utilization integrated over time: seconds of a fully busy GPU
+    memory_byte_seconds: float
+
+
+@dataclass(frozen=True)
+class KernelGpuUse:
+    """A student's kernel now: what it and its descendants hold on the GPUs."""
+
+    user: str
+    kernel_id: str
+    pid: int
+    started: float | None  # unix time
+    memory_bytes: int
+    utilization_ratio: float  # on the busiest of its GPUs, 0..1
+    idle_since: float | None  # unix time since which it held GPU memory at 0 % utilization
+    gpus: tuple[str, ...]  # the uuids of the GPUs it holds memory on
+    notebook: str = ""  # "" where unknown
+
+
+@dataclass(frozen=True)
+class OtherGpuProcess:
+    """A student's GPU process outside any kernel (a script in a terminal, say)."""
+
+    user: str
+    pid: int
+    command: str  # cleaned and capped
+    memory_bytes: int
+    idle_since: float | None
+    gpus: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KernelDeath:
+    """Why a student's kernel died, in one of ``DEATH_REASONS`` and one line of detail."""
+
+    user: str
+    kernel_id: str
+    at: float  # unix time
+    reason: str
+    detail: str
+    notebook: str = ""  # "" where unknown
+
+
+# In the order they are tried: the first with evidence names the death.
+DEATH_REASONS = ("oom_killer", "cuda_oom", "xid", "signal", "exit")
+
+
+@dataclass(frozen=True)
+class StudentsSnapshot:
+    generated_at: float  # unix time of the reading
+    users: frozenset[str]  # who has per-user series: the hub's users, else everyone seen
+    kernel_users: frozenset[str]  # users seen with a kernel (deaths by reason, zeros too)
+    gpu_time: tuple[GpuTime, ...] = ()
+    kernels: tuple[KernelGpuUse, ...] = ()
+    other_processes: tuple[OtherGpuProcess, ...] = ()
+    deaths: tuple[KernelDeath, ...] = ()  # the latest few per user, oldest first
+    death_counts: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    idle_culls: Mapping[str, int] = field(default_factory=dict)

@@ -10,7 +10,8 @@ A source whose poll blocks (NVML, /proc) runs it in a thread of its own, so one 
 source delays neither the event loop nor the others. Every poll has a deadline
 (``Source.deadline``): a poll past it marks its source failed; a thread that is still
 stuck is not started again until it returns, and the source stays failed meanwhile. A
-source whose input failed fails too, without being polled.
+source whose input failed fails too, without being polled; one it takes ``optionally`` is
+handed over as None instead.
 """
 
 from __future__ import annotations
@@ -54,12 +55,12 @@ class InputFailed(Exception):
 
 
 def stages(sources: Sequence[Source]) -> Iterator[list[Source]]:
-    """The sources in groups that can run at once, each after the ones it needs."""
+    """The sources in groups that can run at once, each after its inputs."""
     names = {source.name for source in sources}
     done: set[str] = set()
     waiting = list(sources)
     while waiting:
-        ready = [s for s in waiting if all(n in done or n not in names for n in s.needs)]
+        ready = [s for s in waiting if all(n in done or n not in names for n in s.inputs)]
         if not ready:
             raise ValueError(f"sources that need each other: {[s.name for s in waiting]}")
         yield ready
@@ -94,8 +95,11 @@ class Scheduler:
         began = time.perf_counter()
         previous = self.states[source.name]
         try:
-            inputs = [self._input(need, fresh) for need in source.needs]
-            began = min([began, *(self._state(need, fresh).began for need in source.needs)])
+            needed = [self._input(need, fresh) for need in source.needs]
+            taken = {name: self._optional_input(name, fresh) for name in source.optionally}
+            read = [*source.needs, *(name for name, got in taken.items() if got is not None)]
+            began = min([began, *(self._state(name, fresh).began for name in read)])
+            inputs = [*needed, *taken.values()]
             snapshot = await asyncio.wait_for(self._poll(source, inputs), source.deadline)
         except Exception as exc:  # any source failure only degrades this source
             if isinstance(exc, asyncio.TimeoutError):
@@ -132,6 +136,10 @@ class Scheduler:
         if not state.success:
             raise InputFailed(f"its input {name} failed")
         return state.snapshot
+
+    def _optional_input(self, name: str, fresh: dict[str, SourceState]) -> Any | None:
+        state = fresh.get(name) or self.states.get(name)
+        return state.snapshot if state is not None and state.success else None
 
     async def _poll(self, source: Source, inputs: list[Any]) -> Any:
         if inspect.iscoroutinefunction(source.poll):

@@ -9,6 +9,8 @@
   long names never share a label value.
 - ``log_text``: for a log line: control and other unprintable characters escaped, cut at
   ``limit`` characters, so nothing from outside can forge or flood log lines.
+- ``shown_text``: for one line shown to a person (an API field): valid text, every run of
+  unprintable characters and whitespace one space, at most ``limit`` characters.
 - ``redact_url``: a URL without its ``user:password@``.
 - ``read_capped``: an HTTP body read no further than a cap (hub and Kubernetes answers),
   decompressed in steps (``decoded_chunks``) so a small compressed answer cannot inflate
@@ -69,6 +71,13 @@ def log_text(text: object, limit: int = LOG_TEXT_LIMIT) -> str:
     extra = len(text) - limit
     escaped = "".join(map(_escape, text[:limit] if extra > 0 else text))
     return f"{escaped}... ({extra} more characters)" if extra > 0 else escaped
+
+
+def shown_text(text: str, limit: int) -> str:
+    """text as one clean line of at most limit characters ("…" marks a cut)."""
+    printable = "".join(c if c.isprintable() else " " for c in valid_text(text[: 4 * limit]))
+    line = " ".join(printable.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def redact_url(url: str) -> str:

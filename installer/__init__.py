@@ -14,11 +14,14 @@ holds every rule):
 - ``catalogs/``   upstream's tables with their sources: driver branches, PyTorch builds, pinned
   packages; standard library only
 - ``layout/``     every path and port; standard library only
-- ``hub/``        runs inside JupyterHub (the TLJH plugin, the GPU hook, hub passwords): the
+- ``hub/``        runs inside JupyterHub (the TLJH plugin, the GPU hook, hub passwords, the
+  GPU idle thresholds the culler and the students' page share): the
   standard library, what TLJH's hub environment has, layout/ and catalogs/
-- ``probes/``     runs as a student in the students' environment: the standard library
+- ``probes/``     runs as a student in the students' environment: the standard library (the
+  probe of installed packages; the IPython extension every kernel loads)
 - ``bootstrap.py`` a bare server's Python, the standard library; ``cli`` is
-  ``dlcourse-install``; ``docs`` writes docs/installer.md's option table
+  ``dlcourse-install``; ``docs`` writes docs/installer.md's option table; ``report`` is
+  ``dlcourse-install report`` (the term per student, from Prometheus)
 
 The installer itself needs only the standard library (bootstrap.py runs it from a bare
 checkout before any venv exists), but for bcrypt, a dependency imported only when an install

@@ -1,4 +1,4 @@
-"""``dlcourse-install``: install, ``status``, ``resume`` and ``driver --purge``."""
+"""``dlcourse-install``: install, ``status``, ``resume``, ``driver --purge`` and ``report``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from dlcourse_installer import __version__
+from dlcourse_installer import __version__, report
 from dlcourse_installer.checklist import STEPS, runner
 from dlcourse_installer.checklist.course_packages import STEP as COURSE_PACKAGES_STEP
 from dlcourse_installer.checklist.monitoring import NODE_EXPORTER_PACKAGE
@@ -23,7 +23,7 @@ from dlcourse_installer.machine.host import DryRunHost, Host, RealHost
 from dlcourse_installer.rendered import render
 from dlcourse_installer.rendered.generated import Facts
 
-COMMANDS = ("install", "render", "status", "resume", "driver", "packages")
+COMMANDS = ("install", "render", "status", "resume", "driver", "packages", "report")
 
 
 def checkout() -> str:
@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         'or installed releases changed (docs/installer.md, "Reruns").',
         epilog="Other commands: `dlcourse-install packages FILE` (course packages during the "
         "term), `dlcourse-install status`, `dlcourse-install resume`, "
-        "`dlcourse-install driver --purge`, `dlcourse-install render --root DIR [options]`.",
+        "`dlcourse-install driver --purge`, `dlcourse-install render --root DIR [options]`, "
+        "`dlcourse-install report --since DATE [--csv]` (the term per student).",
     )
     p.add_argument("--version", action="version", version=f"dlcourse-install {__version__}")
     options.add_arguments(p)
@@ -258,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         return render_files(rest)
     if command == "packages":
         return packages(rest)
+    if command == "report":
+        return report.main(rest)
     paths = Paths.from_env()
     if command == "status":
         return status(RealHost(), paths)

@@ -15,15 +15,14 @@ from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
-from tornado import httpclient, httpserver, ioloop, netutil, web
+from tornado import httpserver, ioloop, netutil, web
 from tornado.escape import xhtml_escape
+
+from dlcourse_status.exporter import Exporter, ExporterError
 
 log = logging.getLogger("dlcourse_status")
 
 PAGE = (Path(__file__).parent / "status_page.html").read_text()
-# The exporter answers a class of 20,000 students in a few MiB; never hold more than this.
-MAX_ANSWER_BYTES = 32 * 1024 * 1024
-EXPORTER_TIMEOUT_SECONDS = 5.0
 BIND_RETRY_SECONDS = 1.0
 # The page draws every value with textContent; nothing but its own inline code may run.
 HEADERS = {
@@ -68,8 +67,10 @@ class Settings:
 
 
 class Headers:
+    security_headers = HEADERS
+
     def set_default_headers(self) -> None:
-        for name, value in HEADERS.items():
+        for name, value in self.security_headers.items():
             self.set_header(name, value)  # type: ignore[attr-defined]
 
 
@@ -81,26 +82,6 @@ class StatusPage(Headers, HubOAuthenticated, web.RequestHandler):
         self.finish(PAGE.replace("{{xsrf}}", xhtml_escape(self.xsrf_token)))
 
 
-class Exporter:
-    """The exporter's /api/class, read with its bearer token, bounded in size and time."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url = f"{url}/api/class"
-        self._headers = {"Authorization": f"Bearer {token}"}
-        self._client = httpclient.AsyncHTTPClient(
-            force_instance=True, max_body_size=MAX_ANSWER_BYTES
-        )
-
-    async def class_json(self) -> bytes:
-        request = httpclient.HTTPRequest(
-            self.url,
-            headers=self._headers,
-            request_timeout=EXPORTER_TIMEOUT_SECONDS,
-            follow_redirects=False,
-        )
-        return (await self._client.fetch(request)).body
-
-
 class ClassApi(Headers, HubOAuthenticated, web.RequestHandler):
     def initialize(self, exporter: Exporter) -> None:
         self.exporter = exporter
@@ -108,10 +89,10 @@ class ClassApi(Headers, HubOAuthenticated, web.RequestHandler):
     @web.authenticated
     async def get(self) -> None:
         try:
-            body = await self.exporter.class_json()
-        except (httpclient.HTTPClientError, OSError) as exc:
+            body = await self.exporter.raw("/api/class")
+        except ExporterError as exc:
             # One line, no body: the exporter's answer is not ours to echo.
-            log.warning("%s: %s", self.exporter.url, exc)
+            log.warning("%s", exc)
             raise web.HTTPError(502, "the exporter did not answer") from None
         self.set_header("Content-Type", "application/json")
         self.finish(body)
@@ -131,22 +112,15 @@ def make_app(settings: Settings) -> web.Application:
     )
 
 
-def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        settings = Settings.from_environment(dict(os.environ))
-    except ConfigError as exc:
-        print(f"dlcourse-status: error: {exc}", file=sys.stderr)
-        return 2
+def serve(app: web.Application, settings: Settings, program: str) -> int:
+    """Listens where the hub said and runs; 2 with one line when it cannot listen."""
     where = f"{settings.listen_host}:{settings.listen_port}"
     try:
         sockets = bind_when_free(settings.listen_host, settings.listen_port)
     except OSError as exc:
-        print(f"dlcourse-status: error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
+        print(f"{program}: error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
         return 2
-    httpserver.HTTPServer(make_app(settings)).add_sockets(sockets)
+    httpserver.HTTPServer(app).add_sockets(sockets)
     log.info("listening on %s%s", where, settings.prefix)
     ioloop.IOLoop.current().start()
     return 0
@@ -171,3 +145,15 @@ def bind_when_free(host: str, port: int) -> list[socket.socket]:
                 )  # fmt: skip
                 waiting = True
             time.sleep(BIND_RETRY_SECONDS)
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = Settings.from_environment(dict(os.environ))
+    except ConfigError as exc:
+        print(f"dlcourse-status: error: {exc}", file=sys.stderr)
+        return 2
+    return serve(make_app(settings), settings, "dlcourse-status")

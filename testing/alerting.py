@@ -234,8 +234,14 @@ class AlertingStack:
         hub_token_file: Path | None = None,
         interval: str = "1s",
         exporter_token_file: Path | None = None,
+        readers: dict[str, str] | None = None,
+        prometheus_port: int | None = None,
     ) -> None:
+        """readers: more basic-auth users (name -> password) who may read Prometheus, as the
+        students' page does on a server; prometheus_port: one a configuration names."""
         self.workdir = workdir
+        self.readers = dict(readers or {})
+        self.prometheus_port = prometheus_port
         self.exporter_token_file = exporter_token_file or token_file()
         self.targets = targets
         self.overrides = overrides
@@ -262,12 +268,15 @@ class AlertingStack:
         alertmanager_bin = find_tool("prometheus-alertmanager", "alertmanager")
         assert prometheus_bin and alertmanager_bin, "prometheus and alertmanager must be installed"
         self.webhook = Webhook()
-        am_port, prom_port = free_port(), free_port()
+        am_port, prom_port = free_port(), self.prometheus_port or free_port()
         self.alertmanager_url = f"http://127.0.0.1:{am_port}"
         self.prometheus_url = f"http://127.0.0.1:{prom_port}"
         self.workdir.mkdir(parents=True, exist_ok=True)
         web_config = self.web_config = self.workdir / "web-config.yml"
-        web_config.write_text(webauth.web_config({self.auth[0]: webauth.bcrypt_hash(self.auth[1])}))
+        users = {self.auth[0]: self.auth[1], **self.readers}
+        web_config.write_text(
+            webauth.web_config({u: webauth.bcrypt_hash(p) for u, p in users.items()})
+        )
         password_file = self.workdir / "prometheus.password"
         password_file.touch(mode=0o600)
         password_file.write_text(self.auth[1] + "\n")

@@ -420,7 +420,10 @@ class LiveHub:
 
     def add_to_group(self, name: str, group: str) -> None:
         if self.client.get(f"/groups/{group}").status_code == 404:
-            self.api("POST", f"/groups/{group}")
+            created = self.client.post(f"/groups/{group}")
+            # 409: a concurrent add_user (tests that start a class at once) made it first.
+            if created.status_code not in (201, 409):
+                raise HubError(f"POST /groups/{group}: {created.status_code} {created.text}")
         self.api("POST", f"/groups/{group}/users", json={"users": [name]})
 
     def remove_user(self, name: str) -> None:
@@ -494,6 +497,12 @@ class LiveHub:
     def start_kernel(self, user: str, kernel_name: str = "python3") -> str:
         """Starts a kernel in the user's running server; returns its id."""
         return self._server_api("POST", user, "/kernels", json={"name": kernel_name}).json()["id"]
+
+    def start_session(self, user: str, path: str, kernel_name: str = "python3") -> str:
+        """Opens a notebook as JupyterLab does (a session: the path and a new kernel);
+        returns the kernel's id."""
+        body = {"path": path, "name": path, "type": "notebook", "kernel": {"name": kernel_name}}
+        return self._server_api("POST", user, "/sessions", json=body).json()["kernel"]["id"]
 
     def shutdown_kernel(self, user: str, kernel_id: str) -> None:
         self._server_api("DELETE", user, f"/kernels/{kernel_id}")

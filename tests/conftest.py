@@ -43,6 +43,8 @@ LIVE_FIXTURES = frozenset(
         "wheel_venv",  # tests/installer/test_wheel.py: pip builds and installs the wheel
         "tljh_python",  # pip builds TLJH's hub environment
         "make_tljh_hub",
+        "report_history",  # tests/installer/test_report.py: Prometheus with a backfill
+        "student_course",  # tests/students/conftest.py: a hub, its services, an exporter
     }
 )
 

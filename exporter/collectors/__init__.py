@@ -14,12 +14,14 @@ from .hub import HubCollector
 from .kernels import KernelsCollector
 from .kubernetes import KubernetesCollector
 from .processes import ProcessesCollector
+from .students import StudentsCollector
 
 COLLECTORS: tuple[Collector, ...] = (
     GpuCollector(),
     ProcessesCollector(),
     KernelsCollector(),
     HostCollector(),
+    StudentsCollector(),
     HubCollector(),
     KubernetesCollector(),
 )

@@ -22,6 +22,7 @@ from .nvml_source import NvmlSource
 from .owners import OwnerRules, Owners, PodOwners
 from .proctable import ProcessTableSource
 from .roster import SharedRoster
+from .students import StudentsSource
 
 
 class Shared:
@@ -79,6 +80,9 @@ SOURCES: dict[str, Factory] = {
         Path(values["path.kmsg"]) if values["path.kmsg"] else None,
         values["collection.interval"],
     ),
+    "students": lambda values, shared: StudentsSource(
+        shared.owners, shared.roster, values["path.procfs"], values["collection.interval"]
+    ),
     "hub": lambda values, shared: HubSource(
         HubClient(
             values["hub.url"] or "",
@@ -100,7 +104,7 @@ def build_sources(values: Mapping[str, Any], wanted: Collection[str]) -> list[So
     def build(name: str) -> None:
         if name not in built:
             source = SOURCES[name](values, shared)
-            for need in source.needs:
+            for need in source.needs:  # what it takes optionally, it takes if built
                 build(need)
             built[name] = source
 

@@ -4,7 +4,9 @@ A source does the I/O of one kind of data (NVML, /proc, the hub API) and returns
 ``model`` snapshot from ``poll()``. The scheduler calls it in the background on the
 source's interval, never during a scrape; it raises to say the source failed, and may be
 a coroutine function (else it runs in a thread of its own). A source that ``needs`` others
-gets their snapshots of the same cycle as arguments, in that order.
+gets their snapshots of the same cycle as arguments, in that order, and fails with them; then
+one per source it takes ``optionally``: its snapshot, or None when that source failed or
+runs for no enabled collector (a student's kernel deaths are still told while NVML is down).
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ class Source(ABC):
     name: str = ""
     interval: float = 5.0
     needs: tuple[str, ...] = ()
+    optionally: tuple[str, ...] = ()
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every source it runs after: the ones it needs, then the ones it takes if it can."""
+        return (*self.needs, *self.optionally)
 
     @property
     def deadline(self) -> float:

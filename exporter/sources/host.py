@@ -11,18 +11,21 @@ chosen source (the unit cgroup where one is found, else the process table), and 
 recreated with a lower value counts from zero again. /proc sums miss CPU a process used
 after the last poll before it exited, and processes that live shorter than one poll
 interval.
+
+The kernel log's victims are also kept for a while (``recent_oom_victims``): a kernel that
+died of SIGKILL and is among them was killed by the OOM killer (``sources.deaths``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model import Attribution, HostSnapshot, ProcessEntry, ProcessTable, UserHost
+from ..model import Attribution, HostSnapshot, OomVictim, ProcessEntry, ProcessTable, UserHost
 from ..untrusted import log_text
 from .base import Source
 from .cgroups import CgroupReader, CgroupUsage, UnitCgroup
@@ -31,6 +34,8 @@ from .owners import OwnerRules, account_evidence
 from .procfs import cgroup_paths
 
 log = logging.getLogger(__name__)
+
+RECENT_VICTIMS = 64  # the latest OOM kills of students, for telling why a kernel died
 
 
 @dataclass
@@ -75,6 +80,7 @@ class HostTracker(Source):
         self._units: dict[str, UnitCgroup] = {}
         self._last_seen: dict[str, float] = {}  # user -> last poll with a process of theirs
         self._totals = _Totals()
+        self._victims: deque[OomVictim] = deque(maxlen=RECENT_VICTIMS)
 
     def close(self) -> None:
         if self.kmsg is not None:
@@ -115,7 +121,8 @@ class HostTracker(Source):
                 self._locate_unit(entry, user)
         self._tables = (table, *self._tables[:1])
         self._cpu = cpu
-        return HostSnapshot(tuple(self._per_user(cpu_increase, rss)))
+        users = tuple(self._per_user(cpu_increase, rss))
+        return HostSnapshot(users, tuple(self._victims))
 
     def _locate_unit(self, entry: ProcessEntry, user: str) -> None:
         paths = cgroup_paths(entry.identity.cgroup)
@@ -195,6 +202,7 @@ class HostTracker(Source):
             if user is None:
                 log.debug("OOM kill of pid %d (uid %s): not a hub user", kill.pid, kill.uid)
                 continue
+            self._victims.append(OomVictim(kill.pid, user, time.time()))
             usage = usages.get(user)
             if usage is not None and usage.oom_kills is not None:
                 continue  # the user's cgroup already counted it

@@ -25,6 +25,9 @@ Why an exit is or is not a crash (``classify``):
   A user-requested *restart* of a kernel that ignores the request for 5 s also ends in
   SIGTERM/SIGKILL and keeps the file: it counts as a crash (the kernel was hung; nothing
   outside jupyter_client can tell the two apart).
+
+Each snapshot also lists the students' running kernels and the latest crashes, for
+``sources.students`` to tell each student what their kernels hold and why one died.
 """
 
 from __future__ import annotations
@@ -33,13 +36,22 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model import Evidence, KernelsSnapshot, ProcessEntry, ProcessIdentity, ProcessTable
-from ..untrusted import log_text
+from ..model import (
+    SESSION_NAME_VARIABLE,
+    Evidence,
+    KernelCrash,
+    KernelsSnapshot,
+    ProcessEntry,
+    ProcessIdentity,
+    ProcessTable,
+    RunningKernel,
+)
+from ..untrusted import log_text, shown_text
 from . import procfs as parse
 from .base import Source
 from .owners import OwnerRules
@@ -52,6 +64,8 @@ GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.25  # fallback: how often watched kernels' /proc/<pid>/stat is read
 STOP_SIGNALS = frozenset({"SIGTERM", "SIGKILL", "SIGHUP", "SIGINT"})
 UNKNOWN = None  # exit status of a kernel that vanished before it was seen as a zombie
+MAX_NOTEBOOK_CHARS = 200
+RECENT_CRASHES = 256  # kept for sources.students, which reads them every cycle
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,8 @@ class KernelProcess:
     connection_file: str
     ppid: int
     parent_starttime: int | None
+    uid: int | None = None
+    notebook: str = ""  # notebook_name: shown to its student and the staff only
     found_at: float = field(default_factory=time.monotonic, compare=False)
 
 
@@ -70,6 +86,17 @@ class PendingExit:
     kernel: KernelProcess
     status: int | None
     at: float
+    ended_at: float = field(default_factory=time.time)  # unix time, for people
+
+
+def notebook_name(environ: Mapping[str, str]) -> str:
+    """The notebook a kernel was started for: the file name in its JPY_SESSION_NAME, which
+    jupyter_server sets in every kernel's environment (SessionManager.get_kernel_env,
+    jupyter_server/services/sessions/sessionmanager.py: the session's path, joined to the
+    kernel's working folder when a name is given). The student's own text: kept short and
+    shown as text; "" where it is missing (a kernel started another way)."""
+    path = environ.get(SESSION_NAME_VARIABLE, "")
+    return shown_text(path.rstrip("/").rpartition("/")[2], MAX_NOTEBOOK_CHARS)
 
 
 def classify(status: int | None, parent_alive: bool, connection_file_exists: bool) -> str:
@@ -93,6 +120,8 @@ class _State:
     unknown: Counter[str] = field(default_factory=Counter)
     last_seen: dict[str, float] = field(default_factory=dict)  # user -> last kernel running
     ended: set[tuple[int, int]] = field(default_factory=set)  # (pid, starttime) seen exiting
+    recent: deque[KernelCrash] = field(default_factory=lambda: deque(maxlen=RECENT_CRASHES))
+    crash_count: int = 0
 
 
 class KernelTracker(Source):
@@ -179,8 +208,7 @@ class KernelTracker(Source):
                 entry.pid,
                 entry.start_ticks,
                 entry.ppid,
-                list(entry.identity.argv),
-                entry.identity.evidence,
+                entry.identity,
                 parent.start_ticks if parent else None,
             )
             cached = self._seen[entry.key] = (entry.identity, kernel)
@@ -191,20 +219,21 @@ class KernelTracker(Source):
         pid: int,
         starttime: int,
         ppid: int,
-        argv: list[str],
-        evidence: Evidence,
+        identity: ProcessIdentity,
         parent_starttime: int | None,
     ) -> KernelProcess | None:
-        connection_file = parse.kernel_connection_file(argv)
+        connection_file = parse.kernel_connection_file(list(identity.argv))
         if connection_file is None:
             return None
         return KernelProcess(
             pid=pid,
             starttime=starttime,
-            evidence=evidence,
+            evidence=identity.evidence,
             connection_file=self._absolute(pid, connection_file),
             ppid=ppid,
             parent_starttime=parent_starttime,
+            uid=identity.uid,
+            notebook=notebook_name(identity.environ),
         )
 
     def _absolute(self, pid: int, path: str) -> str:
@@ -270,7 +299,7 @@ class KernelTracker(Source):
             if parse.kernel_connection_file(argv) is None:
                 return  # the common case: one read for every exec on the machine
             stat = read_stat(self.procfs, pid)
-            evidence = read_identity(self.procfs, pid, self.owners.prefix).evidence
+            identity = read_identity(self.procfs, pid, self.owners.prefix)
         except (OSError, Vanished):
             return
         try:
@@ -278,7 +307,11 @@ class KernelTracker(Source):
         except Vanished:
             parent_starttime = None
         kernel = self._kernel(
-            pid, stat.starttime_ticks, stat.ppid, argv, evidence, parent_starttime
+            pid,
+            stat.starttime_ticks,
+            stat.ppid,
+            identity,
+            parent_starttime,
         )
         if kernel is None:
             return
@@ -364,13 +397,36 @@ class KernelTracker(Source):
                     self._state.unknown[user] += 1
                 elif outcome not in ("clean", "server-stopped", "shutdown"):
                     self._state.crashes[(user, outcome)] += 1
+                    self._record_crash_locked(user, exit_, outcome)
                     log.info("kernel of %s crashed: %s", log_text(user), outcome)
+
+    def _record_crash_locked(self, user: str, exit_: PendingExit, outcome: str) -> None:
+        assert exit_.status is not None  # an unknown status is never judged a crash
+        self._state.crash_count += 1
+        self._state.recent.append(
+            KernelCrash(
+                self._state.crash_count,
+                self._running(user, exit_.kernel),
+                outcome,
+                exit_.status,
+                exit_.ended_at,
+            )
+        )
+
+    @staticmethod
+    def _running(user: str, kernel: KernelProcess) -> RunningKernel:
+        return RunningKernel(
+            user, kernel.pid, kernel.starttime, kernel.connection_file, kernel.uid, kernel.notebook
+        )
 
     def snapshot(self) -> KernelsSnapshot:
         with self._lock:
-            running = Counter(
-                user for k in self._state.watched.values() if (user := self._user(k)) is not None
+            kernels = tuple(
+                self._running(user, k)
+                for k in self._state.watched.values()
+                if (user := self._user(k)) is not None
             )
+            running = Counter(kernel.user for kernel in kernels)
             self._state.last_seen.update(dict.fromkeys(running, self.clock()))
             self._forget_users_locked()
             return KernelsSnapshot(
@@ -379,6 +435,8 @@ class KernelTracker(Source):
                 unknown_exits=dict(self._state.unknown),
                 users=frozenset(self._state.last_seen),
                 exit_events=self.mode,
+                kernels=kernels,
+                recent_crashes=tuple(self._state.recent),
             )
 
     def _forget_users_locked(self) -> None:

@@ -44,6 +44,7 @@ class NvmlSource(Source):
         self.session.on_reset(self.xid.stop)
 
     def poll(self) -> NvmlSnapshot:
+        read_at = self.clock()
         session = self.session
         session.ensure()
         driver = text(session.call(pynvml.nvmlSystemGetDriverVersion))
@@ -80,6 +81,8 @@ class NvmlSource(Source):
             tuple(processes),
             xid_errors,
             session.error_counts(),
+            self.xid.recent(),
+            read_at,
         )
 
     def _processes(self, index: int, uuid: str, handle: object) -> GpuProcessList | None:

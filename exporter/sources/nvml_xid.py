@@ -5,7 +5,8 @@ XIDs are the driver's error reports (e.g. 79: GPU fell off the bus, 48: double-b
 as a value to poll, so a thread waits on the event set and counts them. The GPUs are
 listed once at (re)initialisation, to register them; a GPU's UUID for an event comes from
 the event's device, or for a GPU already lost, from the NVML source's own record
-(``known_uuid``).
+(``known_uuid``). The latest events are kept with their time too (``recent``): an XID on a
+kernel's GPU shortly before it died says why (``sources.deaths``).
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 
 import pynvml
 
+from ..model import XidEvent
 from .nvml import NvmlSession, text
 
 log = logging.getLogger(__name__)
 
 WAIT_MS = 500
+RECENT_EVENTS = 64  # a GPU in trouble reports a few; a flood keeps the newest
 
 
 class XidWatcher:
@@ -29,6 +34,7 @@ class XidWatcher:
         self.session = session
         self.known_uuid = known_uuid  # GPU index -> its UUID when last read
         self._counts: dict[tuple[str, int], int] = {}
+        self._recent: deque[XidEvent] = deque(maxlen=RECENT_EVENTS)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -39,6 +45,11 @@ class XidWatcher:
         """(GPU uuid, xid) -> events seen since the exporter started."""
         with self._lock:
             return dict(self._counts)
+
+    def recent(self) -> tuple[XidEvent, ...]:
+        """The latest events, oldest first."""
+        with self._lock:
+            return tuple(self._recent)
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -104,6 +115,7 @@ class XidWatcher:
         key = (self._uuid(event.device), int(event.eventData))
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + 1
+            self._recent.append(XidEvent(key[0], key[1], time.time()))
         log.warning("GPU %s reported XID %d", key[0], key[1])
 
     def _uuid(self, device: object) -> str:

@@ -10,6 +10,9 @@ import os
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
+
+from ..untrusted import shown_text
 
 # Clock ticks per second for utime/stime in /proc/<pid>/stat (USER_HZ, 100 on Linux).
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -91,6 +94,17 @@ def split_cmdline(raw: bytes) -> list[str]:
 def is_connection_file(arg: str) -> bool:
     name = arg.rsplit("/", 1)[-1]
     return name.startswith("kernel-") and name.endswith(".json") and len(name) > len("kernel-.json")
+
+
+MAX_KERNEL_ID_CHARS = 128
+
+
+@lru_cache(maxsize=4096)  # the same few files come back every cycle
+def kernel_id(connection_file: str) -> str:
+    """The kernel's id as jupyter_server knows it: ``<id>`` of ``kernel-<id>.json``; for
+    another name (a bare jupyter_client's temporary file), the name without ``.json``."""
+    name = connection_file.rsplit("/", 1)[-1].removesuffix(".json")
+    return shown_text(name.removeprefix("kernel-") or name, MAX_KERNEL_ID_CHARS)
 
 
 def kernel_connection_file(argv: list[str]) -> str | None:

@@ -10,7 +10,7 @@ parent's argv, seconds apart on a loaded machine, and an exec need not change th
 derives something from one knows when to derive it again. Each entry is judged by the
 attribution rules (``sources.owners``) with the hub's current roster.
 
-The environment variables are the exception: once a read shows ``JUPYTERHUB_USER`` (the
+Two environment variables are the exception: once a read shows ``JUPYTERHUB_USER`` (the
 hub's mark on a server and everything it starts; a process between fork and exec shows
 its parent's, which for a server is systemd's or the hub's, without it) they are kept for
 the process's life (pid and start time), through renames and execs. /proc/PID/environ is
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..model import (
     HUB_USER_VARIABLE,
+    SESSION_NAME_VARIABLE,
     VISIBLE_DEVICES_VARIABLE,
     Evidence,
     ProcessEntry,
@@ -52,9 +53,13 @@ LIMITS = {
     "environ": 256 * 1024,
 }
 # The only environment variables kept (each at most MAX_VARIABLE_CHARS): whose process
-# it says it is, and the GPU the hub assigned to a server. A variable a later rule needs
-# is added here.
-ENVIRON_VARIABLES = (HUB_USER_VARIABLE, VISIBLE_DEVICES_VARIABLE)
+# it says it is, the GPU the hub assigned to a server, and a kernel's notebook. A variable
+# a later rule needs is added here.
+ENVIRON_VARIABLES = (HUB_USER_VARIABLE, VISIBLE_DEVICES_VARIABLE, SESSION_NAME_VARIABLE)
+# Those kept for the process's life once JUPYTERHUB_USER was seen (the module docstring).
+# A kernel's JPY_SESSION_NAME is not: its process shows the server's environment between
+# fork and exec, and the variable only after the exec.
+KEPT_VARIABLES = (HUB_USER_VARIABLE, VISIBLE_DEVICES_VARIABLE)
 MAX_VARIABLE_CHARS = 1024
 MAY_STILL_EXEC_SECONDS = 30.0
 
@@ -109,7 +114,8 @@ def read_identity(
     procfs: Path, pid: int, prefix: str, environ: Mapping[str, str] | None = None
 ) -> ProcessIdentity:
     """What /proc/<pid> says the process is; raises Vanished if it ended meanwhile.
-    ``environ``: the variables kept from an earlier read, instead of reading them again."""
+    ``environ``: the variables kept from an earlier read; the ``KEPT_VARIABLES`` come from
+    it, not from this read."""
 
     def read(name: str, optional: bool = False) -> bytes:
         try:
@@ -122,8 +128,11 @@ def read_identity(
 
     cgroup = tuple(read("cgroup").decode(errors="replace").splitlines())
     uid = status_uid(read("status").decode(errors="replace"))
-    if environ is None:
-        environ = environ_variables(read("environ", optional=True))
+    fresh = environ_variables(read("environ", optional=True))
+    if environ is not None:
+        fresh = {name: value for name, value in fresh.items() if name not in KEPT_VARIABLES}
+        fresh.update((name, environ[name]) for name in KEPT_VARIABLES if name in environ)
+    environ = fresh
     argv = tuple(split_cmdline(read("cmdline", optional=True)))
     account = account_name(uid) if uid is not None else None
     evidence = Evidence(unit_user(cgroup, prefix), account, environ_user(environ), pod_uid(cgroup))

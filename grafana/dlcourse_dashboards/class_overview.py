@@ -294,5 +294,19 @@ def build(jobs: Jobs) -> db.Dashboard:
             )
         )
         .with_panel(alert_list())
+        .with_panel(idle_culls())
     )
     return dashboard
+
+
+def idle_culls() -> db.Panel:
+    """Kernels the idle-GPU culler shut down (on only where the lecturer turned it on)."""
+    culls = f"increase(dlcourse_user_gpu_idle_culls_total{{{INSTANCE}}}[$__rate_interval])"
+    return timeseries_panel(
+        "Idle GPU kernels shut down",
+        "Kernels the idle-GPU culler shut down because they held GPU memory idle, by student "
+        "(tljh-config set dlcourse.gpu_idle_cull true; zero while it is off).",
+        "none",
+        [query(f"sum by (user) ({in_section(culls)})", "{{user}}")],
+        bars=True,
+    )

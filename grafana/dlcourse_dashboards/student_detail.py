@@ -90,6 +90,30 @@ def summary_stats() -> list[db.Panel]:
     ]
 
 
+def gpu_hours() -> list[db.Panel]:
+    """GPU time as counters (dlcourse_user_gpu_seconds_total): seconds of a fully busy GPU,
+    the student's own share of a shared one."""
+    seconds = f"dlcourse_user_gpu_seconds_total{{{USER}}}"
+    return [
+        stat_panel(
+            "GPU-hours",
+            "The student's GPU time in the dashboard's time range: their utilization integrated "
+            "over time, in hours of a fully busy GPU (their own share of a shared GPU).",
+            "h",
+            [query(f"(sum(increase({seconds}[$__range])) / 3600) or vector(0)", "GPU-hours")],
+            w=6,
+        ),
+        timeseries_panel(
+            "GPU-hours per GPU",
+            "The student's GPU time per interval of the graph, per GPU.",
+            "h",
+            [query(f"sum by (gpu) (increase({seconds}[$__rate_interval])) / 3600", "GPU {{gpu}}")],
+            w=18,
+            bars=True,
+        ),
+    ]
+
+
 def build(jobs: Jobs) -> db.Dashboard:
     dashboard = new_dashboard(
         UID,
@@ -100,6 +124,7 @@ def build(jobs: Jobs) -> db.Dashboard:
     ).variables([*standard_variables(jobs), user_variable()])
     for panel in summary_stats():
         dashboard = dashboard.with_panel(panel)
+    hours, hours_per_gpu = gpu_hours()
     return (
         dashboard.with_row(row("GPU"))
         .with_panel(
@@ -130,6 +155,8 @@ def build(jobs: Jobs) -> db.Dashboard:
                 w=8,
             )
         )
+        .with_panel(hours)
+        .with_panel(hours_per_gpu)
         .with_row(row("Host"))
         .with_panel(
             timeseries_panel(

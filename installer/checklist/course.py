@@ -21,12 +21,15 @@ def ensure_course(ctx: Context) -> None:
                 tljh.config_add_item(host, paths, key, name)
                 changed = True
     strict = None if opts.gpu_strict is None else str(opts.gpu_strict).lower()
+    cull = None if opts.gpu_idle_cull is None else str(opts.gpu_idle_cull).lower()
     for key, value in (
         ("limits.memory", opts.mem_limit),
         ("limits.cpu", opts.cpu_limit),
         # The GPU hook reads these at each hub start (docs/gpu-assignment.md).
         ("dlcourse.gpu_policy", opts.gpu_policy),
         ("dlcourse.gpu_strict", strict),
+        # The hub starts the GPU idle culler when this is true (rendered/students.py).
+        ("dlcourse.gpu_idle_cull", cull),
     ):
         # str().lower(): config.yaml holds 2 and true where the options hold "2" and "true".
         if value is not None and str(tljh.lookup(cfg, key)).lower() != value.lower():
@@ -46,5 +49,5 @@ def ensure_course(ctx: Context) -> None:
 
 STEP = Step("course", "Course: admins, roster, limits", ensure_course,
             ("admins", "roster", "staff_group", "mem_limit", "cpu_limit", "gpu_policy",
-             "gpu_strict"),
+             "gpu_strict", "gpu_idle_cull"),
             parts=("course",))  # fmt: skip

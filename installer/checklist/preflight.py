@@ -139,6 +139,12 @@ def port_findings(host: Host, opts: Options, ports: Ports, f: Findings) -> None:
             f"below {min(start, DEFAULT_UNPRIVILEGED_PORT_START)}, or leave --grafana-port out "
             "(Grafana under the hub, /services/grafana/)"
         )
+    taken_by = {port: name for name, port in numbers.items()}
+    if opts.grafana_port in taken_by:
+        f.errors.append(
+            f"--grafana-port {opts.grafana_port}: dlcourse's {taken_by[opts.grafana_port]} "
+            "listens there (installer/layout/ports.py); choose another port below 1024"
+        )
     held = listeners(host)
     for name, port in numbers.items():
         for command, unit in held.get(port, []):

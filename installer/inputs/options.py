@@ -215,6 +215,12 @@ OPTIONS: tuple[Option, ...] = (
         default_text="what config.yaml says, else off",
     ),
     Option(
+        "gpu_idle_cull", "--gpu-idle-cull",
+        "warn, then shut down, kernels that hold GPU memory with no GPU use (20 min, then "
+        "10; docs/students.md); later: tljh-config set dlcourse.gpu_idle_cull false",
+        default_text="what config.yaml says, else off",
+    ),
+    Option(
         "grafana_port", "--grafana-port",
         "serve Grafana on this port instead of under /services/grafana/ on the hub",
         metavar="PORT", parse=_port,
@@ -395,6 +401,8 @@ def validate(opts: Options) -> list[str]:
         )
     if opts.gpu_policy == "roster" and not opts.roster_gpus:
         errors.append("--gpu-policy roster needs --roster with a gpu column")
-    if opts.no_gpu and (opts.gpu_strict or opts.gpu_policy is not None):
-        errors.append("--no-gpu cannot be combined with --gpu-policy or --gpu-strict")
+    if opts.no_gpu and (opts.gpu_strict or opts.gpu_policy is not None or opts.gpu_idle_cull):
+        errors.append(
+            "--no-gpu cannot be combined with --gpu-policy, --gpu-strict or --gpu-idle-cull"
+        )
     return errors

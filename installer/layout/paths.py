@@ -95,6 +95,13 @@ class Paths:
         return f"{self.etc}/exporter-token"
 
     @property
+    def culler_token(self) -> str:
+        """The idle-GPU culler's token at the exporter: it reads /api/idle and reports culls,
+        nothing else (root only: the exporter gets a copy from systemd, the culler from the
+        hub)."""
+        return f"{self.etc}/exporter-culler-token"
+
+    @property
     def grafana_oauth_secret(self) -> str:
         """Grafana's client secret at the hub (the grafana service's token)."""
         return f"{self.etc}/grafana-oauth-secret"
@@ -152,6 +159,11 @@ class Paths:
         return f"{self.tljh_prefix}/state/passwords.dbm"
 
     @property
+    def labextension(self) -> str:
+        """dlcourse's prebuilt JupyterLab extension in the users' environment."""
+        return f"{self.user_env}/share/jupyter/labextensions/@dlcourse/jupyterlab-gpu"
+
+    @property
     def user_jupyter_config_d(self) -> str:
         """Jupyter server settings for every user (sys.prefix/etc/jupyter of their Python)."""
         return f"{self.user_env}/etc/jupyter/jupyter_server_config.d"
@@ -159,6 +171,11 @@ class Paths:
     @property
     def tljh_config_dir(self) -> str:
         return f"{self.tljh_prefix}/config"
+
+    @property
+    def user_ipython_config_dir(self) -> str:
+        """IPython settings for every kernel of the users' environment (sys.prefix/etc/ipython)."""
+        return f"{self.user_env}/etc/ipython"
 
     @property
     def tljh_config_yaml(self) -> str:

@@ -8,7 +8,7 @@ root and holders of CAP_NET_BIND_SERVICE may bind, on every address; the non-roo
 get that one capability from their units (templates.py), and the preflight refuses a
 machine where the sysctl lets everyone bind these ports (preflight.py, docs/security.md).
 
-945-951: netbase's /etc/services (6.4, the excerpt of IANA's registry Debian and Ubuntu
+945-952: netbase's /etc/services (6.4, the excerpt of IANA's registry Debian and Ubuntu
 ship) names none of them, nor anything from 874 to 988; BIND's rndc takes 953.
 
 One place, so a test can render the whole configuration on free ports
@@ -33,6 +33,7 @@ class Ports:
     alertmanager: int = 948
     node_exporter: int = 949
     grafana: int = 950
+    student: int = 952  # each student's own page, a hub service (dlcourse_status.student)
 
     def address(self, service: str) -> str:
         """``127.0.0.1:PORT`` of one service (a field name)."""
@@ -58,6 +59,7 @@ class Ports:
 UNITS = {
     "exporter": "dlcourse-exporter.service",
     "status": "jupyterhub.service",
+    "student": "jupyterhub.service",
     "prometheus": "prometheus.service",
     "alertmanager": "prometheus-alertmanager.service",
     "node_exporter": "prometheus-node-exporter.service",

@@ -24,16 +24,23 @@ from dlcourse_installer.layout.paths import Paths
 from dlcourse_installer.layout.ports import LOOPBACK, Ports
 from dlcourse_installer.rendered import webauth
 from dlcourse_installer.rendered.generated_file import GeneratedFile
+from dlcourse_installer.rendered.students import STUDENT_SERVICE
 
 # Who may use which daemon. node_exporter has no per-student data but shows every process
 # name and mount of the server; Grafana has no use for it.
 READERS = {
-    "prometheus": ("prometheus", "grafana", "instructor"),
+    # my-gpu: the students' page reads each one's own GPU-hours (dlcourse_status/usage.py).
+    "prometheus": ("prometheus", "grafana", "instructor", STUDENT_SERVICE),
     "alertmanager": ("prometheus", "grafana", "instructor"),
     "node-exporter": ("prometheus", "instructor"),
 }
 # The account that reads each user's password file (None: root only).
-PASSWORD_GROUP = {"prometheus": "prometheus", "grafana": "grafana", "instructor": None}
+PASSWORD_GROUP = {
+    "prometheus": "prometheus",
+    "grafana": "grafana",
+    "instructor": None,
+    STUDENT_SERVICE: None,  # the hub (root) hands it to the page
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ def hub_files(paths: Paths) -> list[GeneratedFile]:
     return [
         secret(paths.exporter_token, group="prometheus"),
         secret(paths.grafana_oauth_secret, group="grafana"),
+        secret(paths.culler_token, mode=0o600),  # the exporter and the culler: both root
     ]
 
 

@@ -1,9 +1,11 @@
-"""The packaged files the installer copies: alert rules, Alertmanager's configuration, dashboards.
+"""The packaged files the installer copies: alert rules, Alertmanager's configuration,
+dashboards, the students' JupyterLab extension.
 
-They live in the repository's prometheus/ and grafana/ folders (owned by their areas) and
-are package data of the dlcourse wheel under the import names ``dlcourse_prometheus`` and
-``dlcourse_grafana`` (pyproject.toml), so a checkout, an editable install and a wheel
-installed by ``curl ... | sudo python3 -`` all find them the same way.
+They live in the repository's prometheus/, grafana/ and labextension/ folders (owned by their
+areas) and are package data of the dlcourse wheel under the import names
+``dlcourse_prometheus``, ``dlcourse_grafana`` and ``dlcourse_labextension`` (pyproject.toml),
+so a checkout, an editable install and a wheel installed by ``curl ... | sudo python3 -`` all
+find them the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 PROMETHEUS = "dlcourse_prometheus"
 GRAFANA = "dlcourse_grafana"
+LABEXTENSION = "dlcourse_labextension"
 
 
 @dataclass(frozen=True)
@@ -76,3 +79,18 @@ def grafana_provisioning() -> list[Asset]:
         for a in _files(GRAFANA, f"provisioning/{kind}", ".yml"):
             found.append(Asset(f"{kind}/{a.name}", a.origin, a.text))
     return found
+
+
+def labextension() -> list[Asset]:
+    """The JupyterLab extension as built (labextension/prebuilt: ``make labextension``); the
+    name is the path inside its folder, ``static/remoteEntry.<hash>.js``."""
+    base = package_folder(LABEXTENSION)
+    built = base / "prebuilt" if base is not None else None
+    if built is None or not (built / "package.json").is_file():
+        return []
+    return [
+        Asset(str(f.relative_to(built)), f"labextension/prebuilt/{f.relative_to(built)}",
+              f.read_text(encoding="utf-8"))
+        for f in sorted(built.rglob("*"))
+        if f.is_file()
+    ]  # fmt: skip

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from dlcourse_installer.catalogs import pytorch
 from dlcourse_installer.inputs.options import Options
 from dlcourse_installer.layout.paths import Paths
 from dlcourse_installer.layout.ports import Ports
-from dlcourse_installer.rendered import access, assets, grafana_config, staff, templates
+from dlcourse_installer.probes import kernel_gpu_errors
+from dlcourse_installer.rendered import access, assets, grafana_config, staff, students, templates
 from dlcourse_installer.rendered.generated_file import GeneratedFile
 
 
@@ -86,7 +88,29 @@ def _hub_accounts(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFi
 def _user_environment(paths: Paths) -> list[GeneratedFile]:
     settings = templates.resource_usage_settings()
     path = f"{paths.user_jupyter_config_d}/dlcourse-resource-usage.json"
-    return [GeneratedFile(path, "user-environment", settings)]
+    # Every kernel notes its own CUDA out-of-memory errors for the exporter (issue 23).
+    kernel_dir = paths.user_ipython_config_dir
+    kernel_extension = Path(kernel_gpu_errors.__file__).read_text(encoding="utf-8")
+    # A prebuilt JupyterLab extension is a folder JupyterLab finds by itself (JupyterLab 4
+    # docs, "Prebuilt Extensions": <sys.prefix>/share/jupyter/labextensions/<name>).
+    lab_extension = [
+        GeneratedFile(f"{paths.labextension}/{a.name}", "user-environment", a.text,
+                      origin=a.origin)
+        for a in assets.labextension()
+    ]  # fmt: skip
+    return [
+        GeneratedFile(path, "user-environment", settings),
+        GeneratedFile(
+            f"{kernel_dir}/{templates.KERNEL_GPU_ERRORS}.py",
+            "user-environment",
+            kernel_extension,
+            origin="installer/probes/kernel_gpu_errors.py",
+        ),
+        GeneratedFile(
+            f"{kernel_dir}/ipython_kernel_config.py", "user-environment", templates.kernel_config()
+        ),
+        *lab_extension,
+    ]
 
 
 def _pytorch_pins(paths: Paths, facts: Facts) -> list[GeneratedFile]:
@@ -140,6 +164,11 @@ def _hub_services(paths: Paths, ports: Ports, opts: Options) -> list[GeneratedFi
         *access.hub_files(paths),
         GeneratedFile(f"{paths.tljh_config_d}/dlcourse-services.py", "hub-services", snippet),
         GeneratedFile(f"{paths.tljh_config_d}/dlcourse-staff.py", "hub-services", staff_snippet),
+        GeneratedFile(
+            f"{paths.tljh_config_d}/dlcourse-students.py",
+            "hub-services",
+            students.hub_snippet(paths, ports),
+        ),  # fmt: skip
         *gpu_hook,
         GeneratedFile(paths.unit(f"{templates.EXPORTER_SERVICE}.service"), "exporter", unit),
     ]

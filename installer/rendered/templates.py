@@ -93,7 +93,7 @@ def persistenced_at_boot() -> str:
 
 
 def exporter_unit(paths: Paths, ports: Ports) -> str:
-    token_name, web_token = "hub-token", "web-token"
+    token_name, web_token, culler_token = "hub-token", "web-token", "culler-token"
     return f"""# {HEADER}
 [Unit]
 Description=dlcourse exporter: GPU and per-student metrics for Prometheus
@@ -107,12 +107,15 @@ Type=simple
 User={EXPORTER_USER}
 Group={EXPORTER_USER}
 # The tokens stay in files the exporter's account cannot read; systemd hands it private
-# copies: its hub token, and the bearer token its scrapers must show (docs/security.md).
+# copies: its hub token, the bearer token its scrapers must show, and the idle-GPU culler's
+# own token, which can only read /api/idle and report culls (docs/security.md).
 LoadCredential={token_name}:{paths.hub_token}
 LoadCredential={web_token}:{paths.exporter_token}
+LoadCredential={culler_token}:{paths.culler_token}
 ExecStart={paths.exporter_venv}/bin/dlcourse-exporter \\
     --web.listen-address={ports.address("exporter")} \\
     --web.token-file=%d/{web_token} \\
+    --web.culler-token-file=%d/{culler_token} \\
     --hub.url={ports.hub_api} \\
     --hub.token-file=%d/{token_name} \\
     --path.procfs=/proc
@@ -134,7 +137,11 @@ CapabilityBoundingSet=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_NET_B
 AmbientCapabilities=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_NET_BIND_SERVICE
 NoNewPrivileges=yes
 ProtectSystem=strict
-ProtectHome=yes
+# Read-only, not hidden (systemd.exec(5): "yes" makes /home, /root and /run/user
+# "inaccessible and empty"): whether a kernel's connection file (in the student's home) is
+# gone tells a requested shutdown from a crash, and the kernel's CUDA out-of-memory notes
+# lie beside it (docs/kernels.md).
+ProtectHome=read-only
 PrivateTmp=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
@@ -335,6 +342,35 @@ def conda_pins(pins: tuple[str, ...], conda_names: dict[str, str]) -> str:
 def resource_usage_settings() -> str:
     """jupyter-resource-usage shows CPU as well as memory, for every user."""
     return json.dumps({"ResourceUseDisplay": {"track_cpu_percent": True}}, indent=2) + "\n"
+
+
+KERNEL_GPU_ERRORS = "dlcourse_kernel_gpu_errors"  # the extension's module, and file, name
+
+
+def kernel_config() -> str:
+    """ipython_kernel_config.py for the users' environment: every kernel loads the extension
+    beside it (kernel_gpu_errors.py). IPython reads this file from sys.prefix/etc/ipython
+    (IPython 9.x IPython/core/application.py ENV_CONFIG_DIRS; ipykernel's app is named
+    "ipython-kernel"); the extension is loaded by file, so nothing joins sys.path."""
+    return f"""# {HEADER}
+# Every kernel of this environment loads {KERNEL_GPU_ERRORS} (the file beside this one):
+# it notes the kernel's own CUDA out-of-memory errors, so that the exporter can tell a
+# student why their kernel died. It never stops a kernel from starting.
+import importlib.util as _util
+import os as _os
+import sys as _sys
+
+_name = "{KERNEL_GPU_ERRORS}"
+try:
+    _path = _os.path.join(_os.path.dirname(__file__), _name + ".py")
+    _spec = _util.spec_from_file_location(_name, _path)
+    _module = _util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+    _sys.modules[_name] = _module
+    c.InteractiveShellApp.extensions.append(_name)
+except Exception:
+    pass
+"""
 
 
 def course_snippet(groups: dict[str, list[str]]) -> str:

@@ -69,4 +69,6 @@ def test_one_handler_serves_metrics(config):
     application = asgi(config)
     assert isinstance(application, exporter_app.MetricsEndpoint)
     routes = {route.path for route in application.app.routes}
-    assert routes == {"/", "/api/class", "/healthz", "/readyz"}
+    assert "/metrics" not in routes
+    assert routes == {"/", "/api/class", "/api/idle", "/api/students/{user:path}",
+                      "/api/students/{user:path}/culls", "/healthz", "/readyz"}  # fmt: skip

@@ -46,7 +46,7 @@ def test_the_bearer_token_is_required():
 def test_defaults_bind_localhost_and_run_everything_but_the_hub():
     config, check = load([], environ={})
     assert (config.listen_host, config.listen_port) == ("127.0.0.1", 9945)
-    assert config.collectors == {"gpu", "processes", "kernels", "host"}
+    assert config.collectors == {"gpu", "processes", "kernels", "host", "students"}
     assert config["hub.url"] is None and config["extra.level"] == "1" and not check
 
 
@@ -64,7 +64,7 @@ def test_collector_switches_from_flags_env_and_file(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text("[collectors]\nextra = true\nhost = false\n[extra]\nlevel = 3\n")
     config, _ = load(
-        ["--config.file", str(toml), "--no-collector.gpu"],
+        ["--config.file", str(toml), "--no-collector.gpu", "--no-collector.students"],
         {"DLCOURSE_COLLECTOR_PROCESSES": "false", "DLCOURSE_COLLECTOR_KERNELS": "0"},
     )
     assert config.collectors == {"extra"}
@@ -78,6 +78,17 @@ def test_hub_from_jupyterhub_service_environment():
     assert config["hub.token"] == "s3"
     assert "hub" in config.collectors
     assert "s3" not in repr(config)  # secrets never reach logs through repr
+
+
+def test_the_culler_has_a_token_of_its_own(tmp_path):
+    culler = tmp_path / "culler-token"
+    culler.write_text("cull\n")
+    config, _ = load([f"--web.culler-token-file={culler}"], {})
+    assert config.culler_token == "cull" and "cull" not in repr(config)
+    assert load([], {})[0].culler_token is None  # culls are refused without one
+    culler.write_text("t0ken\n")  # Prometheus's: it could forge culls
+    with pytest.raises(ConfigError, match="the culler's token must be its own"):
+        load([f"--web.culler-token-file={culler}"], {})
 
 
 def test_token_file(tmp_path):

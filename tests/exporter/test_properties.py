@@ -30,7 +30,13 @@ from dlcourse_exporter.sources.hub import (
     parse_user,
     parse_users,
 )
-from dlcourse_exporter.untrusted import MAX_LABEL_CHARS, label_value, log_text, valid_text
+from dlcourse_exporter.untrusted import (
+    MAX_LABEL_CHARS,
+    label_value,
+    log_text,
+    shown_text,
+    valid_text,
+)
 
 # Any code point, and often a lone surrogate (what JSON's "\udXXX" escapes produce);
 # st.text() would leave surrogates out, so the characters are joined by hand.
@@ -88,6 +94,14 @@ def test_log_text_is_one_printable_line(text):
     line = log_text(text)
     assert "\n" not in line and "\x1b" not in line and encodable(line)
     assert len(line) <= 4 * 200 + 40
+
+
+@QUICK
+@given(ANY_TEXT, st.integers(min_value=1, max_value=50))
+def test_shown_text_is_one_printable_line_within_its_limit(text, limit):
+    line = shown_text(text, limit)
+    assert len(line) <= limit and encodable(line)
+    assert all(char.isprintable() for char in line) and line == line.strip()
 
 
 def parses_or_refuses(parse, body) -> object:

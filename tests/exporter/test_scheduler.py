@@ -22,8 +22,10 @@ def scrape(exposition: Exposition):
 class Flaky(Source):
     """A source whose health the test switches."""
 
-    def __init__(self, name: str, needs: tuple[str, ...] = ()) -> None:
-        self.name, self.needs = name, needs
+    def __init__(
+        self, name: str, needs: tuple[str, ...] = (), optionally: tuple[str, ...] = ()
+    ) -> None:
+        self.name, self.needs, self.optionally = name, needs, optionally
         self.broken = False
         self.polls: list[tuple] = []
 
@@ -90,6 +92,22 @@ def test_a_source_gets_what_it_needs_from_the_same_cycle_or_fails_with_it():
     assert len(kernels.polls) == 2  # not polled without its input
     assert scheduler.states["kernels"].error == "InputFailed: its input table failed"
     assert scheduler.states["kernels"].last_success_timestamp is not None
+
+
+def test_a_source_takes_what_it_takes_optionally_or_none_and_is_still_polled():
+    table, nvml = Flaky("table"), Flaky("nvml")
+    students = Flaky("students", needs=("table",), optionally=("nvml", "absent"))
+    scheduler = Scheduler([students, nvml, table])  # in any order: it runs after its inputs
+    asyncio.run(scheduler.tick())
+    assert students.polls == [(1, 1, None)]  # a source nobody built is None
+    nvml.broken = True
+    asyncio.run(scheduler.tick())
+    assert students.polls[-1] == (2, None, None)
+    assert scheduler.states["students"].success
+    table.broken = True
+    asyncio.run(scheduler.tick())
+    assert len(students.polls) == 2  # what it needs, it still fails without
+    assert scheduler.states["students"].error == "InputFailed: its input table failed"
 
 
 class Hanging(Source):

@@ -36,6 +36,7 @@ GRAFANA_UNITS = {
     "bits",
     "s",
     "ms",
+    "h",  # "hours (h)": GPU-hours (toHours in the same file)
     "dtdurations",
     "dtdurationms",
     "dateTimeFromNow",

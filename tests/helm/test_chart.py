@@ -21,6 +21,7 @@ from helm_chart import (
     only,
 )
 
+from dlcourse_exporter.collectors import COLLECTORS
 from dlcourse_exporter.docs import all_metrics
 
 KUBERNETES_DOC = REPO / "docs" / "kubernetes.md"
@@ -283,9 +284,10 @@ def test_hub_collector_is_one_pod_admitted_by_the_hubs_network_policy(default_ob
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert labels["hub.jupyter.org/network-access-hub"] == "true"
     args = container(deployment)["args"]
-    assert "--collector.hub" in args and {"--no-collector.gpu", "--no-collector.processes"} <= set(
-        args
-    )
+    # Every other collector is off, a new one included (each on by default would read the
+    # pod's /proc, NVML or the host there).
+    others = {f"--no-collector.{c.name}" for c in COLLECTORS if c.on_by_default and c.name != "hub"}
+    assert "--collector.hub" in args and others <= set(args), others - set(args)
 
 
 def test_service_monitors_find_the_exporters(objects):

@@ -7,6 +7,8 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
+from pathlib import Path
 
 import pluggy
 import pytest
@@ -18,12 +20,14 @@ from dlcourse_installer.hub import hub_passwords, tljh_plugin
 from dlcourse_installer.inputs import options
 from dlcourse_installer.layout.paths import Paths
 from dlcourse_installer.layout.ports import Ports
-from dlcourse_installer.rendered import templates
+from dlcourse_installer.rendered import generated, templates
 from dlcourse_testing import tljh_env
 from dlcourse_testing.rendered import render_site
 
 from .conftest import UPSTREAM_TLJH
 
+REPO_INSTALLER = Path(__file__).resolve().parents[2] / "installer"
+FACTS = generated.Facts(python="/usr/bin/python3")
 EXPORTER_UNIT = f"/etc/systemd/system/{templates.EXPORTER_SERVICE}.service"
 RESUME_UNIT = f"/etc/systemd/system/{templates.RESUME_UNIT}"
 GRAFANA_DROPIN = "/etc/systemd/system/grafana-server.service.d/dlcourse.conf"
@@ -121,6 +125,9 @@ def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
     assert "--hub.token-file=%d/hub-token" in unit
     assert "LoadCredential=web-token:/etc/dlcourse/exporter-token" in unit
     assert "--web.token-file=%d/web-token" in unit
+    # The culler's own token: it cannot read /metrics, Prometheus cannot report culls.
+    assert "LoadCredential=culler-token:/etc/dlcourse/exporter-culler-token" in unit
+    assert "--web.culler-token-file=%d/culler-token" in unit
     # Ports below 1024 (installer/layout/ports.py): its own, and the hub's.
     assert "    --web.listen-address=127.0.0.1:945 \\" in unit.splitlines()
     assert "--hub.url=http://127.0.0.1:951/hub/api" in unit
@@ -131,6 +138,33 @@ def test_exporter_unit_is_hardened_and_keeps_the_token_out_of_argv():
     assert {"Restart=always", "StartLimitIntervalSec=0"} <= set(unit.splitlines())
     assert "RestartPreventExitStatus=2" in unit.splitlines()
     assert "LimitNOFILE=65536" in unit.splitlines()
+    # Kernels' connection files, and their CUDA OOM notes, are in the students' homes: a
+    # hidden /home made every killed kernel look shut down (its file "gone").
+    assert "ProtectHome=read-only" in unit.splitlines()
+
+
+def test_every_kernel_of_the_users_environment_loads_the_gpu_errors_extension(tmp_path):
+    """The kernel config, run the way traitlets runs a config file, registers the extension
+    the plan copies beside it (the live tests load it in real kernels)."""
+    from traitlets.config import Config
+
+    plan = {f.path: f for f in generated.plan(Paths(), Ports(), options.Options(), FACTS)}
+    folder = Paths().user_ipython_config_dir
+    extension = plan[f"{folder}/{templates.KERNEL_GPU_ERRORS}.py"].content
+    assert extension == (REPO_INSTALLER / "probes" / "kernel_gpu_errors.py").read_text()
+    (tmp_path / f"{templates.KERNEL_GPU_ERRORS}.py").write_text(extension)
+    config_file = tmp_path / "ipython_kernel_config.py"
+    config_file.write_text(plan[f"{folder}/ipython_kernel_config.py"].content)
+    config = Config()
+    config.InteractiveShellApp.extensions = ["autoreload"]  # a course's own stays
+    namespace = {"c": config, "__file__": str(config_file)}
+    try:
+        exec(compile(config_file.read_text(), str(config_file), "exec"), namespace)
+        loaded = sys.modules[templates.KERNEL_GPU_ERRORS]
+        assert loaded.__file__ == str(tmp_path / f"{templates.KERNEL_GPU_ERRORS}.py")
+        assert config.InteractiveShellApp.extensions == ["autoreload", templates.KERNEL_GPU_ERRORS]
+    finally:
+        sys.modules.pop(templates.KERNEL_GPU_ERRORS, None)
 
 
 def test_prometheus_config_and_its_rules_pass_promtool(site):
@@ -196,7 +230,8 @@ c.JupyterHub.services = [
     {"name": "cull-idle", "admin": True,
      "command": ["python3", "-m", "jupyterhub_idle_culler", "--timeout=600"]},
 ]
-c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self"]}]
+# TLJH itself sets no roles (tljh/ has no load_roles): a lecturer's own, kept by the append.
+c.JupyterHub.load_roles = [{"name": "lecturer-own", "scopes": ["read:users:name"]}]
 for extra in sorted(glob(CONFIG_D + "/*.py")):
     load_subconfig(extra)
 """
@@ -213,13 +248,16 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(site, tmp_path):
 
     names = [s["name"] for s in hub.services]
     assert names == [
-        "cull-idle", "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-status", "grafana"
+        "cull-idle", "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-status", "grafana",
+        "my-gpu",
     ]  # fmt: skip
     exporter = hub.services[1]
     # read from the root-only file when the hub starts
     assert exporter["api_token"] == site.read("/etc/dlcourse/hub-token").strip()
     roles = {r["name"]: r for r in hub.load_roles}
-    assert set(roles) == {"user", "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-staff"}
+    assert set(roles) == {
+        "lecturer-own", "user", "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-staff"
+    }  # fmt: skip
     assert roles["dlcourse-exporter"]["scopes"] == list(templates.EXPORTER_SCOPES)
     assert roles["dlcourse-exporter"]["services"] == ["dlcourse-exporter"]
     assert roles["dlcourse-prometheus"]["scopes"] == ["read:metrics"]
@@ -230,11 +268,13 @@ def test_hub_snippets_load_into_a_real_jupyterhub_and_append(site, tmp_path):
         "scopes": ["access:services!service=dlcourse-status", "access:services!service=grafana"],
         "groups": ["instructors"],
     }
+    # Every user may open their own page (installer/rendered/students.py), and no more.
+    assert roles.pop("user")["scopes"] == ["self", "access:services!service=my-gpu"]
     for role in roles.values():
         assert not any(s.startswith(("access:", "admin")) for s in role["scopes"])
     assert hub.load_groups["section-a"]["users"] == ["ada", "grace"]
     assert hub.load_groups["section-b"]["users"] == ["alan"]
-    status, grafana = hub.services[3:]
+    status, grafana = hub.services[3:5]
     assert grafana["url"] == "http://127.0.0.1:950"
     assert grafana["api_token"] == site.read("/etc/dlcourse/grafana-oauth-secret").strip()
     assert (

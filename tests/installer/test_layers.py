@@ -31,10 +31,14 @@ MAY_IMPORT = {
     # hub: the GPU policies' names are --gpu-policy's choices (gpu_policy.POLICIES).
     "inputs": {"catalogs", "hub"},
     "machine": {"layout", "catalogs", "probes"},
-    "rendered": {"layout", "catalogs", "inputs", "machine"},
+    # probes: the kernel extension's text, copied into the users' environment (as machine/
+    # reads the probe's text to run it there); rendered/ never runs it.
+    "rendered": {"layout", "catalogs", "inputs", "machine", "probes"},
     # Not hub/ nor probes/: their code runs elsewhere, and the checklist only names it.
     "checklist": {"layout", "catalogs", "inputs", "machine", "rendered"},
-    "cli": {"__init__", "layout", "inputs", "machine", "rendered", "checklist"},
+    "cli": {"__init__", "layout", "inputs", "machine", "rendered", "checklist", "report"},
+    # `dlcourse-install report`: Prometheus's answers for the lecturer, as root.
+    "report": {"layout"},
     "docs": {"inputs", "checklist"},
     "__main__": {"cli"},
     # It loads the checkout's dlcourse_installer by path, then hands over to cli.
@@ -51,7 +55,9 @@ HUB_ENVIRONMENT = {
 THIRD_PARTY = {
     "hub": HUB_ENVIRONMENT,
     # The users' environment's own tools, each tried and done without when absent.
-    "probes": {"packaging", "pip", "conda"},
+    # ipykernel: the kernel extension (kernel_gpu_errors.py) runs inside every kernel, which
+    # ipykernel itself runs.
+    "probes": {"packaging", "pip", "conda", "ipykernel"},
     # A dependency of dlcourse, imported late (webauth.py) so that a dry run from a bare
     # checkout (bootstrap.py --dry-run, the system Python) needs the standard library only.
     "rendered": {"bcrypt"},

@@ -174,6 +174,18 @@ def test_grafana_on_a_port_anyone_may_bind_is_refused(tmp_path):
     )
 
 
+@pytest.mark.parametrize("name", ["student", "exporter"])
+def test_grafana_on_a_port_of_the_stack_is_refused(tmp_path, name):
+    """Grafana with --grafana-port listens on every address: on the port of another of the
+    stack's services (the students' page's 952, say) one of the two could not start."""
+    port = Ports().numbers()[name]
+    errors = preflight.check(FakeHost(tmp_path), Options(admins=("t",), grafana_port=port)).errors
+    assert errors == [
+        f"--grafana-port {port}: dlcourse's {name} listens there (installer/layout/ports.py); "
+        "choose another port below 1024"
+    ]
+
+
 def test_no_gpu_excludes_driver_choices():
     assert validate(Options(admins=("t",), no_gpu=True, driver="550")) == [
         "--no-gpu cannot be combined with --driver or --ppa"

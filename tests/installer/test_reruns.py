@@ -111,6 +111,11 @@ CASES = {
         ["tljh-config set dlcourse.gpu_strict true", "restart jupyterhub"],
         runner.EXIT_OK,
     ),
+    "--gpu-idle-cull": (
+        lambda t: changed("--gpu-idle-cull"),
+        ["tljh-config set dlcourse.gpu_idle_cull true", "restart jupyterhub"],
+        runner.EXIT_OK,
+    ),
     "--staff-group": (
         lambda t: changed("--staff-group", "tutors"),
         [
@@ -123,7 +128,7 @@ CASES = {
         runner.EXIT_OK,
     ),  # fmt: skip
     "--grafana-port": (
-        lambda t: changed("--grafana-port", "952"),
+        lambda t: changed("--grafana-port", "954"),
         [f"write {GPU_HOOK}", "write /etc/grafana/grafana.ini", "restart grafana-server"],
         runner.EXIT_OK,
     ),

@@ -68,7 +68,7 @@ def every_option(tmp_path) -> list[str]:
     return [
         "--roster", roster(tmp_path), "--packages", packages(tmp_path), "--gpu-policy",
         "roster", "--gpu-strict", "--mem-limit", "4G", "--cpu-limit", "2", "--tensorflow",
-        "--staff-group", "tutors", "--grafana-port", "952", "--domain",
+        "--staff-group", "tutors", "--grafana-port", "954", "--domain",
         "https://class.example.edu", "--driver", "580-server", "--reboot",
     ]  # fmt: skip
 

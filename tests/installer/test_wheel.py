@@ -62,9 +62,9 @@ def _system_python() -> str:
 # demo tool the wheel still carries). The test helpers (testing/, dlcourse_testing) are a
 # distribution of their own, testing/pyproject.toml, installed by `make setup` only.
 WHEEL_PACKAGES = {
-    "dlcourse_exporter", "dlcourse_installer", "dlcourse_status", "dlcourse_secretfile",
-    "dlcourse_prometheus",
-    "dlcourse_grafana", "fakenvml",
+    "dlcourse_exporter", "dlcourse_installer", "dlcourse_status", "dlcourse_culler",
+    "dlcourse_secretfile", "dlcourse_prometheus", "dlcourse_grafana", "dlcourse_labextension",
+    "fakenvml",
 }  # fmt: skip
 
 

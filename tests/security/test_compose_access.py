@@ -34,7 +34,7 @@ SERVICES = COMPOSE["services"]
 # Services allowed the host's network namespace, where every student has a shell and may bind
 # any free port from 1024 up while a daemon restarts; and why. None needs it.
 HOST_NETWORK: dict[str, str] = {}
-# What the host reaches, each on the installer's port of the same name (installer/ports.py):
+# What the host reaches, each on the installer's port of the same name (installer/layout/ports.py):
 # the exporter (the hub's GPU hook, the status page), Grafana (the hub's proxy), Prometheus and
 # Alertmanager (the instructor, ssh -L). node_exporter is Prometheus's alone.
 PUBLISHED = {"exporter", "prometheus", "alertmanager", "grafana"}

@@ -11,7 +11,8 @@ machines): Prometheus, Alertmanager and node_exporter are Debian's binaries unde
 units with dlcourse's drop-ins, as `prometheus` with the units' capabilities, started again
 as Restart= and RestartSec= say; the exporter is its unit's ExecStart under its unit's
 restart policy (as root: its account's capabilities are those systemd reads from its unit,
-checked below); the class-status page runs as the hub (root) starts it.
+checked below); the class-status page and the students' page (my-gpu) run as the hub
+(root) starts them.
 
 For each daemon: it stops; a real student account tries to bind its port, in a loop, while
 the daemon starts again. The bind must fail, nothing may reach the student, and the daemon
@@ -44,6 +45,7 @@ import pytest
 
 from dlcourse_installer.layout.ports import Ports
 from dlcourse_installer.rendered.staff import STATUS_SERVICE
+from dlcourse_installer.rendered.students import STUDENT_SERVICE
 from dlcourse_testing import units
 from dlcourse_testing.alerting import find_tool, wait_until
 from dlcourse_testing.leftovers import create_account, remove_account
@@ -68,7 +70,9 @@ DEBIAN = {
     ),
 }  # fmt: skip
 EXPORTER_UNIT = "dlcourse-exporter.service"
-STATUS_CONFIG = "/opt/tljh/config/jupyterhub_config.d/dlcourse-staff.py"
+HUB_CONFIG_D = "/opt/tljh/config/jupyterhub_config.d"
+STAFF_CONFIG = f"{HUB_CONFIG_D}/dlcourse-staff.py"
+STUDENTS_CONFIG = f"{HUB_CONFIG_D}/dlcourse-students.py"
 WITHIN_SECONDS = 60.0  # the daemon serves again this soon after its port comes free
 STUDENT_TRIES_SECONDS = 4.0  # the student's bind() loop, while the daemon starts again
 STUDENT_LISTENS_SECONDS = 20.0  # longer than Prometheus's scrape interval (15 s)
@@ -225,7 +229,8 @@ def stack(fake_nvml_dir, user_env) -> Iterator[Stack]:
         for name in DEBIAN:
             daemons[name] = start_debian(stack, name)
         daemons["exporter"] = start_exporter(stack, fake_nvml_dir, work)
-        daemons["status"] = start_status(stack)
+        for name in HUB_PAGES:
+            daemons[name] = start_hub_page(stack, name)
         yield stack
     finally:
         for daemon in daemons.values():
@@ -252,33 +257,42 @@ def start_exporter(stack: Stack, nvml_dir: Path, work: Path) -> units.Supervised
     return units.Supervised(unit, argv, work / "exporter.log", user="root", env=env)
 
 
-def start_status(stack: Stack) -> units.Supervised:
-    """The class-status page as the hub starts it (jupyterhub/services/service.py): its
-    command with the environment the hub gives a managed service."""
-    text = stack.site.read(STATUS_CONFIG)
+# The pages the hub starts as its own managed services: (the jupyterhub_config.d file that
+# declares it, its service name, the module it runs).
+HUB_PAGES = {
+    "status": (STAFF_CONFIG, STATUS_SERVICE, "dlcourse_status"),
+    "student": (STUDENTS_CONFIG, STUDENT_SERVICE, "dlcourse_status.student"),
+}
+
+
+def start_hub_page(stack: Stack, name: str) -> units.Supervised:
+    """A page as the hub starts it (jupyterhub/services/service.py): its command with the
+    environment the hub gives a managed service."""
+    config, service, module = HUB_PAGES[name]
+    text = stack.site.read(config)
     url = re.search(r"'url': '(http://127\.0\.0\.1:\d+)'", text)[1]
     exporter_url = re.search(r"'DLCOURSE_EXPORTER_URL': '([^']+)'", text)[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DLCOURSE_", "JUPYTERHUB_"))}
     env.update(
-        JUPYTERHUB_SERVICE_NAME=STATUS_SERVICE,
+        JUPYTERHUB_SERVICE_NAME=service,
         JUPYTERHUB_SERVICE_URL=url,
-        JUPYTERHUB_SERVICE_PREFIX=f"/services/{STATUS_SERVICE}/",
+        JUPYTERHUB_SERVICE_PREFIX=f"/services/{service}/",
         JUPYTERHUB_API_TOKEN=os.urandom(16).hex(),
         JUPYTERHUB_API_URL=f"http://127.0.0.1:{stack.ports['hub']}/hub/api",
-        JUPYTERHUB_CLIENT_ID=f"service-{STATUS_SERVICE}",
+        JUPYTERHUB_CLIENT_ID=f"service-{service}",
         DLCOURSE_EXPORTER_URL=exporter_url,
         DLCOURSE_EXPORTER_TOKEN=stack.site.read("/etc/dlcourse/exporter-token").strip(),
     )
     # The hub starts it again when it exits (JupyterHub 5 Service._proc_stopped), but only
     # at its next poll of the process (Spawner.poll_interval, 30 s by default).
     hub_restarts = units.Unit(
-        name="dlcourse-status (hub service)", user="root", ambient_capabilities=frozenset(),
+        name=f"{service} (hub service)", user="root", ambient_capabilities=frozenset(),
         bounding_capabilities=None, private_users=False, restart="always",
         restart_seconds=30.0, restart_prevented=frozenset(), start_limit_seconds=0,
         start_limit_burst=0, drop_ins=(), problems=(),
     )  # fmt: skip
-    argv = [sys.executable, "-m", "dlcourse_status"]
-    return units.Supervised(hub_restarts, argv, stack.site.root.parent / "status.log", env=env)
+    argv = [sys.executable, "-m", module]
+    return units.Supervised(hub_restarts, argv, stack.site.root.parent / f"{name}.log", env=env)
 
 
 def serves(stack: Stack, name: str) -> bool:
@@ -358,7 +372,7 @@ def assert_refused(stack: Stack, name: str, result: dict) -> None:
     assert result["errno"] == 13, f"bind failed, but not for lack of privilege: {result}"
 
 
-@pytest.mark.parametrize("name", ["exporter", *DEBIAN, "status"])
+@pytest.mark.parametrize("name", ["exporter", *DEBIAN, *HUB_PAGES])
 def test_a_student_cannot_take_a_port_while_its_daemon_restarts(running, name):
     stack = running
     daemon = stack.daemons[name]
@@ -395,7 +409,7 @@ def held_long_enough(daemon: units.Supervised) -> Callable[[], bool]:
     return check
 
 
-@pytest.mark.parametrize("name", ["exporter", *DEBIAN, "status"])
+@pytest.mark.parametrize("name", ["exporter", *DEBIAN, *HUB_PAGES])
 def test_the_daemon_serves_within_a_minute_of_its_port_coming_free(running, name, record_property):
     stack = running
     daemon, port = stack.daemons[name], stack.ports[name]

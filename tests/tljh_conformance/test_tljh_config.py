@@ -21,19 +21,22 @@ def test_tljh_accepts_every_tljh_config_command_of_the_installer(make_tljh_hub, 
     # The fixture runs each command with TLJH's tljh-config and raises on a refusal.
     hub = make_tljh_hub(
         "--roster", str(roster), "--mem-limit", "1.5G", "--cpu-limit", "2",
-        "--gpu-policy", "round-robin", "--gpu-strict", start=False,
+        "--gpu-policy", "round-robin", "--gpu-strict", "--gpu-idle-cull", start=False,
     )  # fmt: skip
     ran = [argv[1:3] for argv in hub.configured]
     assert ran == [["add-item", "users.allowed"]] * len(people) + [
         ["set", "limits.memory"], ["set", "limits.cpu"],
         ["set", "dlcourse.gpu_policy"], ["set", "dlcourse.gpu_strict"],
+        ["set", "dlcourse.gpu_idle_cull"],
     ]  # fmt: skip
     assert probe("validate", prefix=hub.prefix) == {"errors": []}
     config = yaml.safe_load((hub.prefix / "config" / "config.yaml").read_text())
     assert config["users"] == {"admin": [hub.admin], "allowed": people}
     assert config["limits"] == {"memory": "1.5G", "cpu": 2}
     # The GPU hook's settings: a section TLJH's schema lets through (docs/gpu-assignment.md).
-    assert config["dlcourse"] == {"gpu_policy": "round-robin", "gpu_strict": True}
+    assert config["dlcourse"] == {
+        "gpu_policy": "round-robin", "gpu_strict": True, "gpu_idle_cull": True,
+    }  # fmt: skip
     # The installer reads TLJH's file back (with TLJH's hub Python) and finds nothing to do.
     assert installer_tljh_config_commands(hub.prefix, *hub.install_args) == []
 

@@ -30,7 +30,9 @@ def docs_exporter_scopes() -> set[str]:
 @pytest.fixture(scope="module")
 def course(make_tljh_hub, tmp_path_factory):
     roster, people = write_roster(tmp_path_factory.mktemp("roster"))
-    hub = make_tljh_hub("--roster", str(roster), "--mem-limit", MEM_LIMIT, "--cpu-limit", "2")
+    hub = make_tljh_hub(
+        "--roster", str(roster), "--mem-limit", MEM_LIMIT, "--cpu-limit", "2", "--gpu-idle-cull"
+    )  # fmt: skip
     return hub, people
 
 
@@ -46,15 +48,20 @@ def test_dlcourse_services_join_tljhs_and_its_idle_culler_still_runs(course):
         "cull-idle",  # TLJH's (tljh/configurer.py set_cull_idle_service)
         "dlcourse-exporter", "dlcourse-prometheus", "dlcourse-status", "grafana",
         "test-driver",
+        "my-gpu",  # each student's own page (installer/rendered/students.py)
+        "dlcourse-gpu-culler",  # started because tljh-config set dlcourse.gpu_idle_cull true
     }  # fmt: skip
     culler = services["cull-idle"]
     assert culler["command"][1:3] == ["-m", "jupyterhub_idle_culler"] and culler["pid"] > 0
     assert services["dlcourse-exporter"]["roles"] == ["dlcourse-exporter"]
     assert services["dlcourse-prometheus"]["roles"] == ["dlcourse-prometheus"]
+    assert services["dlcourse-gpu-culler"]["roles"] == ["dlcourse-gpu-culler"]
+    assert services["dlcourse-gpu-culler"]["pid"] > 0
     # Started by the hub with TLJH's Python, behind TLJH's hub login.
-    assert services["dlcourse-status"]["pid"] > 0
-    page = httpx.get(hub.public_url + "/services/dlcourse-status/")
-    assert page.status_code == 302 and "/hub/api/oauth2/authorize" in page.headers["location"]
+    for name in ("dlcourse-status", "my-gpu"):
+        assert services[name]["pid"] > 0
+        page = httpx.get(hub.public_url + f"/services/{name}/")
+        assert page.status_code == 302 and "/hub/api/oauth2/authorize" in page.headers["location"]
     # The culler culls at start: its first call to the hub is answered.
     deadline = time.monotonic() + 60
     while not re.search(r"200 GET /hub/api/users\S* \(cull-idle@", hub.log_tail(400)):

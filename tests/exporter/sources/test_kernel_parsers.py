@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dlcourse_exporter.sources import proc_events
-from dlcourse_exporter.sources.kernels import classify
+from dlcourse_exporter.sources.kernels import MAX_NOTEBOOK_CHARS, classify, notebook_name
 from dlcourse_exporter.sources.procfs import (
     exit_reason,
     kernel_connection_file,
@@ -182,3 +182,17 @@ def test_listen_message_with_an_event_filter():
 def test_only_linux_6_6_and_later_is_sent_a_filter(release, filters):
     # An older kernel ignores a listen message of the new size: it would send nothing.
     assert proc_events.kernel_filters_events(release) is filters
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"JPY_SESSION_NAME": "/home/jupyter-ada/week3/train.ipynb"}, "train.ipynb"),
+        ({"JPY_SESSION_NAME": "train.ipynb"}, "train.ipynb"),  # a path without a folder
+        ({}, ""),  # a kernel started another way
+        ({"JPY_SESSION_NAME": "a\nb\x1b[2J.ipynb"}, "a b [2J.ipynb"),  # one printable line
+        ({"JPY_SESSION_NAME": "x" * 5000}, "x" * (MAX_NOTEBOOK_CHARS - 1) + "…"),
+    ],
+)
+def test_a_kernel_s_notebook_is_the_file_name_jupyter_server_gave_it(environ, expected):
+    assert notebook_name(environ) == expected

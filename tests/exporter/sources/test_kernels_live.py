@@ -7,12 +7,8 @@ with a shutdown_request and one is restarted. Only the first two are crashes.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -24,38 +20,11 @@ from dlcourse_testing.exporter_run import (
     wait_for,
     wait_poll_after,
 )
-from dlcourse_testing.students import python_as
+from dlcourse_testing.kernels import KernelDriver
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real accounts")
 
-DRIVER = Path(__file__).with_name("kernel_driver.py")
 COLLECTORS = ("--no-collector.gpu", "--no-collector.processes", "--collector.kernels")
-
-
-class Driver:
-    def __init__(self, account, user_env: Path, hub_user: str) -> None:
-        self.process = python_as(
-            account,
-            DRIVER.read_text(),  # its source, not its path: a checkout may be 0700
-            env={"PATH": f"{user_env}/bin:/usr/bin:/bin", "JUPYTERHUB_USER": hub_user},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def ask(self, command: str) -> dict:
-        assert self.process.stdin and self.process.stdout
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        assert line, f"kernel driver died on {command!r}"
-        return json.loads(line)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(AssertionError, BrokenPipeError):
-                self.ask("quit")
-            self.process.wait(30)
 
 
 @pytest.mark.parametrize("exit_events", ["auto", "poll"])
@@ -64,7 +33,7 @@ def test_crashes_counted_by_signal_and_shutdowns_not(
 ):
     account = make_linux_user()
     hub_user = f"hub-{account.pw_name}"  # JUPYTERHUB_USER names the hub user, not the account
-    driver = Driver(account, user_env, hub_user)
+    driver = KernelDriver(account, user_env, hub_user)
     args = (*COLLECTORS, "--collection.interval=0.5", f"--kernels.exit-events={exit_events}")
     # The account runs servers for other hub users, as a spawner's shared account does: only
     # then does the exporter believe JUPYTERHUB_USER (sources/owners.py).

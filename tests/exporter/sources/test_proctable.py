@@ -116,3 +116,21 @@ def test_a_server_s_environment_is_kept_from_when_it_was_first_seen(tmp_path):
     # A new process with the same pid (another start time) is read afresh.
     write_process(tmp_path, 50, environ=forged, start_ticks=100 * 3000)
     assert source.poll().get(50).identity.environ["CUDA_VISIBLE_DEVICES"] == "GPU-b"
+
+
+def test_a_kernel_s_notebook_is_read_after_its_exec_while_its_owner_stays_kept(tmp_path):
+    """Between fork and exec a kernel shows its server's environment (JUPYTERHUB_USER, no
+    JPY_SESSION_NAME); the notebook's name is read after the exec, the kept ones are not."""
+    started = {"start_ticks": 100 * 60}
+    write_uptime(tmp_path, 60 + 5)
+    server = b"JUPYTERHUB_USER=ana\0CUDA_VISIBLE_DEVICES=GPU-a\0"
+    write_process(tmp_path, 51, environ=server, comm="jupyterhub-sing", **started)  # pre-exec
+    source = ProcessTableSource(Owners(), tmp_path)
+    assert "JPY_SESSION_NAME" not in source.poll().get(51).identity.environ
+    kernel = b"JUPYTERHUB_USER=bob\0CUDA_VISIBLE_DEVICES=GPU-b\0JPY_SESSION_NAME=/h/a.ipynb\0"
+    write_process(tmp_path, 51, environ=kernel, comm="python", **started)
+    assert source.poll().get(51).identity.environ == {
+        "JUPYTERHUB_USER": "ana",
+        "CUDA_VISIBLE_DEVICES": "GPU-a",
+        "JPY_SESSION_NAME": "/h/a.ipynb",
+    }

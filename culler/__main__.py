@@ -1,0 +1,5 @@
+import sys
+
+from dlcourse_culler.service import main
+
+sys.exit(main())
