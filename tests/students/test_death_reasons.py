@@ -61,7 +61,13 @@ def one_death(course, student, browser, reason, number, tally, cage) -> None:
         cage.put(pid)  # the kernel alone: the OOM killer has no other choice
     gpu = XID_GPU if reason == "xid" else 0
     course.add_process(Process(pid, GIB, 10), gpu=gpu)
-    course.wait_page(browser, lambda a: kernel in {k["kernel_id"] for k in a["kernels"]})
+    # Provoke only once the page lists the kernel holding its GPU memory: an XID is pinned on
+    # a kernel the exporter saw hold memory on that GPU (docs/kernels.md), and a kernel that
+    # dies before any collection cycle saw its memory can only be judged by how it ended.
+    course.wait_page(
+        browser,
+        lambda a: any(k["kernel_id"] == kernel and k.get("gpu_memory_bytes") for k in a["kernels"]),
+    )
     cells = KernelCells(pid)
     try:
         provoked = time.monotonic()
