@@ -66,9 +66,9 @@ class Prometheus:
         basic = base64.b64encode(f"{self.user}:{password}".encode()).decode()
         return {"Authorization": f"Basic {basic}", "Accept": "application/json"}
 
-    async def scalar(self, query: str, headers: dict[str, str]) -> float:
+    async def scalar(self, query: str, at: float, headers: dict[str, str]) -> float:
         request = httpclient.HTTPRequest(
-            f"{self.url}/api/v1/query?{urlencode({'query': query})}",
+            f"{self.url}/api/v1/query?{urlencode({'query': query, 'time': f'{at:.3f}'})}",
             headers=headers,
             request_timeout=TIMEOUT_SECONDS,
             follow_redirects=False,
@@ -85,10 +85,13 @@ class Prometheus:
         if cached is not None and now - cached[0] < CACHE_SECONDS:
             return cached[1]
         keys = [(w, s) for w in WINDOWS for s in SERIES]
+        # Every query at one instant: increase() extrapolates to the end of its range, so a
+        # week asked a moment after the term could show more GPU-hours than the term.
+        at = time.time()
         try:
             headers = self._headers()
             values = await asyncio.gather(
-                *(self.scalar(usage_query(SERIES[s][0], user, WINDOWS[w]), headers)
+                *(self.scalar(usage_query(SERIES[s][0], user, WINDOWS[w]), at, headers)
                   for w, s in keys)
             )  # fmt: skip
         except (OSError, httpclient.HTTPClientError, ValueError, KeyError, IndexError, TypeError):
