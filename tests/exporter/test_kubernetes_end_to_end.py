@@ -135,10 +135,6 @@ def test_gpu_processes_belong_to_the_students_of_their_pods(
 
     # The API goes away: nobody is a student, and the health series says why.
     api.go_down()
-    samples = exporter.wait_for(
-        lambda s: value(s, "dlcourse_collector_success", collector="kubernetes") == 0,
-        what="the kubernetes collector failing",
-    )
     samples = attributed({}, 11, "every GPU process unattributed while the API is down", False)
     assert value(samples, "dlcourse_collector_success", collector="processes") == 1
     # Logged at the source's next poll, which may come after the processes collector's.
